@@ -1,0 +1,271 @@
+//! The article catalog in memory: lookups by id, per-channel lists newest first, the channel
+//! list, the deterministic demo catalog, and JSON Lines import.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::model::{ALL_CHANNELS, Article, ArticleId, Channel, ChannelId};
+
+/// The toutiao course's channels (id, name); 推荐 (0) is every channel at once.
+pub const CHANNELS: &[(ChannelId, &str)] = &[
+    (0, "推荐"),
+    (1, "html"),
+    (2, "开发者资讯"),
+    (3, "ios"),
+    (4, "c++"),
+    (5, "android"),
+    (6, "css"),
+    (7, "数据库"),
+    (8, "区块链"),
+    (9, "go"),
+    (10, "产品"),
+    (11, "后端"),
+    (12, "linux"),
+    (13, "人工智能"),
+    (14, "php"),
+    (15, "javascript"),
+    (16, "架构"),
+    (17, "前端"),
+    (18, "python"),
+    (19, "java"),
+    (20, "算法"),
+    (21, "面试"),
+    (22, "科技动态"),
+    (23, "js"),
+    (24, "设计"),
+    (25, "数码产品"),
+];
+
+pub fn is_channel(id: ChannelId) -> bool {
+    CHANNELS.iter().any(|(c, _)| *c == id)
+}
+
+/// Articles indexed for the feed. Immutable once built; a new catalog replaces it whole.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    articles: Vec<Article>,
+    by_id: HashMap<ArticleId, u32>,
+    /// Per channel (and `ALL_CHANNELS`), article indexes newest first.
+    fresh: HashMap<ChannelId, Vec<u32>>,
+}
+
+impl Catalog {
+    pub fn new(mut articles: Vec<Article>) -> Self {
+        articles.sort_by_key(|a| a.id);
+        articles.dedup_by_key(|a| a.id);
+        let by_id = articles.iter().enumerate().map(|(i, a)| (a.id, i as u32)).collect();
+        let mut order: Vec<u32> = (0..articles.len() as u32).collect();
+        order.sort_by_key(|&i| {
+            let a = &articles[i as usize];
+            (std::cmp::Reverse(a.publish_time), std::cmp::Reverse(a.id))
+        });
+        let mut fresh: HashMap<ChannelId, Vec<u32>> = HashMap::new();
+        for &i in &order {
+            fresh.entry(articles[i as usize].channel_id).or_default().push(i);
+        }
+        fresh.insert(ALL_CHANNELS, order);
+        Self { articles, by_id, fresh }
+    }
+
+    pub fn len(&self) -> usize {
+        self.articles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.articles.is_empty()
+    }
+
+    pub fn get(&self, id: ArticleId) -> Option<&Article> {
+        self.by_id.get(&id).map(|&i| &self.articles[i as usize])
+    }
+
+    pub fn contains(&self, id: ArticleId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// Articles of `channel` (every article for `ALL_CHANNELS`), newest first.
+    pub fn newest_first(&self, channel: ChannelId) -> impl Iterator<Item = &Article> {
+        self.fresh.get(&channel).into_iter().flatten().map(|&i| &self.articles[i as usize])
+    }
+
+    /// Every channel with its article count, 推荐 first.
+    pub fn channels(&self) -> Vec<(Channel, usize)> {
+        CHANNELS
+            .iter()
+            .map(|&(id, name)| {
+                let count = self.fresh.get(&id).map_or(0, Vec::len);
+                (Channel { id, name: name.to_owned() }, count)
+            })
+            .collect()
+    }
+}
+
+/// Topic words per channel for the demo catalog.
+const TOPICS: &[(ChannelId, &[&str])] = &[
+    (1, &["HTML5", "语义化标签", "Canvas", "表单校验", "Web Components", "无障碍"]),
+    (2, &["开源社区", "开发者大会", "GitHub", "技术招聘", "远程办公", "程序员成长"]),
+    (3, &["Swift", "SwiftUI", "UIKit", "Xcode", "Combine", "内存管理"]),
+    (4, &["模板元编程", "智能指针", "移动语义", "STL", "C++20 协程", "内存模型"]),
+    (5, &["Kotlin", "Jetpack Compose", "Activity 生命周期", "Gradle", "性能优化", "Binder"]),
+    (6, &["Flex 布局", "Grid 布局", "CSS 变量", "动画", "响应式设计", "BFC"]),
+    (7, &["MySQL", "索引", "事务隔离", "Redis", "分库分表", "SQL 调优"]),
+    (8, &["比特币", "以太坊", "智能合约", "共识算法", "零知识证明", "钱包"]),
+    (9, &["goroutine", "channel", "Gin", "泛型", "GC", "context"]),
+    (10, &["需求分析", "用户增长", "原型设计", "数据驱动", "A/B 测试", "产品思维"]),
+    (11, &["微服务", "消息队列", "RPC", "缓存设计", "高并发", "接口幂等"]),
+    (12, &["Shell", "systemd", "进程调度", "文件系统", "网络调优", "容器"]),
+    (13, &["深度学习", "Transformer", "推荐系统", "自然语言处理", "计算机视觉", "强化学习"]),
+    (14, &["Laravel", "Composer", "PHP 8", "Swoole", "性能调优", "安全"]),
+    (15, &["闭包", "原型链", "事件循环", "Promise", "ES2024", "TypeScript"]),
+    (16, &["DDD", "分布式事务", "服务治理", "高可用", "架构演进", "限流熔断"]),
+    (17, &["Vue", "React", "Webpack", "Vite", "状态管理", "前端工程化"]),
+    (18, &["装饰器", "生成器", "asyncio", "Django", "Flask", "pandas"]),
+    (19, &["JVM", "Spring Boot", "并发编程", "集合框架", "虚拟线程", "MyBatis"]),
+    (20, &["动态规划", "二叉树", "图算法", "排序", "贪心", "回溯"]),
+    (21, &["面试题", "简历", "系统设计面试", "算法面试", "offer", "职业规划"]),
+    (22, &["大模型", "芯片", "5G", "自动驾驶", "云计算", "开源"]),
+    (23, &["Node.js", "模块化", "异步编程", "V8", "npm", "Deno"]),
+    (24, &["UI 设计", "交互设计", "设计系统", "配色", "Figma", "用户体验"]),
+    (25, &["手机评测", "笔记本", "耳机", "智能手表", "相机", "平板"]),
+];
+
+const TITLES: &[&str] = &[
+    "{a}详解：从入门到实战",
+    "深入理解{a}",
+    "{a}的 {n} 个常见误区",
+    "用{a}和{b}构建一个真实项目",
+    "{a}性能优化实践",
+    "一文读懂{a}",
+    "{a}源码剖析",
+    "为什么你应该重新认识{a}",
+    "{a}与{b}：该怎么选？",
+    "{n} 分钟掌握{a}",
+    "{a}在生产环境中的踩坑记录",
+    "从{b}到{a}：一次迁移复盘",
+];
+
+const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "周", "吴", "徐", "孙", "马", "胡", "郭"];
+const GIVEN: &[&str] = &["伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "军", "杰", "涛", "明", "超", "霞"];
+
+/// How many articles the demo catalog has.
+pub const DEMO_SIZE: usize = 6_000;
+
+/// The built-in demo catalog: `count` articles over every channel, published in the 30 days
+/// before `now_ms`. The same `(seed, now_ms, count)` always gives the same catalog.
+pub fn demo_articles(seed: u64, now_ms: i64, count: usize) -> Vec<Article> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    const MONTH_MS: i64 = 30 * 24 * 3_600_000;
+    (1..=count as i64)
+        .map(|id| {
+            let (channel_id, topics) = TOPICS[rng.random_range(0..TOPICS.len())];
+            let a = *topics.choose(&mut rng).expect("topics are not empty");
+            let b: &str = **topics.iter().filter(|t| **t != a).collect::<Vec<_>>().choose(&mut rng).expect("two topics");
+            let template = TITLES.choose(&mut rng).expect("titles are not empty");
+            let n = rng.random_range(3..=12).to_string();
+            let title = template.replace("{a}", a).replace("{b}", b).replace("{n}", &n);
+            let author = format!(
+                "{}{}",
+                SURNAMES.choose(&mut rng).expect("surnames"),
+                GIVEN.choose(&mut rng).expect("given names")
+            );
+            let channel_name = CHANNELS.iter().find(|(c, _)| *c == channel_id).map_or("", |(_, n)| n);
+            Article {
+                id,
+                channel_id,
+                summary: format!("本文围绕{a}展开，结合{b}的实际案例，讲清楚原理、用法与常见问题。"),
+                title,
+                author,
+                publish_time: now_ms - rng.random_range(0..MONTH_MS),
+                keywords: vec![a.to_owned(), b.to_owned(), channel_name.to_owned()],
+                cover: String::new(),
+            }
+        })
+        .collect()
+}
+
+/// What `reco import` found in a JSON Lines file.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub articles: Vec<Article>,
+    /// (1-based line number, reason) of every line that was refused.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Reads one article per line (`{"id":1,"channel_id":18,"title":"...","author":"...",
+/// "publish_time":1763900000000,"keywords":["..."],"summary":"...","cover":"..."}`); blank
+/// lines are skipped, bad lines reported with their number and reason.
+pub fn parse_jsonl(reader: impl BufRead) -> std::io::Result<ImportReport> {
+    let mut report = ImportReport::default();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Article>(&line).map_err(|e| e.to_string()).and_then(validate) {
+            Ok(a) => report.articles.push(a),
+            Err(reason) => report.rejected.push((i + 1, reason)),
+        }
+    }
+    Ok(report)
+}
+
+fn validate(a: Article) -> Result<Article, String> {
+    if a.id <= 0 {
+        return Err(format!("id must be > 0, got {}", a.id));
+    }
+    if a.channel_id == ALL_CHANNELS || !is_channel(a.channel_id) {
+        return Err(format!("unknown channel_id {} (known: 1..={})", a.channel_id, CHANNELS.len() - 1));
+    }
+    if a.title.trim().is_empty() {
+        return Err("title is empty".to_owned());
+    }
+    if a.publish_time <= 0 {
+        return Err(format!("publish_time must be Unix milliseconds > 0, got {}", a.publish_time));
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_catalog_is_deterministic_and_covers_every_channel() {
+        let a = demo_articles(7, 1_763_900_000_000, DEMO_SIZE);
+        assert_eq!(a, demo_articles(7, 1_763_900_000_000, DEMO_SIZE));
+        assert_ne!(a, demo_articles(8, 1_763_900_000_000, DEMO_SIZE));
+        let catalog = Catalog::new(a);
+        assert_eq!(catalog.len(), DEMO_SIZE);
+        for (channel, count) in catalog.channels() {
+            assert!(count > 100, "channel {} has {count} articles", channel.name);
+        }
+        let newest: Vec<i64> = catalog.newest_first(18).map(|a| a.publish_time).collect();
+        assert!(newest.windows(2).all(|w| w[0] >= w[1]));
+        assert!(catalog.newest_first(18).all(|a| a.channel_id == 18));
+    }
+
+    #[test]
+    fn import_reports_bad_lines_with_numbers() {
+        let text = concat!(
+            r#"{"id":1,"channel_id":18,"title":"t","author":"a","publish_time":5,"keywords":["k"]}"#,
+            "\n\n",
+            "not json\n",
+            r#"{"id":2,"channel_id":99,"title":"t","author":"a","publish_time":5}"#,
+            "\n",
+            r#"{"id":3,"channel_id":18,"title":" ","author":"a","publish_time":5}"#,
+            "\n",
+            r#"{"id":4,"channel_id":18,"title":"ok","author":"a","publish_time":5}"#,
+            "\n",
+        );
+        let report = parse_jsonl(text.as_bytes()).unwrap();
+        assert_eq!(report.articles.iter().map(|a| a.id).collect::<Vec<_>>(), vec![1, 4]);
+        let lines: Vec<usize> = report.rejected.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, vec![3, 4, 5]);
+        assert!(report.rejected[1].1.contains("unknown channel_id 99"), "{:?}", report.rejected);
+        assert!(report.rejected[2].1.contains("title is empty"));
+    }
+}

@@ -1,0 +1,142 @@
+//! One test suite for every [`Store`] backend: each backend's tests call [`run_all`] on a fresh
+//! store. Assertions panic with a message naming the broken rule.
+
+use std::sync::Arc;
+
+use crate::model::{Action, Article, ALL_CHANNELS};
+use crate::store::{AppendOutcome, Batch, BatchItem, EventKey, EventRecord, Sources, Store};
+
+/// Runs every check on `store`, which must be empty.
+pub fn run_all<S: Store>(store: &S) {
+    catalog(store);
+    meta(store);
+    batches(store);
+    events(store);
+    concurrent_appends(store);
+}
+
+fn article(id: i64, title: &str) -> Article {
+    Article {
+        id,
+        channel_id: 1,
+        title: title.to_owned(),
+        author: "a".to_owned(),
+        publish_time: 1_700_000_000_000 + id,
+        keywords: vec!["k1".to_owned(), "关键词".to_owned()],
+        summary: String::new(),
+        cover: String::new(),
+    }
+}
+
+fn batch(time: i64, ids: &[i64]) -> Batch {
+    Batch {
+        time,
+        request_id: time as u64 * 7,
+        items: ids.iter().map(|&article_id| BatchItem { article_id, sources: Sources::FRESH }).collect(),
+    }
+}
+
+fn event(key: u8, user: &str, action: Action, ids: &[i64]) -> EventRecord {
+    EventRecord {
+        key: EventKey([key; 16]),
+        user: user.to_owned(),
+        channel: 1,
+        action,
+        article_ids: ids.to_vec(),
+        time: 1_700_000_000_000,
+        read_ms: if action == Action::Read { 5000 } else { 0 },
+        popularity_log2: if action == Action::Exposure { f64::NEG_INFINITY } else { 1.0 },
+    }
+}
+
+pub fn catalog<S: Store>(store: &S) {
+    assert!(store.load_articles().unwrap().is_empty(), "a new store has no articles");
+    store.upsert_articles(&[article(2, "two"), article(1, "one")]).unwrap();
+    store.upsert_articles(&[article(2, "two, edited")]).unwrap();
+    let mut loaded = store.load_articles().unwrap();
+    loaded.sort_by_key(|a| a.id);
+    assert_eq!(loaded, vec![article(1, "one"), article(2, "two, edited")], "upsert replaces by id");
+}
+
+pub fn meta<S: Store>(store: &S) {
+    assert_eq!(store.get_meta("conformance.k").unwrap(), None);
+    store.put_meta("conformance.k", b"v1").unwrap();
+    store.put_meta("conformance.k", b"v2").unwrap();
+    assert_eq!(store.get_meta("conformance.k").unwrap().as_deref(), Some(&b"v2"[..]));
+}
+
+pub fn batches<S: Store>(store: &S) {
+    let user = "conformance-batches";
+    assert_eq!(store.with_user(user, |u| u.channel(3).latest_time()).unwrap(), 0, "no batch yet");
+    assert_eq!(store.append_batch(user, 3, batch(100, &[1, 2])).unwrap(), AppendOutcome::Appended { previous: 0 });
+    assert_eq!(store.append_batch(user, 3, batch(200, &[3])).unwrap(), AppendOutcome::Appended { previous: 100 });
+    assert_eq!(
+        store.append_batch(user, 3, batch(200, &[9])).unwrap(),
+        AppendOutcome::Stale { latest: 200 },
+        "a batch at an existing time is refused"
+    );
+    assert_eq!(store.append_batch(user, 3, batch(150, &[9])).unwrap(), AppendOutcome::Stale { latest: 200 });
+    assert_eq!(store.append_batch(user, ALL_CHANNELS, batch(50, &[4])).unwrap(), AppendOutcome::Appended { previous: 0 });
+    store
+        .with_user(user, |u| {
+            let h = u.channel(3);
+            assert_eq!(h.latest_time(), 200);
+            let (b, older) = h.at_or_before(199).expect("batch at 100");
+            assert_eq!((b.time, older), (100, 0));
+            assert_eq!(b.as_ref(), &batch(100, &[1, 2]), "batches come back as stored");
+            let (b, older) = h.at_or_before(1_000).expect("batch at 200");
+            assert_eq!((b.time, older), (200, 100));
+            assert!(h.at_or_before(99).is_none());
+            assert!(h.was_served(1) && h.was_served(3) && !h.was_served(9) && !h.was_served(4));
+            assert!(u.channel(ALL_CHANNELS).was_served(4));
+            assert_eq!(u.channel(7).latest_time(), 0);
+        })
+        .unwrap();
+    assert_eq!(store.with_user("conformance-other", |u| u.channel(3).served_count()).unwrap(), 0, "users are separate");
+}
+
+pub fn events<S: Store>(store: &S) {
+    let user = "conformance-events";
+    let evs = [
+        event(1, user, Action::Exposure, &[10, 11]),
+        event(2, user, Action::Click, &[10]),
+        event(3, user, Action::Read, &[11]),
+    ];
+    assert_eq!(store.record_events(&evs).unwrap(), vec![true, true, true]);
+    assert_eq!(
+        store.record_events(&[evs[1].clone(), event(4, user, Action::Share, &[10])]).unwrap(),
+        vec![false, true],
+        "a known key is a duplicate"
+    );
+    let c = store.counters(&[10, 11, 12]).unwrap();
+    assert_eq!((c[0].exposures, c[0].clicks, c[0].shares, c[0].reads), (1, 1, 1, 0));
+    assert_eq!((c[1].exposures, c[1].reads, c[1].read_ms), (1, 1, 5000));
+    assert!((c[0].popularity_log2 - 2.0).abs() < 1e-9, "two weight-2^1 events sum to 2^2: {}", c[0].popularity_log2);
+    assert_eq!(c[2], Default::default(), "an article without events has zero counters");
+    let mut all = store.all_counters().unwrap();
+    all.sort_by_key(|(id, _)| *id);
+    assert_eq!(all.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![10, 11]);
+    assert!(store.with_user(user, |u| u.has_read(11) && !u.has_read(10)).unwrap(), "read events fill the read set");
+    store.flush().unwrap();
+}
+
+pub fn concurrent_appends<S: Store>(store: &S) {
+    // Many threads race to append at the same times: exactly one wins each time.
+    let user = "conformance-race";
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let wins = &wins;
+            s.spawn(move || {
+                for time in 1..=50 {
+                    if let AppendOutcome::Appended { .. } = store.append_batch(user, 5, batch(time, &[time * 10 + t])).unwrap() {
+                        wins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let stored = store.with_user(user, |u| u.channel(5).batches().map(Arc::clone).collect::<Vec<_>>()).unwrap();
+    assert!(stored.windows(2).all(|w| w[0].time < w[1].time), "batches are kept in time order");
+    assert_eq!(wins.into_inner(), stored.len(), "every win is stored, no loss stored");
+}

@@ -1,0 +1,23 @@
+//! The reco feed engine, free of any transport or storage detail.
+//!
+//! It holds the catalog in memory, applies the paging rules of the seed contract (refresh vs
+//! history, never repeat), ranks candidates in named stages (candidates -> filter -> score ->
+//! pick), mints and verifies signed tracking params, and turns reported params into events.
+//! Everything durable goes through the [`store::Store`] trait; protocol types are converted at
+//! the server's edge.
+
+pub mod catalog;
+mod engine;
+pub mod feed;
+pub mod hot;
+pub mod model;
+pub mod params;
+pub mod popularity;
+pub mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use engine::{
+    ArticleStats, Engine, EngineConfig, EngineError, FeedItem, FeedRequest, FeedResponse, ReportedEvent, Verdict,
+};

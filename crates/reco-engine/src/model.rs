@@ -1,0 +1,65 @@
+//! Plain domain types shared by the engine and the stores.
+
+use serde::{Deserialize, Serialize};
+
+pub type ArticleId = i64;
+pub type ChannelId = i32;
+
+/// Channel 0 is 推荐: every channel at once.
+pub const ALL_CHANNELS: ChannelId = 0;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Article {
+    pub id: ArticleId,
+    pub channel_id: ChannelId,
+    pub title: String,
+    pub author: String,
+    /// Unix time in milliseconds.
+    pub publish_time: i64,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cover: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub id: ChannelId,
+    pub name: String,
+}
+
+/// What a user did with an article; the `action` of a tracking param.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The batch was shown; carries every id of the batch.
+    Exposure,
+    Click,
+    Collect,
+    Share,
+    Read,
+}
+
+impl Action {
+    /// The four per-article actions, in the order of the seed's `Track` message.
+    pub const TRACKED: [Action; 4] = [Action::Click, Action::Collect, Action::Share, Action::Read];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Exposure => "exposure",
+            Action::Click => "click",
+            Action::Collect => "collect",
+            Action::Share => "share",
+            Action::Read => "read",
+        }
+    }
+
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

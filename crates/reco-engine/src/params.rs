@@ -1,0 +1,274 @@
+//! Tracking params: the `track.click/collect/share/read` and `exposure` strings.
+//!
+//! Each is compact JSON with toutiao's keys (`action`, `userId`, `articleId`,
+//! `algorithmCombine`) plus `channelId`, `position` (cards only), `requestId`, `ts` (the batch's
+//! time) and `sig`: HMAC-SHA256 with the server secret over the JSON text before `sig`,
+//! truncated to 128 bits, base64url. The text is canonical (one writer, fixed key order), so a
+//! param is verified by decoding it, writing it again and comparing MACs. Params are a pure
+//! function of the stored batch, so a history read hands out the very strings first served.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use crate::model::{Action, ArticleId, ChannelId};
+use crate::store::EventKey;
+
+const SIG_BYTES: usize = 16;
+/// Longer strings are refused before decoding.
+pub const MAX_PARAM_LEN: usize = 64 * 1024;
+
+/// The decoded content of a param, without its signature.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackParam {
+    pub action: Action,
+    pub user_id: String,
+    /// One id for card actions, the batch's ids for an exposure.
+    pub article_ids: Vec<ArticleId>,
+    pub algorithm_combine: String,
+    pub channel_id: ChannelId,
+    /// 0-based position in the batch; `None` for an exposure.
+    pub position: Option<u32>,
+    pub request_id: u64,
+    /// The batch's time (ms).
+    pub ts: i64,
+}
+
+/// A param whose signature checked out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verified {
+    pub param: TrackParam,
+    /// Identity for deduplication: the same param always has the same key.
+    pub key: EventKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("param is empty")]
+    Empty,
+    #[error("param is longer than {MAX_PARAM_LEN} bytes")]
+    TooLong,
+    #[error("param is not valid tracking JSON: {0}")]
+    BadJson(String),
+    #[error("param has a bad signature")]
+    BadSignature,
+}
+
+/// Mints and checks params with one server secret.
+#[derive(Clone)]
+pub struct Signer {
+    mac: Hmac<Sha256>,
+}
+
+impl Signer {
+    pub fn new(secret: &[u8]) -> Self {
+        Self { mac: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length") }
+    }
+
+    /// Writes the signed param for `p` to `out`.
+    pub fn mint_into(&self, p: &TrackParam, out: &mut String) {
+        let start = out.len();
+        write_unsigned(p, out);
+        let sig = self.sign(&out.as_bytes()[start..]);
+        out.push_str(",\"sig\":\"");
+        URL_SAFE_NO_PAD.encode_string(sig, out);
+        out.push_str("\"}");
+    }
+
+    pub fn mint(&self, p: &TrackParam) -> String {
+        let mut out = String::with_capacity(200);
+        self.mint_into(p, &mut out);
+        out
+    }
+
+    /// Decodes `text` and checks that this server minted it.
+    pub fn verify(&self, text: &str) -> Result<Verified, ParamError> {
+        let (param, sig) = decode(text)?;
+        let mut canonical = String::with_capacity(text.len());
+        write_unsigned(&param, &mut canonical);
+        let mut mac = self.mac.clone();
+        mac.update(canonical.as_bytes());
+        mac.verify_truncated_left(&sig).map_err(|_| ParamError::BadSignature)?;
+        Ok(Verified { param, key: EventKey(sig) })
+    }
+
+    fn sign(&self, bytes: &[u8]) -> [u8; SIG_BYTES] {
+        let mut mac = self.mac.clone();
+        mac.update(bytes);
+        let full = mac.finalize().into_bytes();
+        let mut sig = [0; SIG_BYTES];
+        sig.copy_from_slice(&full[..SIG_BYTES]);
+        sig
+    }
+}
+
+/// Decodes a param without checking its signature (for display); returns it and the raw signature.
+pub fn decode(text: &str) -> Result<(TrackParam, [u8; SIG_BYTES]), ParamError> {
+    if text.is_empty() {
+        return Err(ParamError::Empty);
+    }
+    if text.len() > MAX_PARAM_LEN {
+        return Err(ParamError::TooLong);
+    }
+    let wire: Wire = serde_json::from_str(text).map_err(|e| ParamError::BadJson(e.to_string()))?;
+    let article_ids = match (wire.action, wire.article_id) {
+        (Action::Exposure, WireIds::Many(ids)) => ids,
+        (Action::Exposure, WireIds::One(_)) => return Err(bad("an exposure carries a list of articleId")),
+        (_, WireIds::One(id)) => vec![id],
+        (_, WireIds::Many(_)) => return Err(bad("a card action carries one articleId")),
+    };
+    if (wire.action == Action::Exposure) != wire.position.is_none() {
+        return Err(bad("position is required on card actions and absent on exposures"));
+    }
+    let request_id = u64::from_str_radix(&wire.request_id, 16).map_err(|_| bad("requestId is not hex"))?;
+    let sig_bytes = URL_SAFE_NO_PAD.decode(wire.sig.as_bytes()).map_err(|_| bad("sig is not base64url"))?;
+    let sig: [u8; SIG_BYTES] = sig_bytes.try_into().map_err(|_| bad("sig has the wrong length"))?;
+    let param = TrackParam {
+        action: wire.action,
+        user_id: wire.user_id,
+        article_ids,
+        algorithm_combine: wire.algorithm_combine,
+        channel_id: wire.channel_id,
+        position: wire.position,
+        request_id,
+        ts: wire.ts,
+    };
+    Ok((param, sig))
+}
+
+fn bad(msg: &str) -> ParamError {
+    ParamError::BadJson(msg.to_owned())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Wire {
+    action: Action,
+    user_id: String,
+    article_id: WireIds,
+    algorithm_combine: String,
+    channel_id: ChannelId,
+    #[serde(default)]
+    position: Option<u32>,
+    request_id: String,
+    ts: i64,
+    sig: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireIds {
+    One(ArticleId),
+    Many(Vec<ArticleId>),
+}
+
+/// The canonical text of `p` up to (not including) `,"sig":...}`.
+fn write_unsigned(p: &TrackParam, out: &mut String) {
+    out.push_str("{\"action\":\"");
+    out.push_str(p.action.as_str());
+    out.push_str("\",\"userId\":");
+    push_json_str(out, &p.user_id);
+    out.push_str(",\"articleId\":");
+    if p.action == Action::Exposure {
+        out.push('[');
+        for (i, id) in p.article_ids.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{id}");
+        }
+        out.push(']');
+    } else {
+        let _ = write!(out, "{}", p.article_ids.first().copied().unwrap_or_default());
+    }
+    out.push_str(",\"algorithmCombine\":");
+    push_json_str(out, &p.algorithm_combine);
+    let _ = write!(out, ",\"channelId\":{}", p.channel_id);
+    if let Some(pos) = p.position {
+        let _ = write!(out, ",\"position\":{pos}");
+    }
+    let _ = write!(out, ",\"requestId\":\"{:016x}\",\"ts\":{}", p.request_id, p.ts);
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(action: Action) -> TrackParam {
+        TrackParam {
+            action,
+            user_id: "u-1".into(),
+            article_ids: vec![42],
+            algorithm_combine: "v1:fresh+hot".into(),
+            channel_id: 18,
+            position: Some(3),
+            request_id: 0xabc,
+            ts: 1_763_900_000_000,
+        }
+    }
+
+    #[test]
+    fn minted_params_verify_and_decode_back() {
+        let s = Signer::new(b"secret");
+        for action in Action::TRACKED {
+            let text = s.mint(&card(action));
+            let v = s.verify(&text).unwrap();
+            assert_eq!(v.param, card(action));
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json["action"], action.as_str());
+            assert_eq!(json["userId"], "u-1");
+            assert_eq!(json["articleId"], 42);
+            assert_eq!(json["algorithmCombine"], "v1:fresh+hot");
+        }
+        let exposure = TrackParam { action: Action::Exposure, article_ids: vec![1, 2, 3], position: None, ..card(Action::Click) };
+        let text = s.mint(&exposure);
+        assert!(text.contains("\"articleId\":[1,2,3]"), "{text}");
+        assert_eq!(s.verify(&text).unwrap().param, exposure);
+    }
+
+    #[test]
+    fn each_action_has_its_own_key() {
+        let s = Signer::new(b"secret");
+        let keys: std::collections::HashSet<_> =
+            Action::TRACKED.iter().map(|a| s.verify(&s.mint(&card(*a))).unwrap().key).collect();
+        assert_eq!(keys.len(), 4);
+    }
+
+    #[test]
+    fn user_ids_with_quotes_and_unicode_round_trip() {
+        let s = Signer::new(b"k");
+        let p = TrackParam { user_id: "用户\"\\\n1".into(), ..card(Action::Share) };
+        assert_eq!(s.verify(&s.mint(&p)).unwrap().param, p);
+    }
+
+    #[test]
+    fn forged_and_mangled_params_are_refused() {
+        let s = Signer::new(b"secret");
+        let text = s.mint(&card(Action::Click));
+        let forged = text.replace("\"articleId\":42", "\"articleId\":43");
+        assert_eq!(s.verify(&forged), Err(ParamError::BadSignature));
+        let swapped = text.replace("\"click\"", "\"share\"");
+        assert_eq!(s.verify(&swapped), Err(ParamError::BadSignature));
+        assert_eq!(Signer::new(b"other").verify(&text), Err(ParamError::BadSignature));
+        assert!(matches!(s.verify("click param 1"), Err(ParamError::BadJson(_))));
+        assert_eq!(s.verify(""), Err(ParamError::Empty));
+        let extra = text.replacen('{', "{\"x\":1,", 1);
+        assert!(matches!(s.verify(&extra), Err(ParamError::BadJson(_))));
+        let list_on_card = text.replace("\"articleId\":42", "\"articleId\":[42]");
+        assert!(matches!(s.verify(&list_on_card), Err(ParamError::BadJson(_))));
+    }
+}

@@ -1,0 +1,333 @@
+//! The storage interface the engine talks to, and an in-memory implementation.
+//!
+//! A backend keeps four things: the catalog, each user's served batches per channel (from
+//! which the served sets derive), each user's read set, and the tracking events with the
+//! per-article counters they update. `reco-store` implements it on an embedded database;
+//! a networked backend implements the same trait, and [`conformance`] runs against each.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Action, Article, ArticleId, ChannelId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failed: {0}")]
+    Backend(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("data dir is in use by another process: {0}")]
+    Locked(String),
+}
+
+/// Which candidate sources proposed an article; carried into `algorithmCombine`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sources(pub u8);
+
+impl Sources {
+    pub const FRESH: Sources = Sources(1);
+    pub const HOT: Sources = Sources(2);
+    const NAMES: [(Sources, &'static str); 2] = [(Sources::FRESH, "fresh"), (Sources::HOT, "hot")];
+
+    pub fn union(self, other: Sources) -> Sources {
+        Sources(self.0 | other.0)
+    }
+
+    pub fn contains(self, other: Sources) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// `fresh+hot`, `fresh`, ...; empty when no source is set.
+    pub fn label(self) -> String {
+        let names: Vec<&str> = Self::NAMES.iter().filter(|(s, _)| self.contains(*s)).map(|(_, n)| *n).collect();
+        names.join("+")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub article_id: ArticleId,
+    pub sources: Sources,
+}
+
+/// One refresh's result, stored under the request's `time_stamp`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The request `time_stamp` (ms) it answered.
+    pub time: i64,
+    pub request_id: u64,
+    pub items: Vec<BatchItem>,
+}
+
+/// A user's batches in one channel, oldest first, and every id they served.
+#[derive(Clone, Debug, Default)]
+pub struct ChannelHistory {
+    batches: BTreeMap<i64, Arc<Batch>>,
+    served: HashSet<ArticleId>,
+}
+
+impl ChannelHistory {
+    /// Time of the newest batch, 0 when there is none.
+    pub fn latest_time(&self) -> i64 {
+        self.batches.last_key_value().map_or(0, |(t, _)| *t)
+    }
+
+    /// The newest batch stored at or before `time`, with the time of the next older one (0 if none).
+    pub fn at_or_before(&self, time: i64) -> Option<(&Arc<Batch>, i64)> {
+        let mut range = self.batches.range(..=time).rev();
+        let (_, batch) = range.next()?;
+        let older = range.next().map_or(0, |(t, _)| *t);
+        Some((batch, older))
+    }
+
+    pub fn was_served(&self, id: ArticleId) -> bool {
+        self.served.contains(&id)
+    }
+
+    pub fn served_count(&self) -> usize {
+        self.served.len()
+    }
+
+    pub fn batches(&self) -> impl Iterator<Item = &Arc<Batch>> {
+        self.batches.values()
+    }
+
+    fn push(&mut self, batch: Arc<Batch>) {
+        self.served.extend(batch.items.iter().map(|i| i.article_id));
+        self.batches.insert(batch.time, batch);
+    }
+}
+
+/// Everything the feed rules need to know about one user.
+#[derive(Clone, Debug, Default)]
+pub struct UserRecord {
+    channels: HashMap<ChannelId, ChannelHistory>,
+    read: HashSet<ArticleId>,
+}
+
+static EMPTY_HISTORY: std::sync::LazyLock<ChannelHistory> = std::sync::LazyLock::new(ChannelHistory::default);
+
+impl UserRecord {
+    pub fn channel(&self, channel: ChannelId) -> &ChannelHistory {
+        self.channels.get(&channel).unwrap_or(&EMPTY_HISTORY)
+    }
+
+    pub fn channels(&self) -> impl Iterator<Item = (ChannelId, &ChannelHistory)> {
+        self.channels.iter().map(|(c, h)| (*c, h))
+    }
+
+    pub fn has_read(&self, id: ArticleId) -> bool {
+        self.read.contains(&id)
+    }
+
+    pub fn read_count(&self) -> usize {
+        self.read.len()
+    }
+
+    /// Adds a batch if it is newer than the channel's newest one (the refresh rule), for
+    /// backends that keep records in memory.
+    pub fn append(&mut self, channel: ChannelId, batch: Arc<Batch>) -> AppendOutcome {
+        let history = self.channels.entry(channel).or_default();
+        let latest = history.latest_time();
+        if batch.time <= latest {
+            return AppendOutcome::Stale { latest };
+        }
+        history.push(batch);
+        AppendOutcome::Appended { previous: latest }
+    }
+
+    /// What a stored event changes in its user's record: a read adds to the read set.
+    pub fn apply_event(&mut self, event: &EventRecord) {
+        if event.action == Action::Read {
+            self.read.extend(event.article_ids.iter().copied());
+        }
+    }
+
+    /// Adds one article to the read set, for backends that load records from storage.
+    pub fn mark_read(&mut self, id: ArticleId) {
+        self.read.insert(id);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored; `previous` is the time of the batch before it (0 if none).
+    Appended { previous: i64 },
+    /// A batch at or after this time exists already (a concurrent refresh won).
+    Stale { latest: i64 },
+}
+
+/// A 128-bit identity of a tracking event: the same param reported twice has the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventKey(pub [u8; 16]);
+
+/// A verified tracking event, ready to store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub key: EventKey,
+    pub user: String,
+    pub channel: ChannelId,
+    pub action: Action,
+    pub article_ids: Vec<ArticleId>,
+    /// When the user acted, ms.
+    pub time: i64,
+    pub read_ms: u64,
+    /// log2 of this event's popularity weight at the decay reference; `-inf` adds nothing.
+    pub popularity_log2: f64,
+}
+
+/// Per-article engagement counters, updated by every stored event.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArticleCounters {
+    pub exposures: u64,
+    pub clicks: u64,
+    pub collects: u64,
+    pub shares: u64,
+    pub reads: u64,
+    pub read_ms: u64,
+    /// log2 of the decayed popularity sum at the decay reference (see `popularity`).
+    pub popularity_log2: f64,
+}
+
+impl Default for ArticleCounters {
+    fn default() -> Self {
+        Self { exposures: 0, clicks: 0, collects: 0, shares: 0, reads: 0, read_ms: 0, popularity_log2: f64::NEG_INFINITY }
+    }
+}
+
+impl ArticleCounters {
+    pub fn apply(&mut self, event: &EventRecord) {
+        match event.action {
+            Action::Exposure => self.exposures += 1,
+            Action::Click => self.clicks += 1,
+            Action::Collect => self.collects += 1,
+            Action::Share => self.shares += 1,
+            Action::Read => {
+                self.reads += 1;
+                self.read_ms += event.read_ms;
+            }
+        }
+        self.popularity_log2 = crate::popularity::log2_add(self.popularity_log2, event.popularity_log2);
+    }
+}
+
+/// The durable state behind the engine. Reads of user records go through a closure so that a
+/// backend can hand out its cached copy without cloning it.
+///
+/// Durability contract: `record_events`, `upsert_articles` and `put_meta` are durable when they
+/// return; `append_batch` may be written behind and is durable after `flush` (which graceful
+/// shutdown calls).
+pub trait Store: Send + Sync + 'static {
+    fn load_articles(&self) -> Result<Vec<Article>, StoreError>;
+    fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError>;
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError>;
+    /// Stores `batch` for `(user, channel)` unless a batch at or after its time exists.
+    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError>;
+
+    /// Stores the events whose keys are new, atomically with their counter and read-set
+    /// updates; answers per event whether it was new (`false`: a duplicate, nothing changed).
+    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<bool>, StoreError>;
+    fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError>;
+    fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError>;
+
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Everything in memory, nothing durable: for tests and `reco eval`.
+#[derive(Default)]
+pub struct MemStore {
+    inner: Mutex<MemInner>,
+}
+
+#[derive(Default)]
+struct MemInner {
+    articles: BTreeMap<ArticleId, Article>,
+    meta: HashMap<String, Vec<u8>>,
+    users: HashMap<String, UserRecord>,
+    events: HashSet<EventKey>,
+    counters: HashMap<ArticleId, ArticleCounters>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+        // A panic while holding the lock cannot leave MemInner half-updated in a way that
+        // matters for tests; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemStore {
+    fn load_articles(&self) -> Result<Vec<Article>, StoreError> {
+        Ok(self.lock().articles.values().cloned().collect())
+    }
+
+    fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for a in articles {
+            inner.articles.insert(a.id, a.clone());
+        }
+        Ok(())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().meta.get(key).cloned())
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.lock().meta.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
+        let inner = self.lock();
+        Ok(match inner.users.get(user) {
+            Some(record) => f(record),
+            None => f(&UserRecord::default()),
+        })
+    }
+
+    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
+        Ok(self.lock().users.entry(user.to_owned()).or_default().append(channel, Arc::new(batch)))
+    }
+
+    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<bool>, StoreError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        Ok(events
+            .iter()
+            .map(|event| {
+                if !inner.events.insert(event.key) {
+                    return false;
+                }
+                inner.users.entry(event.user.clone()).or_default().apply_event(event);
+                for &id in &event.article_ids {
+                    inner.counters.entry(id).or_default().apply(event);
+                }
+                true
+            })
+            .collect())
+    }
+
+    fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {
+        let inner = self.lock();
+        Ok(ids.iter().map(|id| inner.counters.get(id).copied().unwrap_or_default()).collect())
+    }
+
+    fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError> {
+        Ok(self.lock().counters.iter().map(|(id, c)| (*id, *c)).collect())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

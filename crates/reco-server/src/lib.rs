@@ -1,0 +1,236 @@
+//! The reco server: tonic services over the engine, gRPC and gRPC-Web on one port.
+//!
+//! This is the only crate that knows tonic. It composes the services with health, reflection,
+//! gRPC-Web, CORS and the feed page, opens the store and the engine, and shuts down gracefully,
+//! flushing the store.
+
+mod convert;
+mod services;
+mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use rand::RngCore;
+use reco_engine::catalog::{self, DEMO_SIZE};
+use reco_engine::store::{Store, StoreError};
+use reco_engine::{Engine, EngineConfig, EngineError};
+use reco_proto::seed::user_recommend_server::UserRecommendServer;
+use reco_proto::v1::catalog_server::CatalogServer;
+use reco_proto::v1::tracking_server::TrackingServer;
+use tonic::service::Routes;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use services::now_ms;
+
+/// Default origins allowed to call from a browser.
+pub const DEFAULT_CORS: &[&str] = &["http://localhost:*", "http://127.0.0.1:*"];
+const SECRET_META: &str = "tracking_secret";
+const DEMO_META: &str = "demo_catalog";
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Origins allowed for CORS; `*` as the port matches any port.
+    pub cors_origins: Vec<String>,
+    /// The built page, served at `/`.
+    pub web_dir: Option<PathBuf>,
+    /// Largest request message accepted.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            cors_origins: DEFAULT_CORS.iter().map(|s| s.to_string()).collect(),
+            web_dir: None,
+            max_message_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("bad configuration: {0}")]
+    Config(String),
+}
+
+/// Builds the engine over `store`: seeds the demo catalog into an empty store, and uses
+/// `secret` or the store's own persistent tracking secret (made on first start).
+pub fn open_engine<S: Store>(store: S, secret: Option<&[u8]>, config: EngineConfig) -> Result<Engine<S>, OpenError> {
+    if store.load_articles()?.is_empty() {
+        let now = now_ms();
+        tracing::info!(articles = DEMO_SIZE, "empty catalog: loading the built-in demo catalog");
+        store.upsert_articles(&catalog::demo_articles(1, now, DEMO_SIZE))?;
+        store.put_meta(DEMO_META, &now.to_le_bytes())?;
+    }
+    let secret = match secret {
+        Some(s) => s.to_vec(),
+        None => match store.get_meta(SECRET_META)? {
+            Some(s) => s,
+            None => {
+                let mut s = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut s);
+                store.put_meta(SECRET_META, &s)?;
+                s
+            }
+        },
+    };
+    Ok(Engine::new(store, &secret, config)?)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then flushes the store.
+pub async fn serve<S: Store>(
+    listener: tokio::net::TcpListener,
+    engine: Arc<Engine<S>>,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let cors = cors_layer(&config.cors_origins).map_err(OpenError::Config)?;
+    let reco = services::Reco::new(Arc::clone(&engine));
+    let max = config.max_message_bytes;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<UserRecommendServer<services::Reco<S>>>().await;
+    health.set_serving::<CatalogServer<services::Reco<S>>>().await;
+    health.set_serving::<TrackingServer<services::Reco<S>>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(reco_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let routes = Routes::new(UserRecommendServer::new(reco.clone()).max_decoding_message_size(max))
+        .add_service(CatalogServer::new(reco.clone()).max_decoding_message_size(max))
+        .add_service(TrackingServer::new(reco).max_decoding_message_size(max))
+        .add_service(health_service)
+        .add_service(reflection)
+        .prepare();
+    let router = web::with_page(routes.into_axum_router(), config.web_dir.as_deref());
+
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(Some(256))
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(Routes::from(router))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    tracing::info!("stopped accepting; flushing the store");
+    engine.store().flush()?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+/// CORS for browsers calling gRPC-Web: the allow-list, and the gRPC headers exposed.
+pub fn cors_layer(origins: &[String]) -> Result<CorsLayer, String> {
+    let patterns = origins.iter().map(|o| OriginPattern::parse(o)).collect::<Result<Vec<_>, _>>()?;
+    let allow = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+        origin.to_str().is_ok_and(|o| patterns.iter().any(|p| p.matches(o)))
+    });
+    Ok(CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
+        .allow_headers(
+            ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"].map(HeaderName::from_static),
+        )
+        .expose_headers(["grpc-status", "grpc-message", "grpc-status-details-bin"].map(HeaderName::from_static))
+        .max_age(Duration::from_secs(24 * 3600)))
+}
+
+/// `scheme://host[:port]`, where the port may be `*`; or `*` alone for any origin.
+#[derive(Debug)]
+enum OriginPattern {
+    Any,
+    Exact(String),
+    AnyPort(String),
+}
+
+impl OriginPattern {
+    fn parse(s: &str) -> Result<Self, String> {
+        if s == "*" {
+            return Ok(Self::Any);
+        }
+        if !(s.starts_with("http://") || s.starts_with("https://")) || s.ends_with('/') {
+            return Err(format!("CORS origin {s:?} must look like http://host[:port] or http://host:*"));
+        }
+        Ok(match s.strip_suffix(":*") {
+            Some(base) => Self::AnyPort(base.to_owned()),
+            None => Self::Exact(s.to_owned()),
+        })
+    }
+
+    fn matches(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Exact(o) => o == origin,
+            Self::AnyPort(base) => origin.strip_prefix(base.as_str()).is_some_and(|rest| {
+                rest.is_empty() || rest.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            }),
+        }
+    }
+}
+
+/// Where the page is looked for when no `--web-dir` is given: `dist/` in the working directory.
+pub fn default_web_dir() -> Option<PathBuf> {
+    let dir = Path::new("dist");
+    dir.join("index.html").is_file().then(|| dir.to_path_buf())
+}
+
+/// The address the server is reachable at, for log lines.
+pub fn display_addr(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OriginPattern;
+
+    #[test]
+    fn origin_patterns() {
+        let p = OriginPattern::parse("http://localhost:*").unwrap();
+        assert!(p.matches("http://localhost:8080"));
+        assert!(p.matches("http://localhost"));
+        assert!(!p.matches("http://localhost.evil.com"));
+        assert!(!p.matches("http://localhost:80a"));
+        assert!(!p.matches("https://localhost:8080"));
+        let e = OriginPattern::parse("https://news.example").unwrap();
+        assert!(e.matches("https://news.example") && !e.matches("https://news.example:444"));
+        assert!(OriginPattern::parse("localhost:8080").is_err());
+        assert!(OriginPattern::parse("*").unwrap().matches("http://x"));
+    }
+}

@@ -1,0 +1,345 @@
+//! The default reco store: the engine's [`Store`] trait on one embedded [redb] file in the data
+//! dir.
+//!
+//! Why redb: it is pure Rust (no C toolchain to build, nothing to install or run beside the
+//! binary), keeps ACID copy-on-write B-trees in a single file, lets readers work on MVCC
+//! snapshots while one writer commits, and makes a commit crash-safe with an fsync, so what
+//! it acknowledged survives `kill -9` and power loss. It also locks the file to one process,
+//! which lets this process treat its in-memory copies as the truth.
+//!
+//! Layout of the hot path: user records are loaded lazily into memory on first touch and then
+//! served from there; `append_batch` applies the refresh rule in memory under a per-user lock
+//! and hands the write to the writer thread without waiting (durable at the next commit or
+//! [`Store::flush`]). Counters are all loaded at open and read from memory. One writer thread
+//! owns every write transaction and commits in groups (see `writer`); `record_events`,
+//! `upsert_articles`, `put_meta` and `flush` wait for their group's fsync.
+
+mod codec;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use reco_engine::model::{Article, ArticleId, ChannelId};
+use reco_engine::store::{AppendOutcome, ArticleCounters, Batch, EventKey, EventRecord, Store, StoreError, UserRecord};
+
+use crate::writer::{Command, Reply};
+
+/// The file inside the data dir.
+pub const FILE_NAME: &str = "reco.redb";
+
+/// Bumped when a stored layout changes; a file with a newer version is refused.
+const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &str = "reco_store.schema_version";
+
+const ARTICLES: TableDefinition<ArticleId, &[u8]> = TableDefinition::new("articles");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// `(user, channel, batch time)` -> `codec::encode_batch`.
+const BATCHES: TableDefinition<(&str, ChannelId, i64), &[u8]> = TableDefinition::new("batches");
+/// The read sets: `(user, article)`.
+const READS: TableDefinition<(&str, ArticleId), ()> = TableDefinition::new("reads");
+/// The event log, keyed by [`EventKey`] for dedup: `codec::encode_event`.
+const EVENTS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("events");
+const COUNTERS: TableDefinition<ArticleId, &[u8]> = TableDefinition::new("counters");
+
+/// A [`Store`] on a redb file. Dropping it (or [`RedbStore::close`]) commits what is pending
+/// and stops the writer thread.
+pub struct RedbStore {
+    state: Arc<State>,
+    commands: Sender<Command>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// What the store and its writer thread share.
+struct State {
+    db: Database,
+    path: PathBuf,
+    /// The authoritative user records of this process, loaded on first touch.
+    users: RwLock<HashMap<String, Arc<Mutex<UserRecord>>>>,
+    /// Every article's counters as of the last commit.
+    counters: RwLock<HashMap<ArticleId, ArticleCounters>>,
+    /// Set once a commit failed: every later write is refused with this message.
+    failure: OnceLock<String>,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store in `dir`, creating the dir if needed.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::Locked(format!("{} (a running `reco serve` probably uses it)", path.display()))
+            }
+            e => StoreError::Backend(format!("cannot open {}: {e}", path.display())),
+        })?;
+        Self::with_database(db, path)
+    }
+
+    fn with_database(db: Database, path: PathBuf) -> Result<Self, StoreError> {
+        prepare(&db, &path)?;
+        let counters = load_counters(&db)?;
+        tracing::info!(path = %path.display(), counters = counters.len(), "store opened");
+        let state = Arc::new(State {
+            db,
+            path,
+            users: RwLock::default(),
+            counters: RwLock::new(counters),
+            failure: OnceLock::new(),
+        });
+        let (commands, queue) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("reco-store-writer".to_owned())
+            .spawn({
+                let state = Arc::clone(&state);
+                move || writer::run(&state, queue)
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the store writer thread: {e}")))?;
+        Ok(Self { state, commands, writer: Some(writer) })
+    }
+
+    /// Commits what is pending and stops the writer thread, reporting a failure that `Drop`
+    /// could only log.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.shutdown()
+    }
+
+    /// Calls `f` with every stored tracking event, in key order: the event log that offline
+    /// learning reads.
+    pub fn for_each_event(&self, mut f: impl FnMut(EventRecord)) -> Result<(), StoreError> {
+        let txn = self.state.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(EVENTS).map_err(db_error)?;
+        for row in table.iter().map_err(db_error)? {
+            let (key, value) = row.map_err(db_error)?;
+            f(codec::decode_event(EventKey(*key.value()), value.value())?);
+        }
+        Ok(())
+    }
+
+    fn shutdown(&mut self) -> Result<(), StoreError> {
+        let Some(writer) = self.writer.take() else { return Ok(()) };
+        let result = self.request(|reply| Command::Close { reply });
+        if writer.join().is_err() {
+            return Err(StoreError::Backend("the store writer thread panicked".to_owned()));
+        }
+        tracing::info!(path = %self.state.path.display(), ok = result.is_ok(), "store closed");
+        result
+    }
+
+    /// Queues a command for the writer and waits for its answer.
+    fn request<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        self.state.check()?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.commands.send(command(reply)).map_err(|_| self.state.stopped())?;
+        answer.recv().map_err(|_| self.state.stopped())?
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(path = %self.state.path.display(), error = %e, "closing the store failed; recent writes may be lost");
+        }
+    }
+}
+
+impl State {
+    fn check(&self) -> Result<(), StoreError> {
+        match self.failure.get() {
+            Some(msg) => Err(StoreError::Backend(format!("store refuses writes after a failed commit: {msg}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, msg: String) {
+        // Only the first failure matters; the writer stops at it.
+        let _ = self.failure.set(msg);
+    }
+
+    /// The error for a writer that is gone.
+    fn stopped(&self) -> StoreError {
+        self.check().err().unwrap_or_else(|| StoreError::Backend("the store writer thread stopped".to_owned()))
+    }
+
+    fn user(&self, user: &str) -> Result<Arc<Mutex<UserRecord>>, StoreError> {
+        if let Some(record) = read_lock(&self.users).get(user) {
+            return Ok(Arc::clone(record));
+        }
+        // Loading holds the map's write lock, and the writer publishes committed events under
+        // its read lock, so no event committed during the load can miss the loaded record.
+        let mut users = write_lock(&self.users);
+        if let Some(record) = users.get(user) {
+            return Ok(Arc::clone(record));
+        }
+        let record = Arc::new(Mutex::new(self.load_user(user)?));
+        users.insert(user.to_owned(), Arc::clone(&record));
+        Ok(record)
+    }
+
+    fn load_user(&self, user: &str) -> Result<UserRecord, StoreError> {
+        let mut record = UserRecord::default();
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let batches = txn.open_table(BATCHES).map_err(db_error)?;
+        for row in batches.range((user, ChannelId::MIN, i64::MIN)..=(user, ChannelId::MAX, i64::MAX)).map_err(db_error)? {
+            let (key, value) = row.map_err(db_error)?;
+            let (_, channel, time) = key.value();
+            let batch = codec::decode_batch(time, value.value())
+                .map_err(|e| at_row(e, || format!("user {user:?}, channel {channel}, time {time}")))?;
+            // Rows come in time order per channel, so each one appends.
+            record.append(channel, Arc::new(batch));
+        }
+        let reads = txn.open_table(READS).map_err(db_error)?;
+        for row in reads.range((user, ArticleId::MIN)..=(user, ArticleId::MAX)).map_err(db_error)? {
+            let (key, _) = row.map_err(db_error)?;
+            record.mark_read(key.value().1);
+        }
+        Ok(record)
+    }
+}
+
+impl Store for RedbStore {
+    fn load_articles(&self) -> Result<Vec<Article>, StoreError> {
+        let txn = self.state.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(ARTICLES).map_err(db_error)?;
+        let mut articles = Vec::with_capacity(usize::try_from(table.len().map_err(db_error)?).unwrap_or(0));
+        for row in table.iter().map_err(db_error)? {
+            let (id, value) = row.map_err(db_error)?;
+            articles.push(codec::decode_article(id.value(), value.value())?);
+        }
+        Ok(articles)
+    }
+
+    fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError> {
+        let rows = articles.iter().map(|a| Ok((a.id, codec::encode_article(a)?))).collect::<Result<_, StoreError>>()?;
+        self.request(|reply| Command::Articles { rows, reply })
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.state.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(META).map_err(db_error)?;
+        Ok(table.get(key).map_err(db_error)?.map(|v| v.value().to_vec()))
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.request(|reply| Command::Meta { key: key.to_owned(), value: value.to_vec(), reply })
+    }
+
+    fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
+        let record = self.state.user(user)?;
+        let record = lock(&record);
+        Ok(f(&record))
+    }
+
+    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
+        self.state.check()?;
+        let record = self.state.user(user)?;
+        let batch = Arc::new(batch);
+        let outcome = lock(&record).append(channel, Arc::clone(&batch));
+        if let AppendOutcome::Appended { .. } = outcome {
+            let command =
+                Command::Batch { user: user.to_owned(), channel, time: batch.time, value: codec::encode_batch(&batch) };
+            self.commands.send(command).map_err(|_| self.state.stopped())?;
+        }
+        Ok(outcome)
+    }
+
+    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<bool>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.request(|reply| Command::Events { events: events.to_vec(), reply })
+    }
+
+    fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {
+        let counters = read_lock(&self.state.counters);
+        Ok(ids.iter().map(|id| counters.get(id).copied().unwrap_or_default()).collect())
+    }
+
+    fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError> {
+        Ok(read_lock(&self.state.counters).iter().map(|(id, c)| (*id, *c)).collect())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.request(|reply| Command::Flush { reply })
+    }
+}
+
+/// Creates the tables and checks (or writes) the schema version.
+fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(db_error)?;
+    {
+        txn.open_table(ARTICLES).map_err(db_error)?;
+        txn.open_table(BATCHES).map_err(db_error)?;
+        txn.open_table(READS).map_err(db_error)?;
+        txn.open_table(EVENTS).map_err(db_error)?;
+        txn.open_table(COUNTERS).map_err(db_error)?;
+        let mut meta = txn.open_table(META).map_err(db_error)?;
+        let stored = meta.get(SCHEMA_KEY).map_err(db_error)?.map(|v| v.value().to_vec());
+        match stored {
+            None => {
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db_error)?;
+            }
+            Some(bytes) => {
+                let version = <[u8; 4]>::try_from(bytes.as_slice())
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| StoreError::Corrupt(format!("{}: unreadable schema version", path.display())))?;
+                if version > SCHEMA_VERSION {
+                    return Err(StoreError::Backend(format!(
+                        "{} has schema version {version}, newer than the {SCHEMA_VERSION} this build reads: \
+                         use a newer reco or another data dir",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    txn.commit().map_err(db_error)
+}
+
+fn load_counters(db: &Database) -> Result<HashMap<ArticleId, ArticleCounters>, StoreError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let table = txn.open_table(COUNTERS).map_err(db_error)?;
+    let mut counters = HashMap::new();
+    for row in table.iter().map_err(db_error)? {
+        let (id, value) = row.map_err(db_error)?;
+        let id = id.value();
+        let c = codec::decode_counters(value.value()).map_err(|e| at_row(e, || format!("article {id}")))?;
+        counters.insert(id, c);
+    }
+    Ok(counters)
+}
+
+/// Names the row whose value is corrupt.
+fn at_row(e: StoreError, row: impl FnOnce() -> String) -> StoreError {
+    match e {
+        StoreError::Corrupt(msg) => StoreError::Corrupt(format!("{}: {msg}", row())),
+        e => e,
+    }
+}
+
+fn db_error(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Corrupted(msg) => StoreError::Corrupt(msg),
+        e => StoreError::Backend(e.to_string()),
+    }
+}
+
+// Poisoning is ignored: the guarded maps and records are only changed by single calls
+// (`insert`, `extend`, `UserRecord::append`, ...) that leave them whole when a caller's
+// closure panics.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,165 @@
+//! `reco`: the server and its command-line tools.
+//!
+//! `serve` runs the service, `import` loads articles into a data dir, `recommend` is the seed
+//! tutorial's client. Config comes from flags, or `RECO_*` environment variables.
+
+mod text_format;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use reco_engine::EngineConfig;
+use reco_engine::store::Store;
+use reco_proto::seed::UserRequest;
+use reco_proto::seed::user_recommend_client::UserRecommendClient;
+use reco_server::ServerConfig;
+use reco_store::RedbStore;
+
+#[derive(Parser)]
+#[command(name = "reco", version, about = "A news-feed recommendation service (gRPC + gRPC-Web)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC, gRPC-Web and the feed page on one port.
+    Serve(ServeArgs),
+    /// Load or update articles from a JSON Lines file into the data dir (server stopped).
+    Import {
+        /// One article per line: {"id","channel_id","title","author","publish_time" (ms),"keywords",...}.
+        file: PathBuf,
+        #[arg(long, env = "RECO_DATA_DIR", default_value = "reco-data")]
+        data_dir: PathBuf,
+    },
+    /// Ask a server for recommendations and print them like the seed client (`ret=...`).
+    Recommend {
+        #[arg(long, env = "RECO_URL", default_value = "http://127.0.0.1:8888")]
+        addr: String,
+        #[arg(long, default_value = "1")]
+        user: String,
+        #[arg(long, default_value_t = 1)]
+        channel: i32,
+        #[arg(long, default_value_t = 10)]
+        num: i32,
+        /// Request time in Unix ms (default: now, i.e. a refresh).
+        #[arg(long)]
+        timestamp: Option<i64>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RECO_ADDR", default_value = "127.0.0.1:8888")]
+    addr: SocketAddr,
+    /// Where the embedded database lives.
+    #[arg(long, env = "RECO_DATA_DIR", default_value = "reco-data")]
+    data_dir: PathBuf,
+    /// The built feed page (default: ./dist when it has an index.html).
+    #[arg(long, env = "RECO_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+    /// Browser origins allowed by CORS, comma-separated; `http://host:*` allows any port.
+    #[arg(long, env = "RECO_CORS_ORIGINS", value_delimiter = ',', default_values = reco_server::DEFAULT_CORS)]
+    cors_origin: Vec<String>,
+    /// Largest article_num a request may ask for.
+    #[arg(long, env = "RECO_MAX_ARTICLE_NUM", default_value_t = 100)]
+    max_article_num: u32,
+    /// HMAC secret for tracking params, at least 16 bytes (default: one generated on first
+    /// start and kept in the data dir).
+    #[arg(long, env = "RECO_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RECO_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args),
+        Command::Import { file, data_dir } => import(&file, &data_dir),
+        Command::Recommend { addr, user, channel, num, timestamp } => {
+            recommend(addr, UserRequest {
+                user_id: user,
+                channel_id: channel,
+                article_num: num,
+                time_stamp: timestamp.unwrap_or_else(reco_server::now_ms),
+            })
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = RedbStore::open(&args.data_dir)?;
+    let config = EngineConfig { max_article_num: args.max_article_num, ..EngineConfig::default() };
+    let engine = reco_server::open_engine(store, args.secret.as_deref().map(str::as_bytes), config)?;
+    let engine = Arc::new(engine);
+    let web_dir = args.web_dir.or_else(reco_server::default_web_dir);
+    if let Some(dir) = &web_dir {
+        if !dir.join("index.html").is_file() {
+            bail!("--web-dir {} has no index.html: build the page with scripts/build-web.sh", dir.display());
+        }
+    }
+    let config = ServerConfig { cors_origins: args.cors_origin, web_dir: web_dir.clone(), ..ServerConfig::default() };
+    // Refuse a bad allow-list before opening the port.
+    reco_server::cors_layer(&config.cors_origins).map(drop).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            articles = engine.catalog().len(),
+            data_dir = %args.data_dir.display(),
+            page = %web_dir.as_ref().map_or("not built".into(), |d| d.display().to_string()),
+            "reco listening on {} (gRPC, gRPC-Web, page at /)",
+            reco_server::display_addr(addr)
+        );
+        reco_server::serve(listener, engine, &config, reco_server::shutdown_signal())
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+    })
+}
+
+fn import(file: &PathBuf, data_dir: &PathBuf) -> anyhow::Result<()> {
+    let reader = BufReader::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
+    let report = reco_engine::catalog::parse_jsonl(reader).with_context(|| format!("cannot read {}", file.display()))?;
+    for (line, reason) in &report.rejected {
+        eprintln!("{}:{line}: rejected: {reason}", file.display());
+    }
+    let store = RedbStore::open(data_dir)?;
+    store.upsert_articles(&report.articles)?;
+    store.flush()?;
+    println!("imported {} articles, rejected {} lines, into {}", report.articles.len(), report.rejected.len(), data_dir.display());
+    if report.articles.is_empty() && !report.rejected.is_empty() {
+        bail!("no article in {} could be imported", file.display());
+    }
+    Ok(())
+}
+
+fn recommend(addr: String, request: UserRequest) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(addr.clone())
+            .with_context(|| format!("bad --addr {addr}"))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        let ret = UserRecommendClient::new(channel)
+            .user_recommend(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        println!("ret={}", text_format::article_response(&ret));
+        Ok(())
+    })
+}

@@ -1,0 +1,281 @@
+//! The gRPC-Web edge: calls the reco services from the browser and converts their messages
+//! into the page's own types. Nothing else in the crate sees a protobuf type.
+//!
+//! The endpoint is the page's own origin (so `reco serve` serving the page just works, and
+//! `trunk serve` proxies the service paths to the server, see `Trunk.toml`), unless the URL
+//! says otherwise with `?api=http://host:port`.
+
+use std::fmt;
+
+use reco_proto::{
+    seed::{UserRequest, user_recommend_client::UserRecommendClient},
+    v1::{
+        ArticlesRequest, ChannelsRequest, ReportRequest, TrackEvent, Verdict, VerifyRequest,
+        catalog_client::CatalogClient, tracking_client::TrackingClient,
+    },
+};
+use tonic_web_wasm_client::Client;
+
+use crate::{
+    event_log::Outcome,
+    feed::{ArticleMeta, BATCH_SIZE, BatchData, Card},
+    param::{Check, Param},
+};
+
+/// A channel tab.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Channel {
+    pub id: i32,
+    pub name: String,
+    pub article_count: u32,
+}
+
+/// A failed call, as the page tells it to a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: tonic::Code,
+    pub message: String,
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> ApiError {
+        ApiError {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "{}", self.code.description())
+        } else {
+            write!(f, "{} ({:?})", self.message, self.code)
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Where the reco services are; cheap to clone, one transport per call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Api {
+    base: String,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// `?api=` from the page URL, else the page's origin.
+    pub fn from_location() -> Api {
+        let location = web_sys::window().map(|window| window.location());
+        let from_query = location
+            .as_ref()
+            .and_then(|location| location.search().ok())
+            .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
+            .and_then(|params| params.get("api"))
+            .filter(|api| !api.is_empty());
+        let origin = || {
+            location
+                .as_ref()
+                .and_then(|location| location.origin().ok())
+                .unwrap_or_default()
+        };
+        Api::new(&from_query.unwrap_or_else(origin))
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn transport(&self) -> Client {
+        Client::new(self.base.clone())
+    }
+
+    /// Every channel, 推荐 (id 0) first.
+    pub async fn channels(&self) -> Result<Vec<Channel>, ApiError> {
+        let response = CatalogClient::new(self.transport())
+            .channels(ChannelsRequest {})
+            .await?
+            .into_inner();
+        let mut channels: Vec<Channel> = response
+            .channels
+            .into_iter()
+            .map(|channel| Channel {
+                id: channel.id,
+                name: channel.name,
+                article_count: channel.article_count,
+            })
+            .collect();
+        channels.sort_by_key(|channel| channel.id != 0);
+        Ok(channels)
+    }
+
+    /// One `user_recommend` batch, joined with `Catalog.Articles` and checked by `Verify`.
+    /// A failed `Verify` leaves the params unchecked rather than failing the batch.
+    pub async fn batch(
+        &self,
+        user_id: &str,
+        channel_id: i32,
+        time_stamp: i64,
+    ) -> Result<BatchData, ApiError> {
+        let response = UserRecommendClient::new(self.transport())
+            .user_recommend(UserRequest {
+                user_id: user_id.to_owned(),
+                channel_id,
+                article_num: BATCH_SIZE,
+                time_stamp,
+            })
+            .await?
+            .into_inner();
+        let ids: Vec<i64> = response
+            .recommends
+            .iter()
+            .map(|article| article.article_id)
+            .collect();
+        let articles = if ids.is_empty() {
+            Vec::new()
+        } else {
+            CatalogClient::new(self.transport())
+                .articles(ArticlesRequest {
+                    article_ids: ids.clone(),
+                })
+                .await?
+                .into_inner()
+                .articles
+        };
+
+        let exposure = (!response.exposure.is_empty()).then_some(response.exposure);
+        let mut raw: Vec<String> = exposure.iter().cloned().collect();
+        for article in &response.recommends {
+            let track = article.track.clone().unwrap_or_default();
+            raw.extend([track.click, track.collect, track.share, track.read]);
+        }
+        let checks = self.verify(&raw).await;
+        let mut params = raw
+            .into_iter()
+            .zip(checks)
+            .map(|(raw, check)| Param::new(raw).with_check(check));
+
+        let exposure = exposure.and_then(|_| params.next());
+        let cards = ids
+            .iter()
+            .enumerate()
+            .map(|(position, &article_id)| {
+                let meta = articles
+                    .iter()
+                    .find(|info| info.article_id == article_id)
+                    .map(|info| ArticleMeta {
+                        channel_id: info.channel_id,
+                        title: info.title.clone(),
+                        author: info.author.clone(),
+                        publish_time: info.publish_time,
+                    });
+                let mut next = || params.next().unwrap_or_else(|| Param::new(String::new()));
+                Card {
+                    article_id,
+                    position: position as u32,
+                    meta,
+                    params: [next(), next(), next(), next()],
+                }
+            })
+            .collect();
+        Ok(BatchData {
+            exposure,
+            pre_timestamp: response.time_stamp,
+            cards,
+        })
+    }
+
+    /// One check per param, in order; all [`Check::Unchecked`] when `Verify` fails.
+    async fn verify(&self, params: &[String]) -> Vec<Check> {
+        if params.is_empty() {
+            return Vec::new();
+        }
+        let answer = TrackingClient::new(self.transport())
+            .verify(VerifyRequest {
+                params: params.to_vec(),
+            })
+            .await;
+        match answer {
+            Ok(response) => {
+                let mut checks: Vec<Check> = response
+                    .into_inner()
+                    .checks
+                    .into_iter()
+                    .map(|check| {
+                        if check.valid {
+                            Check::Valid
+                        } else {
+                            Check::Invalid(check.reason)
+                        }
+                    })
+                    .collect();
+                checks.resize(
+                    params.len(),
+                    Check::Unchecked("no answer for this param".into()),
+                );
+                checks
+            }
+            Err(status) => {
+                vec![Check::Unchecked(ApiError::from(status).to_string()); params.len()]
+            }
+        }
+    }
+
+    /// Reports one event; `read_duration_ms` only for read events. The event time is the
+    /// server's ("now"), so a skewed browser clock cannot get events rejected.
+    pub async fn report(
+        &self,
+        param: &str,
+        read_duration_ms: Option<i64>,
+    ) -> Result<Outcome, ApiError> {
+        let response = TrackingClient::new(self.transport())
+            .report(ReportRequest {
+                events: vec![TrackEvent {
+                    param: param.to_owned(),
+                    action_time: 0,
+                    read_duration_ms: read_duration_ms.unwrap_or_default(),
+                }],
+            })
+            .await?
+            .into_inner();
+        let result = response.results.into_iter().next().ok_or(ApiError {
+            code: tonic::Code::Internal,
+            message: "the server sent no verdict".into(),
+        })?;
+        Ok(match result.verdict() {
+            Verdict::Accepted => Outcome::Accepted,
+            Verdict::Duplicate => Outcome::Duplicate,
+            Verdict::Rejected => Outcome::Rejected(result.reason),
+            Verdict::Unspecified => Outcome::Failed("the server sent no verdict".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_loses_its_trailing_slash() {
+        assert_eq!(Api::new("http://127.0.0.1:8888/").base(), "http://127.0.0.1:8888");
+        assert_eq!(Api::new("http://h:1").base(), "http://h:1");
+    }
+
+    #[test]
+    fn errors_read_plainly() {
+        let unreachable = ApiError::from(tonic::Status::unknown("JS API error: TypeError: Failed to fetch"));
+        assert_eq!(
+            unreachable.to_string(),
+            "JS API error: TypeError: Failed to fetch (Unknown)"
+        );
+        let bare = ApiError::from(tonic::Status::unavailable(""));
+        assert_eq!(bare.to_string(), "The service is currently unavailable");
+    }
+}

@@ -1,0 +1,223 @@
+//! One recommended article: its catalog info, its four tracking params (decoded, with the
+//! server's signature check, or raw), and buttons that report them.
+
+use leptos::{html, prelude::*};
+
+use crate::{
+    clock,
+    event_log::Outcome,
+    feed::Card,
+    page::Page,
+    param::{Action, Check, Param},
+};
+
+/// What "read" reports unless the reader types another duration.
+const DEFAULT_READ_SECONDS: &str = "30";
+
+#[component]
+pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
+    let page = expect_context::<Page>();
+    let node = NodeRef::<html::Article>::new();
+    Effect::new(move || {
+        if let Some(element) = node.get() {
+            page.observe(&element);
+            on_cleanup(move || page.unobserve(&element));
+        }
+    });
+
+    let shown = RwSignal::new(Action::Click);
+    let raw = RwSignal::new(false);
+    let read_seconds = RwSignal::new(DEFAULT_READ_SECONDS.to_owned());
+    let last = RwSignal::new(None::<(Action, Outcome)>);
+
+    let Card {
+        article_id,
+        position,
+        meta,
+        params,
+    } = card;
+    let channel_id = meta.as_ref().map_or(-1, |meta| meta.channel_id);
+    let params = StoredValue::new(params);
+    let param = move |action: Action| {
+        params.with_value(|params| {
+            Action::CARD
+                .iter()
+                .position(|&candidate| candidate == action)
+                .map(|index| params[index].clone())
+        })
+    };
+
+    let fire = move |action: Action| {
+        let Some(param) = param(action) else { return };
+        let read_ms = (action == Action::Read).then(|| {
+            let seconds: f64 = read_seconds.get_untracked().trim().parse().unwrap_or(0.0);
+            (seconds * 1_000.0).round() as i64
+        });
+        last.set(Some((action, Outcome::Pending)));
+        page.report(&param, read_ms, move |outcome| {
+            last.set(Some((action, outcome)));
+        });
+    };
+    let button = move |action: Action| {
+        view! {
+            <button
+                class="act"
+                data-testid=format!("act-{}", action.as_str())
+                on:click=move |_| fire(action)
+            >
+                {action.as_str()}
+            </button>
+        }
+    };
+
+    let (title, details) = match &meta {
+        Some(meta) => (
+            meta.title.clone(),
+            view! {
+                <span data-testid="card-channel">
+                    {move || page.channel_name(meta.channel_id)}
+                </span>
+                " · "
+                <span data-testid="card-author">{meta.author.clone()}</span>
+                " · "
+                <span data-testid="card-published">{clock::date_time(meta.publish_time)}</span>
+            }
+                .into_any(),
+        ),
+        None => (
+            format!("article {article_id}"),
+            view! { <span class="warn">"not in the catalog"</span> }.into_any(),
+        ),
+    };
+
+    let tabs = Action::CARD
+        .into_iter()
+        .map(|action| {
+            let check = param(action).map(|param| param.check).unwrap_or(Check::Pending);
+            view! {
+                <button
+                    class="param-tab"
+                    class:active=move || shown.get() == action
+                    data-testid="param-tab"
+                    data-action=action.as_str()
+                    on:click=move |_| shown.set(action)
+                >
+                    {action.as_str()}
+                    <SignatureMark check />
+                </button>
+            }
+        })
+        .collect_view();
+
+    view! {
+        <article
+            class="card"
+            node_ref=node
+            data-testid="card"
+            data-article-id=article_id
+            data-channel-id=channel_id
+            data-batch=batch
+        >
+            <div class="card-info">
+                <p class="card-ids">
+                    <span class="article-id" data-testid="card-id">{article_id}</span>
+                    <span class="position" data-testid="card-position">
+                        "position " {position}
+                    </span>
+                </p>
+                <h3 class="title" data-testid="card-title">{title}</h3>
+                <p class="meta">{details}</p>
+                <div class="actions">
+                    {button(Action::Click)} {button(Action::Collect)} {button(Action::Share)}
+                    <span class="read">
+                        {button(Action::Read)}
+                        <input
+                            type="number"
+                            min="0"
+                            step="1"
+                            data-testid="read-seconds"
+                            aria-label="read duration in seconds"
+                            prop:value=move || read_seconds.get()
+                            on:input=move |ev| read_seconds.set(event_target_value(&ev))
+                        />
+                        "s"
+                    </span>
+                </div>
+                {move || {
+                    last.get()
+                        .map(|(action, outcome)| {
+                            view! {
+                                <p
+                                    class=format!("verdict verdict-{}", outcome.label())
+                                    data-testid="card-verdict"
+                                    data-action=action.as_str()
+                                    data-verdict=outcome.label()
+                                >
+                                    {action.as_str()} ": " {outcome.label()}
+                                    {outcome.reason().map(|reason| format!(" ({reason})"))}
+                                </p>
+                            }
+                        })
+                }}
+            </div>
+            <div class="card-params">
+                <div class="param-tabs">
+                    {tabs}
+                    <button
+                        class="raw-toggle"
+                        data-testid="raw-toggle"
+                        class:active=move || raw.get()
+                        on:click=move |_| raw.update(|raw| *raw = !*raw)
+                    >
+                        "raw"
+                    </button>
+                </div>
+                {move || {
+                    let action = shown.get();
+                    param(action).map(|param| view! { <ParamView param action raw=raw.get() /> })
+                }}
+            </div>
+        </article>
+    }
+}
+
+#[component]
+fn ParamView(param: Param, action: Action, raw: bool) -> impl IntoView {
+    let text = if raw { param.raw } else { param.pretty };
+    let (state, note) = match &param.check {
+        Check::Pending => ("pending", "signature: checking…".to_owned()),
+        Check::Valid => ("valid", "signature: valid (checked by the server)".to_owned()),
+        Check::Invalid(reason) => ("invalid", format!("signature: INVALID ({reason})")),
+        Check::Unchecked(reason) => ("unchecked", format!("signature: not checked ({reason})")),
+    };
+    view! {
+        <pre
+            class="param"
+            class:raw=raw
+            data-testid="param"
+            data-action=action.as_str()
+            data-format=if raw { "raw" } else { "decoded" }
+        >
+            {text}
+        </pre>
+        <p class=format!("sig sig-{state}") data-testid="sig-badge" data-state=state>
+            {note}
+        </p>
+    }
+}
+
+/// The small mark on a param tab.
+#[component]
+fn SignatureMark(check: Check) -> impl IntoView {
+    let (state, mark, title) = match &check {
+        Check::Pending => ("pending", "…", "checking the signature".to_owned()),
+        Check::Valid => ("valid", "✓", "signature valid".to_owned()),
+        Check::Invalid(reason) => ("invalid", "✗", format!("signature invalid: {reason}")),
+        Check::Unchecked(reason) => ("unchecked", "?", format!("not checked: {reason}")),
+    };
+    view! {
+        <span class=format!("mark sig-{state}") title=title>
+            {mark}
+        </span>
+    }
+}

@@ -1,0 +1,432 @@
+//! The feed as the page holds it: batches newest first, the cursor into history, and
+//! which request may still land.
+//!
+//! "Refresh" asks `user_recommend` with `time_stamp` = now and puts the batch on top.
+//! "Load earlier" asks with the `pre_timestamp` of the oldest batch shown and appends the
+//! answer, until the server says 0 (no older batch). Every request gets a [`Ticket`]; an
+//! answer whose ticket is stale (the user or channel changed, or another load won the
+//! race) is dropped instead of mixing feeds.
+
+use std::collections::HashSet;
+
+use crate::param::{Action, Param};
+
+/// Articles asked for per batch.
+pub const BATCH_SIZE: i32 = 10;
+
+/// Catalog info joined onto a recommended id (`Catalog.Articles`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArticleMeta {
+    pub channel_id: i32,
+    pub title: String,
+    pub author: String,
+    /// Unix time in milliseconds.
+    pub publish_time: i64,
+}
+
+/// One recommended article.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Card {
+    pub article_id: i64,
+    /// Index in its batch, as the params record it.
+    pub position: u32,
+    /// `None` when the catalog does not know the id.
+    pub meta: Option<ArticleMeta>,
+    /// One param per [`Action::CARD`], in that order.
+    pub params: [Param; 4],
+}
+
+impl Card {
+    pub fn param(&self, action: Action) -> Option<&Param> {
+        Action::CARD
+            .iter()
+            .position(|&candidate| candidate == action)
+            .map(|index| &self.params[index])
+    }
+}
+
+/// A `user_recommend` answer, joined with the catalog and checked by `Verify`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchData {
+    /// `None` for history batches (the server sends an empty exposure then).
+    pub exposure: Option<Param>,
+    /// The server's `time_stamp`: the batch before this one, 0 when there is none.
+    pub pre_timestamp: i64,
+    pub cards: Vec<Card>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadKind {
+    Refresh,
+    Earlier,
+}
+
+/// A batch on the page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Unique on this page; names the batch in the DOM and for exposure.
+    pub key: u64,
+    pub kind: LoadKind,
+    /// The `time_stamp` the batch was asked with.
+    pub requested: i64,
+    pub data: BatchData,
+}
+
+/// Where "load earlier" goes next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    /// Nothing loaded yet.
+    Unknown,
+    /// Ask with this `time_stamp`.
+    Earlier(i64),
+    /// The server has no older batch.
+    End,
+}
+
+impl Cursor {
+    fn after(pre_timestamp: i64) -> Cursor {
+        if pre_timestamp > 0 {
+            Cursor::Earlier(pre_timestamp)
+        } else {
+            Cursor::End
+        }
+    }
+}
+
+/// Names one request so that its answer lands only where it was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    generation: u64,
+    pub kind: LoadKind,
+    pub time_stamp: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Idle,
+    Loading(LoadKind),
+    Failed { kind: LoadKind, message: String },
+}
+
+/// Why an answer was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stale;
+
+#[derive(Clone, Debug)]
+pub struct Feed {
+    /// Newest first.
+    batches: Vec<Batch>,
+    cursor: Cursor,
+    status: Status,
+    generation: u64,
+    next_key: u64,
+    last_refresh: i64,
+    exposed: HashSet<u64>,
+}
+
+impl Default for Feed {
+    fn default() -> Feed {
+        Feed {
+            batches: Vec::new(),
+            cursor: Cursor::Unknown,
+            status: Status::Idle,
+            generation: 0,
+            next_key: 1,
+            last_refresh: 0,
+            exposed: HashSet::new(),
+        }
+    }
+}
+
+impl Feed {
+    /// Forgets everything shown (another user or channel); answers in flight become stale.
+    pub fn reset(&mut self) {
+        *self = Feed {
+            generation: self.generation + 1,
+            next_key: self.next_key,
+            ..Feed::default()
+        };
+    }
+
+    pub fn batches(&self) -> &[Batch] {
+        &self.batches
+    }
+
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    pub fn is_loading(&self) -> bool {
+        matches!(self.status, Status::Loading(_))
+    }
+
+    pub fn card_count(&self) -> usize {
+        self.batches.iter().map(|batch| batch.data.cards.len()).sum()
+    }
+
+    /// Starts a refresh. `now` is the wall clock in ms; the server treats a `time_stamp` no
+    /// newer than its last batch as a history request, so it never goes backwards.
+    pub fn start_refresh(&mut self, now: i64) -> Ticket {
+        let time_stamp = now.max(self.last_refresh + 1);
+        self.last_refresh = time_stamp;
+        self.start(LoadKind::Refresh, time_stamp)
+    }
+
+    /// Starts "load earlier", or `None` when there is nothing earlier to ask for.
+    pub fn start_earlier(&mut self) -> Option<Ticket> {
+        match self.cursor {
+            Cursor::Earlier(time_stamp) => Some(self.start(LoadKind::Earlier, time_stamp)),
+            Cursor::Unknown | Cursor::End => None,
+        }
+    }
+
+    fn start(&mut self, kind: LoadKind, time_stamp: i64) -> Ticket {
+        self.generation += 1;
+        self.status = Status::Loading(kind);
+        Ticket {
+            generation: self.generation,
+            kind,
+            time_stamp,
+        }
+    }
+
+    /// Puts an answer in place: a refresh on top, an earlier batch at the bottom.
+    pub fn apply(&mut self, ticket: Ticket, data: BatchData) -> Result<(), Stale> {
+        self.check(ticket)?;
+        self.status = Status::Idle;
+        match ticket.kind {
+            LoadKind::Refresh => {
+                if self.cursor == Cursor::Unknown {
+                    self.cursor = Cursor::after(data.pre_timestamp);
+                }
+                let batch = self.batch(ticket, data);
+                self.batches.insert(0, batch);
+            }
+            LoadKind::Earlier => {
+                self.cursor = Cursor::after(data.pre_timestamp);
+                if !data.cards.is_empty() {
+                    let batch = self.batch(ticket, data);
+                    self.batches.push(batch);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn fail(&mut self, ticket: Ticket, message: String) -> Result<(), Stale> {
+        self.check(ticket)?;
+        self.status = Status::Failed {
+            kind: ticket.kind,
+            message,
+        };
+        Ok(())
+    }
+
+    fn check(&self, ticket: Ticket) -> Result<(), Stale> {
+        if ticket.generation == self.generation {
+            Ok(())
+        } else {
+            Err(Stale)
+        }
+    }
+
+    fn batch(&mut self, ticket: Ticket, data: BatchData) -> Batch {
+        let key = self.next_key;
+        self.next_key += 1;
+        Batch {
+            key,
+            kind: ticket.kind,
+            requested: ticket.time_stamp,
+            data,
+        }
+    }
+
+    /// The exposure param of batch `key` the first time one of its cards is seen, then `None`.
+    pub fn take_exposure(&mut self, key: u64) -> Option<String> {
+        let batch = self.batches.iter().find(|batch| batch.key == key)?;
+        let raw = batch.data.exposure.as_ref()?.raw.clone();
+        self.exposed.insert(key).then_some(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(article_id: i64, position: u32) -> Card {
+        let param = |action: &str| {
+            Param::new(format!(
+                r#"{{"action":"{action}","userId":"u","articleId":{article_id},"position":{position}}}"#
+            ))
+        };
+        Card {
+            article_id,
+            position,
+            meta: None,
+            params: [
+                param("click"),
+                param("collect"),
+                param("share"),
+                param("read"),
+            ],
+        }
+    }
+
+    fn data(ids: &[i64], pre_timestamp: i64, exposure: bool) -> BatchData {
+        BatchData {
+            exposure: exposure.then(|| Param::new(format!(r#"{{"action":"exposure","articleId":{ids:?}}}"#))),
+            pre_timestamp,
+            cards: ids
+                .iter()
+                .enumerate()
+                .map(|(position, &id)| card(id, position as u32))
+                .collect(),
+        }
+    }
+
+    fn ids(feed: &Feed) -> Vec<Vec<i64>> {
+        feed.batches()
+            .iter()
+            .map(|batch| batch.data.cards.iter().map(|card| card.article_id).collect())
+            .collect()
+    }
+
+    #[test]
+    fn refresh_puts_new_batches_on_top() {
+        let mut feed = Feed::default();
+        let first = feed.start_refresh(1_000);
+        assert_eq!(feed.status(), &Status::Loading(LoadKind::Refresh));
+        feed.apply(first, data(&[1, 2], 0, true)).unwrap();
+        let second = feed.start_refresh(2_000);
+        feed.apply(second, data(&[3, 4], 1_000, true)).unwrap();
+        assert_eq!(ids(&feed), [vec![3, 4], vec![1, 2]]);
+        assert_eq!(feed.status(), &Status::Idle);
+        assert_eq!(feed.card_count(), 4);
+        // The first batch said there was nothing before it; a later refresh does not move that.
+        assert_eq!(feed.cursor(), Cursor::End);
+        assert_eq!(feed.start_earlier(), None);
+    }
+
+    #[test]
+    fn refresh_time_stamps_never_go_backwards() {
+        let mut feed = Feed::default();
+        assert_eq!(feed.start_refresh(5_000).time_stamp, 5_000);
+        assert_eq!(feed.start_refresh(5_000).time_stamp, 5_001);
+        assert_eq!(feed.start_refresh(4_000).time_stamp, 5_002);
+        assert_eq!(feed.start_refresh(9_000).time_stamp, 9_000);
+    }
+
+    #[test]
+    fn load_earlier_follows_pre_timestamp_until_zero() {
+        let mut feed = Feed::default();
+        let first = feed.start_refresh(3_000);
+        feed.apply(first, data(&[5, 6], 2_000, true)).unwrap();
+        assert_eq!(feed.cursor(), Cursor::Earlier(2_000));
+
+        let earlier = feed.start_earlier().unwrap();
+        assert_eq!((earlier.kind, earlier.time_stamp), (LoadKind::Earlier, 2_000));
+        feed.apply(earlier, data(&[3, 4], 1_000, false)).unwrap();
+        assert_eq!(feed.cursor(), Cursor::Earlier(1_000));
+
+        let earliest = feed.start_earlier().unwrap();
+        assert_eq!(earliest.time_stamp, 1_000);
+        feed.apply(earliest, data(&[1, 2], 0, false)).unwrap();
+        assert_eq!(feed.cursor(), Cursor::End);
+        assert_eq!(feed.start_earlier(), None);
+        assert_eq!(ids(&feed), [vec![5, 6], vec![3, 4], vec![1, 2]]);
+        assert_eq!(feed.batches()[2].kind, LoadKind::Earlier);
+        assert_eq!(feed.batches()[2].requested, 1_000);
+    }
+
+    #[test]
+    fn an_empty_history_answer_ends_paging_without_an_empty_batch() {
+        let mut feed = Feed::default();
+        let first = feed.start_refresh(3_000);
+        feed.apply(first, data(&[5], 2_000, true)).unwrap();
+        let earlier = feed.start_earlier().unwrap();
+        feed.apply(earlier, data(&[], 0, false)).unwrap();
+        assert_eq!(feed.batches().len(), 1);
+        assert_eq!(feed.cursor(), Cursor::End);
+    }
+
+    #[test]
+    fn answers_for_a_reset_feed_are_dropped() {
+        let mut feed = Feed::default();
+        let old = feed.start_refresh(1_000);
+        feed.reset();
+        assert_eq!(feed.apply(old, data(&[1], 0, true)), Err(Stale));
+        assert_eq!(feed.fail(old, "gone".into()), Err(Stale));
+        assert!(feed.batches().is_empty());
+        assert_eq!(feed.status(), &Status::Idle);
+    }
+
+    #[test]
+    fn only_the_latest_request_lands() {
+        let mut feed = Feed::default();
+        let first = feed.start_refresh(1_000);
+        let second = feed.start_refresh(2_000);
+        assert_eq!(feed.apply(first, data(&[1], 0, true)), Err(Stale));
+        feed.apply(second, data(&[2], 0, true)).unwrap();
+        assert_eq!(ids(&feed), [vec![2]]);
+    }
+
+    #[test]
+    fn failures_are_kept_until_the_next_load() {
+        let mut feed = Feed::default();
+        let ticket = feed.start_refresh(1_000);
+        feed.fail(ticket, "unreachable".into()).unwrap();
+        assert_eq!(
+            feed.status(),
+            &Status::Failed {
+                kind: LoadKind::Refresh,
+                message: "unreachable".into()
+            }
+        );
+        let retry = feed.start_refresh(1_000);
+        assert!(feed.is_loading());
+        feed.apply(retry, data(&[1], 0, true)).unwrap();
+        assert_eq!(feed.status(), &Status::Idle);
+    }
+
+    #[test]
+    fn batch_keys_stay_unique_across_resets() {
+        let mut feed = Feed::default();
+        let ticket = feed.start_refresh(1_000);
+        feed.apply(ticket, data(&[1], 0, true)).unwrap();
+        let before = feed.batches()[0].key;
+        feed.reset();
+        let ticket = feed.start_refresh(2_000);
+        feed.apply(ticket, data(&[2], 0, true)).unwrap();
+        assert_ne!(feed.batches()[0].key, before);
+    }
+
+    #[test]
+    fn exposure_is_taken_once_per_batch() {
+        let mut feed = Feed::default();
+        let ticket = feed.start_refresh(1_000);
+        feed.apply(ticket, data(&[1, 2], 2_000, true)).unwrap();
+        let key = feed.batches()[0].key;
+        let raw = feed.take_exposure(key).unwrap();
+        assert!(raw.contains("exposure"));
+        assert_eq!(feed.take_exposure(key), None);
+        assert_eq!(feed.take_exposure(key + 100), None);
+
+        // History batches carry no exposure param.
+        let earlier = feed.start_earlier().unwrap();
+        feed.apply(earlier, data(&[3], 0, false)).unwrap();
+        assert_eq!(feed.take_exposure(feed.batches()[1].key), None);
+    }
+
+    #[test]
+    fn cards_find_their_param_by_action() {
+        let card = card(7, 3);
+        for action in Action::CARD {
+            assert_eq!(card.param(action).unwrap().action(), Some(action));
+        }
+        assert_eq!(card.param(Action::Exposure), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! The feed: batches newest first, "load earlier" at the bottom, and what went wrong.
+
+use leptos::prelude::*;
+
+use crate::{
+    card::ArticleCard,
+    clock,
+    feed::{Batch, Cursor, LoadKind, Status},
+    page::{self, Page},
+};
+
+#[component]
+pub fn FeedPanel() -> impl IntoView {
+    let page = expect_context::<Page>();
+    let batches = Memo::new(move |_| page.feed.with(|feed| feed.batches().to_vec()));
+    let status = Memo::new(move |_| page.feed.with(|feed| feed.status().clone()));
+    let cursor = Memo::new(move |_| page.feed.with(|feed| feed.cursor()));
+    let empty = move || batches.with(Vec::is_empty);
+
+    Effect::new(move || {
+        if batches.with(|batches| batches.iter().any(|batch| !batch.data.cards.is_empty())) {
+            page::mark_first_card();
+        }
+    });
+
+    let failed = move |kind: LoadKind| {
+        move || match status.get() {
+            Status::Failed { kind: failed, message } if failed == kind => {
+                Some(view! { <LoadError message /> })
+            }
+            _ => None,
+        }
+    };
+    let loading = move |kind: LoadKind| move || status.get() == Status::Loading(kind);
+    let nothing_new = move || {
+        status.get() == Status::Idle && batches.with(|batches| {
+            batches
+                .first()
+                .is_some_and(|batch| batch.kind == LoadKind::Refresh && batch.data.cards.is_empty())
+        })
+    };
+
+    view! {
+        <section class="feed" data-testid="feed">
+            {failed(LoadKind::Refresh)}
+            <Show when=move || loading(LoadKind::Refresh)() && empty()>
+                <p class="loading" data-testid="loading">"loading the feed…"</p>
+            </Show>
+            <Show when=nothing_new>
+                <p class="notice" data-testid="nothing-new">
+                    "nothing new: this user has seen every article of this channel"
+                </p>
+            </Show>
+            <For each=move || batches.get() key=|batch| batch.key let:batch>
+                <BatchView batch />
+            </For>
+            <footer class="feed-foot">
+                {failed(LoadKind::Earlier)}
+                {move || match cursor.get() {
+                    Cursor::Earlier(_) => {
+                        view! {
+                            <button
+                                data-testid="load-earlier"
+                                disabled=move || status.with(|status| matches!(status, Status::Loading(_)))
+                                on:click=move |_| page.load_earlier()
+                            >
+                                {move || {
+                                    if loading(LoadKind::Earlier)() {
+                                        "loading earlier…"
+                                    } else {
+                                        "load earlier"
+                                    }
+                                }}
+                            </button>
+                        }
+                            .into_any()
+                    }
+                    Cursor::End => {
+                        view! {
+                            <p class="muted" data-testid="no-more">
+                                "no earlier batches: this is the first one served"
+                            </p>
+                        }
+                            .into_any()
+                    }
+                    Cursor::Unknown => ().into_any(),
+                }}
+            </footer>
+        </section>
+    }
+}
+
+#[component]
+fn BatchView(batch: Batch) -> impl IntoView {
+    let (kind, label) = match batch.kind {
+        LoadKind::Refresh => ("refresh", "new batch"),
+        LoadKind::Earlier => ("earlier", "earlier batch"),
+    };
+    let key = batch.key;
+    let count = batch.data.cards.len();
+    let cards = batch
+        .data
+        .cards
+        .into_iter()
+        .map(|card| view! { <ArticleCard card batch=key /> })
+        .collect_view();
+
+    view! {
+        <section class="batch" data-testid="batch" data-kind=kind data-batch=key>
+            <h2 class="batch-head">
+                {label} " · " {clock::time_of_day(batch.requested)} " UTC · " {count}
+                {if count == 1 { " article" } else { " articles" }}
+                {(batch.data.pre_timestamp == 0).then_some(" · first batch")}
+            </h2>
+            {cards}
+        </section>
+    }
+}
+
+/// The plain "cannot reach the server" state, with a way out.
+#[component]
+fn LoadError(message: String) -> impl IntoView {
+    let page = expect_context::<Page>();
+    view! {
+        <div class="error" data-testid="error" role="alert">
+            <strong>"Cannot load the feed from the reco server"</strong>
+            <p>
+                "The gRPC-Web call to " <code>{page.api_base()}</code> " failed: " {message}
+            </p>
+            <p class="muted">
+                "Is " <code>"reco serve"</code> " running? Retry once it is."
+            </p>
+            <button class="primary" data-testid="retry" on:click=move |_| page.retry()>
+                "retry"
+            </button>
+        </div>
+    }
+}

@@ -1,0 +1,51 @@
+//! The reco feed page: a Leptos client-side-rendered app that calls the reco services
+//! straight from the browser over gRPC-Web (no JSON gateway) and makes the tracking params
+//! visible: decoded, signature-checked by the server, and reportable one by one.
+//!
+//! Logic lives in plain types with ordinary unit tests: [`param`] (decoding and
+//! pretty-printing), [`feed`] (batches, history paging, stale answers), [`event_log`]
+//! (filter, pause, clear, JSON export). [`api`] is the only module that sees protobuf;
+//! [`page::Page`] holds the signals; the other modules are thin panels.
+
+pub mod api;
+mod card;
+mod channel_tabs;
+pub mod clock;
+pub mod event_log;
+pub mod feed;
+mod feed_panel;
+mod log_panel;
+pub mod page;
+pub mod param;
+mod toolbar;
+pub mod user;
+
+use leptos::prelude::*;
+
+use crate::{
+    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, log_panel::LogPanel, page::Page,
+    toolbar::Toolbar,
+};
+
+#[component]
+pub fn App() -> impl IntoView {
+    let page = Page::new(Api::from_location());
+    provide_context(page);
+    // A new user or channel starts a new feed; this also loads the first one.
+    Effect::new(move || {
+        page.user.track();
+        page.channel.track();
+        page.reload();
+    });
+
+    view! {
+        <div class="app">
+            <Toolbar />
+            <ChannelTabs />
+            <main class="columns">
+                <FeedPanel />
+                <LogPanel />
+            </main>
+        </div>
+    }
+}

@@ -1,0 +1,243 @@
+//! The page's shared state and what the panels can ask it to do. Components read the
+//! signals and call these methods; the decisions live in [`Feed`] and [`EventLog`].
+
+use futures_util::future::{AbortHandle, Abortable};
+use leptos::{prelude::*, task::spawn_local};
+use wasm_bindgen::{JsCast, closure::Closure};
+use web_sys::{IntersectionObserver, IntersectionObserverEntry, IntersectionObserverInit};
+
+use crate::{
+    api::{Api, ApiError, Channel},
+    event_log::{EventLog, Outcome},
+    feed::{Feed, LoadKind, Status, Ticket},
+    param::Param,
+    user,
+};
+
+/// Performance mark set when the first card is on the page (read by the browser test).
+pub const FIRST_CARD_MARK: &str = "reco:first-card";
+
+/// A card must be this much in view before its batch counts as exposed.
+const EXPOSURE_THRESHOLD: f64 = 0.5;
+
+type Observer = (
+    IntersectionObserver,
+    Closure<dyn FnMut(js_sys::Array, IntersectionObserver)>,
+);
+
+#[derive(Clone, Copy)]
+pub struct Page {
+    api: StoredValue<Api>,
+    pub user: RwSignal<String>,
+    pub channel: RwSignal<i32>,
+    pub feed: RwSignal<Feed>,
+    pub log: RwSignal<EventLog>,
+    pub channels: LocalResource<Result<Vec<Channel>, ApiError>>,
+    in_flight: StoredValue<Option<AbortHandle>>,
+    observer: StoredValue<Option<Observer>, LocalStorage>,
+}
+
+impl Page {
+    pub fn new(api: Api) -> Page {
+        let api = StoredValue::new(api);
+        let page = Page {
+            api,
+            user: RwSignal::new(user::load()),
+            channel: RwSignal::new(0),
+            feed: RwSignal::new(Feed::default()),
+            log: RwSignal::new(EventLog::default()),
+            channels: LocalResource::new(move || {
+                let api = api.get_value();
+                async move { api.channels().await }
+            }),
+            in_flight: StoredValue::new(None),
+            observer: StoredValue::new_local(None),
+        };
+        page.observer.set_value(page.exposure_observer());
+        on_cleanup(move || {
+            page.cancel_load();
+            if let Some((observer, _)) = page.observer.try_get_value().flatten() {
+                observer.disconnect();
+            }
+        });
+        page
+    }
+
+    pub fn api_base(&self) -> String {
+        self.api.with_value(|api| api.base().to_owned())
+    }
+
+    pub fn set_user(&self, user_id: String) {
+        if self.user.get_untracked() != user_id {
+            user::save(&user_id);
+            self.user.set(user_id);
+        }
+    }
+
+    /// Starts over for the current user and channel.
+    pub fn reload(&self) {
+        self.feed.update(Feed::reset);
+        self.refresh();
+    }
+
+    pub fn refresh(&self) {
+        let ticket = self
+            .feed
+            .try_update(|feed| feed.start_refresh(now_ms()))
+            .expect("the feed outlives the page");
+        self.load(ticket);
+    }
+
+    pub fn load_earlier(&self) {
+        if let Some(ticket) = self.feed.try_update(Feed::start_earlier).flatten() {
+            self.load(ticket);
+        }
+    }
+
+    /// Repeats what failed; the channel list too if that failed.
+    pub fn retry(&self) {
+        if matches!(self.channels.get_untracked(), Some(Err(_))) {
+            self.channels.refetch();
+        }
+        let failed = match self.feed.get_untracked().status() {
+            Status::Failed { kind, .. } => Some(*kind),
+            Status::Idle | Status::Loading(_) => None,
+        };
+        match failed {
+            Some(LoadKind::Earlier) => self.load_earlier(),
+            Some(LoadKind::Refresh) | None => self.refresh(),
+        }
+    }
+
+    fn cancel_load(&self) {
+        if let Some(handle) = self.in_flight.try_get_value().flatten() {
+            handle.abort();
+        }
+    }
+
+    /// Runs one feed request; a newer one aborts it (and its fetches) so answers never mix.
+    fn load(&self, ticket: Ticket) {
+        self.cancel_load();
+        let (handle, registration) = AbortHandle::new_pair();
+        self.in_flight.set_value(Some(handle));
+        let page = *self;
+        let api = self.api.get_value();
+        let user_id = self.user.get_untracked();
+        let channel_id = self.channel.get_untracked();
+        let request = async move {
+            let answer = api.batch(&user_id, channel_id, ticket.time_stamp).await;
+            page.feed.update(|feed| {
+                // A stale answer is one the user no longer wants: dropping it is the point.
+                let _ = match answer {
+                    Ok(data) => feed.apply(ticket, data),
+                    Err(err) => feed.fail(ticket, err.to_string()),
+                };
+            });
+        };
+        spawn_local(async move {
+            let _ = Abortable::new(request, registration).await;
+        });
+    }
+
+    /// Sends one tracking event, logs it, and hands its verdict to `done`.
+    pub fn report(
+        &self,
+        param: &Param,
+        read_duration_ms: Option<i64>,
+        done: impl FnOnce(Outcome) + 'static,
+    ) {
+        let id = self
+            .log
+            .try_update(|log| log.record(param, read_duration_ms, now_ms()))
+            .expect("the log outlives the page");
+        let page = *self;
+        let api = self.api.get_value();
+        let raw = param.raw.clone();
+        spawn_local(async move {
+            let outcome = api
+                .report(&raw, read_duration_ms)
+                .await
+                .unwrap_or_else(|err| Outcome::Failed(err.to_string()));
+            page.log.update(|log| log.resolve(id, outcome.clone()));
+            done(outcome);
+        });
+    }
+
+    /// Reports the exposure of batch `key`, once, when the first of its cards is seen.
+    fn expose(&self, key: u64) {
+        let Some(raw) = self.feed.try_update(|feed| feed.take_exposure(key)).flatten() else {
+            return;
+        };
+        self.report(&Param::new(raw), None, |_| {});
+    }
+
+    /// Watches `element` (a card with `data-batch`) until it first scrolls into view.
+    pub fn observe(&self, element: &web_sys::Element) {
+        self.observer.with_value(|observer| {
+            if let Some((observer, _)) = observer {
+                observer.observe(element);
+            }
+        });
+    }
+
+    pub fn unobserve(&self, element: &web_sys::Element) {
+        if let Some(Some((observer, _))) = self.observer.try_get_value() {
+            observer.unobserve(element);
+        }
+    }
+
+    fn exposure_observer(&self) -> Option<Observer> {
+        let page = *self;
+        let callback = Closure::new(
+            move |entries: js_sys::Array, observer: IntersectionObserver| {
+                for entry in entries.iter() {
+                    let entry: IntersectionObserverEntry = entry.unchecked_into();
+                    if !entry.is_intersecting() {
+                        continue;
+                    }
+                    let card = entry.target();
+                    observer.unobserve(&card);
+                    if let Some(key) = card
+                        .get_attribute("data-batch")
+                        .and_then(|key| key.parse().ok())
+                    {
+                        page.expose(key);
+                    }
+                }
+            },
+        );
+        let options = IntersectionObserverInit::new();
+        options.set_threshold(&EXPOSURE_THRESHOLD.into());
+        let observer =
+            IntersectionObserver::new_with_options(callback.as_ref().unchecked_ref(), &options)
+                .ok()?;
+        Some((observer, callback))
+    }
+
+    /// The name of channel `id`, once the channel list is in.
+    pub fn channel_name(&self, id: i32) -> String {
+        self.channels
+            .get()
+            .and_then(Result::ok)
+            .and_then(|channels| channels.into_iter().find(|channel| channel.id == id))
+            .map_or_else(|| format!("channel {id}"), |channel| channel.name)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    js_sys::Date::now() as i64
+}
+
+/// Marks the first card for the browser test's timing; later calls do nothing.
+pub fn mark_first_card() {
+    let Some(performance) = web_sys::window().and_then(|window| window.performance()) else {
+        return;
+    };
+    if performance
+        .get_entries_by_name(FIRST_CARD_MARK)
+        .length()
+        == 0
+    {
+        let _ = performance.mark(FIRST_CARD_MARK);
+    }
+}

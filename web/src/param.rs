@@ -1,0 +1,344 @@
+//! Tracking params as `user_recommend` serves them: decoding, pretty-printing, and the
+//! signature check that the server reports through `Tracking.Verify`.
+//!
+//! A param is compact JSON signed by the server. The page cannot check the signature
+//! itself (the key is the server's), so [`Check`] only ever comes from `Verify`.
+
+use serde::Deserialize;
+
+/// What a tracking param records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Exposure,
+    Click,
+    Collect,
+    Share,
+    Read,
+}
+
+impl Action {
+    /// Every action, in the order the event log offers them as filters.
+    pub const ALL: [Action; 5] = [
+        Action::Exposure,
+        Action::Click,
+        Action::Collect,
+        Action::Share,
+        Action::Read,
+    ];
+    /// The actions a card carries a param for, in the order of the seed's `Track` message.
+    pub const CARD: [Action; 4] = [Action::Click, Action::Collect, Action::Share, Action::Read];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Exposure => "exposure",
+            Action::Click => "click",
+            Action::Collect => "collect",
+            Action::Share => "share",
+            Action::Read => "read",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|action| action.as_str() == name)
+    }
+}
+
+/// The fields of a param that the page reads. Anything else stays visible in the
+/// pretty-printed and raw forms.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payload {
+    pub action: String,
+    #[serde(default)]
+    pub user_id: String,
+    pub article_id: ArticleRef,
+    #[serde(default)]
+    pub channel_id: Option<i32>,
+    #[serde(default)]
+    pub position: Option<u32>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub ts: Option<i64>,
+}
+
+/// One article for click/collect/share/read, the whole batch for an exposure.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ArticleRef {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+impl ArticleRef {
+    pub fn ids(&self) -> Vec<i64> {
+        match self {
+            ArticleRef::One(id) => vec![*id],
+            ArticleRef::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+/// What the server said about a param's signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// `Verify` has not answered yet.
+    Pending,
+    Valid,
+    Invalid(String),
+    /// `Verify` could not be asked; the param may still be fine.
+    Unchecked(String),
+}
+
+/// A tracking param, decoded once when it arrives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub raw: String,
+    pub payload: Result<Payload, String>,
+    /// Indented JSON in the param's own key order, or the raw string when it is not JSON.
+    pub pretty: String,
+    pub check: Check,
+}
+
+impl Param {
+    pub fn new(raw: String) -> Param {
+        let payload = serde_json::from_str::<Payload>(&raw).map_err(|err| err.to_string());
+        let pretty = pretty_json(&raw).unwrap_or_else(|| raw.clone());
+        Param {
+            raw,
+            payload,
+            pretty,
+            check: Check::Pending,
+        }
+    }
+
+    pub fn with_check(mut self, check: Check) -> Param {
+        self.check = check;
+        self
+    }
+
+    pub fn action(&self) -> Option<Action> {
+        self.payload
+            .as_ref()
+            .ok()
+            .and_then(|payload| Action::parse(&payload.action))
+    }
+
+    pub fn article_ids(&self) -> Vec<i64> {
+        self.payload
+            .as_ref()
+            .map(|payload| payload.article_id.ids())
+            .unwrap_or_default()
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.payload
+            .as_ref()
+            .ok()
+            .map(|payload| payload.user_id.as_str())
+    }
+}
+
+/// Re-indents valid JSON without reordering keys (serde_json's `Value` would sort them).
+/// Arrays of scalars stay on one line. Returns `None` when `raw` is not JSON.
+pub fn pretty_json(raw: &str) -> Option<String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(raw).ok()?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(raw.len() * 2);
+    let mut depth = 0usize;
+    let mut inline_depth = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        match byte {
+            b'"' => {
+                let end = string_end(bytes, i);
+                out.extend_from_slice(&bytes[i..end]);
+                i = end;
+                continue;
+            }
+            b'{' | b'[' => {
+                let close = if byte == b'{' { b'}' } else { b']' };
+                out.push(byte);
+                let next = skip_whitespace(bytes, i + 1);
+                if bytes.get(next) == Some(&close) {
+                    out.push(close);
+                    i = next + 1;
+                    continue;
+                }
+                depth += 1;
+                if inline_depth.is_none() {
+                    if byte == b'[' && is_flat_array(bytes, i) {
+                        inline_depth = Some(depth);
+                    } else {
+                        newline(&mut out, depth);
+                    }
+                }
+            }
+            b'}' | b']' => {
+                if inline_depth == Some(depth) {
+                    inline_depth = None;
+                } else if inline_depth.is_none() {
+                    newline(&mut out, depth - 1);
+                }
+                depth -= 1;
+                out.push(byte);
+            }
+            b',' => {
+                out.push(b',');
+                if inline_depth.is_some() {
+                    out.push(b' ');
+                } else {
+                    newline(&mut out, depth);
+                }
+            }
+            b':' => out.extend_from_slice(b": "),
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => out.push(byte),
+        }
+        i += 1;
+    }
+    // Only ASCII bytes were inserted, and strings were copied whole: still UTF-8.
+    String::from_utf8(out).ok()
+}
+
+/// Index just past the closing quote of the string that opens at `start`.
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+fn skip_whitespace(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// Whether the array opening at `start` holds no objects or arrays.
+fn is_flat_array(bytes: &[u8], start: usize) -> bool {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = string_end(bytes, i),
+            b'{' | b'[' => return false,
+            b']' => return true,
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+fn newline(out: &mut Vec<u8>, depth: usize) {
+    out.push(b'\n');
+    out.resize(out.len() + depth * 2, b' ');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLICK: &str = r#"{"action":"click","userId":"u1","articleId":123,"algorithmCombine":"v1:fresh+hot","channelId":1,"position":0,"requestId":"k3j2h4g5f6","ts":1763900000000,"sig":"abcdefghijklmnopqrstuv"}"#;
+    const EXPOSURE: &str = r#"{"action":"exposure","userId":"u1","articleId":[5,6,7],"channelId":0,"requestId":"r","ts":1,"sig":"s"}"#;
+
+    #[test]
+    fn decodes_a_click_param() {
+        let param = Param::new(CLICK.to_owned());
+        assert_eq!(param.action(), Some(Action::Click));
+        assert_eq!(param.article_ids(), vec![123]);
+        assert_eq!(param.user_id(), Some("u1"));
+        let payload = param.payload.unwrap();
+        assert_eq!(payload.position, Some(0));
+        assert_eq!(payload.channel_id, Some(1));
+        assert_eq!(payload.request_id.as_deref(), Some("k3j2h4g5f6"));
+        assert_eq!(param.check, Check::Pending);
+    }
+
+    #[test]
+    fn decodes_an_exposure_param_with_many_ids() {
+        let param = Param::new(EXPOSURE.to_owned());
+        assert_eq!(param.action(), Some(Action::Exposure));
+        assert_eq!(param.article_ids(), vec![5, 6, 7]);
+        assert_eq!(param.payload.unwrap().position, None);
+    }
+
+    #[test]
+    fn keeps_a_param_that_is_not_json_visible() {
+        let param = Param::new("not json".to_owned());
+        assert!(param.payload.is_err());
+        assert_eq!(param.action(), None);
+        assert!(param.article_ids().is_empty());
+        assert_eq!(param.pretty, "not json");
+    }
+
+    #[test]
+    fn unknown_action_decodes_but_has_no_action() {
+        let param = Param::new(r#"{"action":"like","articleId":1}"#.to_owned());
+        assert!(param.payload.is_ok());
+        assert_eq!(param.action(), None);
+    }
+
+    #[test]
+    fn pretty_json_keeps_key_order_and_indents() {
+        let pretty = pretty_json(CLICK).unwrap();
+        let keys: Vec<&str> = pretty
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix('"'))
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "action",
+                "userId",
+                "articleId",
+                "algorithmCombine",
+                "channelId",
+                "position",
+                "requestId",
+                "ts",
+                "sig"
+            ]
+        );
+        assert!(pretty.starts_with("{\n  \"action\": \"click\",\n"));
+        assert!(pretty.ends_with("\n}"));
+        // The same JSON, only re-spaced.
+        let reparsed: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+        assert_eq!(reparsed, serde_json::from_str::<serde_json::Value>(CLICK).unwrap());
+    }
+
+    #[test]
+    fn pretty_json_keeps_flat_arrays_on_one_line() {
+        let pretty = pretty_json(EXPOSURE).unwrap();
+        assert!(pretty.contains("\"articleId\": [5, 6, 7],\n"), "{pretty}");
+    }
+
+    #[test]
+    fn pretty_json_handles_nesting_escapes_and_empties() {
+        let raw = r#"{"a":{"b":[{"c":"x,\"y\"}"}],"e":{},"f":[]},"g":"é"}"#;
+        let pretty = pretty_json(raw).unwrap();
+        let expected = "{\n  \"a\": {\n    \"b\": [\n      {\n        \"c\": \"x,\\\"y\\\"}\"\n      }\n    ],\n    \"e\": {},\n    \"f\": []\n  },\n  \"g\": \"é\"\n}";
+        assert_eq!(pretty, expected);
+    }
+
+    #[test]
+    fn pretty_json_rejects_what_is_not_json() {
+        assert_eq!(pretty_json("{\"a\":"), None);
+        assert_eq!(pretty_json(""), None);
+    }
+
+    #[test]
+    fn action_names_round_trip() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+        }
+        assert_eq!(Action::parse("Click"), None);
+    }
+}
