@@ -111,7 +111,10 @@ pub async fn serve<S: Store>(
         .add_service(health_service)
         .add_service(reflection)
         .prepare();
-    let router = web::with_page(routes.into_axum_router(), config.web_dir.as_deref());
+    // gRPC-Web wraps the gRPC routes only: it answers any other HTTP/1.1 request with 400,
+    // and the page's GET requests must reach the page.
+    let grpc = routes.into_axum_router().layer(tonic_web::GrpcWebLayer::new());
+    let router = web::with_page(grpc, config.web_dir.as_deref());
 
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
@@ -119,7 +122,6 @@ pub async fn serve<S: Store>(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(256))
         .layer(cors)
-        .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

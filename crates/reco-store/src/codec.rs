@@ -90,7 +90,7 @@ pub fn encode_batch(batch: &Batch) -> Vec<u8> {
 pub fn decode_batch(time: i64, bytes: &[u8]) -> Result<Batch, StoreError> {
     let mut r = Reader::new(bytes, "batch");
     let request_id = r.u64()?;
-    if r.bytes.len() % BATCH_ITEM_LEN != 0 {
+    if !r.bytes.len().is_multiple_of(BATCH_ITEM_LEN) {
         return Err(r.truncated());
     }
     let mut items = Vec::with_capacity(r.bytes.len() / BATCH_ITEM_LEN);
@@ -221,7 +221,15 @@ mod tests {
         let empty = Batch { time: 1, request_id: 0, items: vec![] };
         assert_eq!(decode_batch(1, &encode_batch(&empty)).unwrap(), empty);
 
-        let counters = ArticleCounters { exposures: 1, clicks: 2, collects: 3, shares: 4, reads: 5, read_ms: 6, popularity_log2: 7.5 };
+        let counters = ArticleCounters {
+            exposures: 1,
+            clicks: 2,
+            collects: 3,
+            shares: 4,
+            reads: 5,
+            read_ms: 6,
+            popularity_log2: 7.5,
+        };
         assert_eq!(decode_counters(&encode_counters(&counters)).unwrap(), counters);
         let zero = ArticleCounters::default();
         assert_eq!(decode_counters(&encode_counters(&zero)).unwrap(), zero);
@@ -230,11 +238,19 @@ mod tests {
         assert_eq!(decode_event(e.key, &encode_event(&e)).unwrap(), e);
     }
 
+    fn corrupt<T>(r: Result<T, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Corrupt(_)))
+    }
+
     #[test]
     fn corrupt_values_are_errors_not_panics() {
-        let corrupt = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
-        let batch = encode_batch(&Batch { time: 1, request_id: 9, items: vec![BatchItem { article_id: 3, sources: Sources::HOT }] });
-        for len in 0..batch.len() {
+        let batch = encode_batch(&Batch {
+            time: 1,
+            request_id: 9,
+            items: vec![BatchItem { article_id: 3, sources: Sources::HOT }],
+        });
+        // 8 bytes is a whole batch without items.
+        for len in (0..batch.len()).filter(|&len| len != 8) {
             assert!(corrupt(decode_batch(1, &batch[..len])), "batch cut to {len} bytes");
         }
         let counters = encode_counters(&ArticleCounters::default());

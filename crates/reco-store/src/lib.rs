@@ -23,9 +23,9 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use reco_engine::model::{Article, ArticleId, ChannelId};
 use reco_engine::store::{AppendOutcome, ArticleCounters, Batch, EventKey, EventRecord, Store, StoreError, UserRecord};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::writer::{Command, Reply};
 
@@ -184,8 +184,12 @@ impl State {
     fn load_user(&self, user: &str) -> Result<UserRecord, StoreError> {
         let mut record = UserRecord::default();
         let txn = self.db.begin_read().map_err(db_error)?;
+        #[cfg(test)]
+        tests::pause_load(user);
         let batches = txn.open_table(BATCHES).map_err(db_error)?;
-        for row in batches.range((user, ChannelId::MIN, i64::MIN)..=(user, ChannelId::MAX, i64::MAX)).map_err(db_error)? {
+        for row in
+            batches.range((user, ChannelId::MIN, i64::MIN)..=(user, ChannelId::MAX, i64::MAX)).map_err(db_error)?
+        {
             let (key, value) = row.map_err(db_error)?;
             let (_, channel, time) = key.value();
             let batch = codec::decode_batch(time, value.value())
@@ -342,4 +346,194 @@ fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Barrier, Mutex};
+    use std::time::{Duration, Instant};
+
+    use reco_engine::model::Action;
+    use reco_engine::store::{BatchItem, Sources};
+    use redb::StorageBackend;
+    use redb::backends::InMemoryBackend;
+
+    use super::*;
+
+    /// A user whose load the next test holds between its snapshot and its insert.
+    static LOAD_GATE: Mutex<Option<(String, Arc<Barrier>)>> = Mutex::new(None);
+
+    pub(super) fn pause_load(user: &str) {
+        let gate = lock(&LOAD_GATE).as_ref().filter(|(u, _)| u == user).map(|(_, b)| Arc::clone(b));
+        if let Some(barrier) = gate {
+            barrier.wait(); // the snapshot is taken
+            barrier.wait(); // the test lets the load finish
+        }
+    }
+
+    fn read_event(key: u8, user: &str, id: ArticleId) -> EventRecord {
+        EventRecord {
+            key: EventKey([key; 16]),
+            user: user.to_owned(),
+            channel: 1,
+            action: Action::Read,
+            article_ids: vec![id],
+            time: 1_700_000_000_000,
+            read_ms: 1_000,
+            popularity_log2: 1.0,
+        }
+    }
+
+    fn batch(time: i64) -> Batch {
+        Batch { time, request_id: 1, items: vec![BatchItem { article_id: 1, sources: Sources::FRESH }] }
+    }
+
+    #[test]
+    fn an_event_committed_during_a_load_reaches_the_loaded_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let user = "racing-load";
+        let barrier = Arc::new(Barrier::new(2));
+        *lock(&LOAD_GATE) = Some((user.to_owned(), Arc::clone(&barrier)));
+        std::thread::scope(|s| {
+            let loader = s.spawn(|| store.with_user(user, |_| ()).unwrap());
+            barrier.wait();
+            // The loader's snapshot predates this event; commit it while the load is held.
+            let recorder = s.spawn(|| store.record_events(&[read_event(1, user, 7)]).unwrap());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !committed(&store, EventKey([1; 16])) {
+                assert!(Instant::now() < deadline, "the event was never committed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            barrier.wait();
+            loader.join().unwrap();
+            assert_eq!(recorder.join().unwrap(), vec![true]);
+        });
+        *lock(&LOAD_GATE) = None;
+        assert!(store.with_user(user, |u| u.has_read(7)).unwrap(), "the committed read reached the cached record");
+    }
+
+    fn committed(store: &RedbStore, key: EventKey) -> bool {
+        let txn = store.state.db.begin_read().unwrap();
+        txn.open_table(EVENTS).unwrap().get(&key.0).unwrap().is_some()
+    }
+
+    /// Writes `value` under `key` in `table` of the closed store in `dir`.
+    fn overwrite<K: redb::Key + 'static>(
+        dir: &Path,
+        table: TableDefinition<K, &[u8]>,
+        key: K::SelfType<'_>,
+        value: &[u8],
+    ) {
+        let db = Database::create(dir.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(table).unwrap().insert(key, value).unwrap();
+        txn.commit().unwrap();
+    }
+
+    fn assert_corrupt<T>(result: Result<T, StoreError>, needle: &str) {
+        match result {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains(needle), "{msg:?} should name {needle:?}"),
+            Err(e) => panic!("expected Corrupt naming {needle:?}, got {e}"),
+            Ok(_) => panic!("expected Corrupt naming {needle:?}, got Ok"),
+        }
+    }
+
+    #[test]
+    fn corrupt_values_are_reported_not_panicked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        RedbStore::open(dir.path()).unwrap().close().unwrap();
+
+        overwrite(dir.path(), BATCHES, ("u", 1, 10), &[1, 2, 3]);
+        overwrite(dir.path(), ARTICLES, 5, b"{not json");
+        overwrite(dir.path(), EVENTS, &[9; 16], &[200]);
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_corrupt(store.with_user("u", |_| ()), "user \"u\", channel 1, time 10");
+        assert_corrupt(store.load_articles(), "article 5");
+        assert_corrupt(store.for_each_event(|_| ()), "event");
+        assert!(store.with_user("other", |u| u.read_count()).is_ok(), "other users still load");
+        store.close().unwrap();
+
+        overwrite(dir.path(), COUNTERS, 7, &[0; 55]);
+        assert_corrupt(RedbStore::open(dir.path()), "article 7");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        RedbStore::open(dir.path()).unwrap().close().unwrap();
+        overwrite(dir.path(), META, SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_le_bytes());
+        match RedbStore::open(dir.path()) {
+            Err(StoreError::Backend(msg)) => assert!(msg.contains("newer"), "{msg}"),
+            Err(e) => panic!("expected Backend, got {e}"),
+            Ok(_) => panic!("a newer schema was opened"),
+        }
+        overwrite(dir.path(), META, SCHEMA_KEY, b"x");
+        assert_corrupt(RedbStore::open(dir.path()), "schema version");
+    }
+
+    /// An in-memory file whose writes and syncs fail on demand.
+    #[derive(Debug)]
+    struct FlakyBackend {
+        inner: InMemoryBackend,
+        broken: Arc<AtomicBool>,
+    }
+
+    impl FlakyBackend {
+        fn check(&self) -> std::io::Result<()> {
+            if self.broken.load(Ordering::SeqCst) { Err(std::io::Error::other("disk on fire")) } else { Ok(()) }
+        }
+    }
+
+    impl StorageBackend for FlakyBackend {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+
+    fn backend_error<T>(r: Result<T, StoreError>) -> bool {
+        matches!(r, Err(StoreError::Backend(msg)) if msg.contains("disk on fire"))
+    }
+
+    #[test]
+    fn a_failed_commit_fails_its_waiters_and_every_later_write() {
+        let broken = Arc::new(AtomicBool::new(false));
+        let backend = FlakyBackend { inner: InMemoryBackend::new(), broken: Arc::clone(&broken) };
+        let db = Database::builder().create_with_backend(backend).unwrap();
+        let store = RedbStore::with_database(db, PathBuf::from("flaky")).unwrap();
+        assert_eq!(store.record_events(&[read_event(1, "u", 1)]).unwrap(), vec![true]);
+
+        broken.store(true, Ordering::SeqCst);
+        assert!(
+            backend_error(store.record_events(&[read_event(2, "u", 2)])),
+            "the waiter of the failed commit learns of it"
+        );
+        assert!(backend_error(store.put_meta("k", b"v")));
+        assert!(backend_error(store.append_batch("u", 1, batch(5))));
+        assert!(backend_error(store.flush()));
+        // What was committed before stays readable.
+        assert_eq!(store.counters(&[1, 2]).unwrap().iter().map(|c| c.reads).collect::<Vec<_>>(), vec![1, 0]);
+        assert!(store.with_user("u", |u| u.has_read(1) && !u.has_read(2)).unwrap());
+        assert!(backend_error(store.close()), "close reports the failure instead of hanging");
+    }
 }

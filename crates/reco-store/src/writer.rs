@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use redb::{Durability, ReadableTable, Table};
 use reco_engine::model::{ArticleId, ChannelId};
 use reco_engine::store::{ArticleCounters, EventRecord, StoreError};
+use redb::{Durability, ReadableTable, Table};
 
 use crate::{ARTICLES, BATCHES, COUNTERS, EVENTS, META, READS, State, codec, db_error, read_lock, write_lock};
 
@@ -18,13 +18,32 @@ pub(crate) type Reply<T> = SyncSender<Result<T, StoreError>>;
 
 pub(crate) enum Command {
     /// Written behind: nobody waits for it.
-    Batch { user: String, channel: ChannelId, time: i64, value: Vec<u8> },
-    Events { events: Vec<EventRecord>, reply: Reply<Vec<bool>> },
-    Articles { rows: Vec<(ArticleId, Vec<u8>)>, reply: Reply<()> },
-    Meta { key: String, value: Vec<u8>, reply: Reply<()> },
-    Flush { reply: Reply<()> },
+    Batch {
+        user: String,
+        channel: ChannelId,
+        time: i64,
+        value: Vec<u8>,
+    },
+    Events {
+        events: Vec<EventRecord>,
+        reply: Reply<Vec<bool>>,
+    },
+    Articles {
+        rows: Vec<(ArticleId, Vec<u8>)>,
+        reply: Reply<()>,
+    },
+    Meta {
+        key: String,
+        value: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Flush {
+        reply: Reply<()>,
+    },
     /// Commit what is queued, answer, and stop.
-    Close { reply: Reply<()> },
+    Close {
+        reply: Reply<()>,
+    },
 }
 
 impl Command {

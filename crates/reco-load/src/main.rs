@@ -1,0 +1,364 @@
+//! `reco-load`: a closed-loop gRPC load generator for `/UserRecommend/user_recommend`.
+//!
+//! `--concurrency` workers each keep one request in flight over HTTP/2 connections opened up
+//! front (one per worker unless `--connections` says otherwise). Unlike h2load, which repeats one
+//! request body, every request names one of many users and, in refresh mode, a `time_stamp` newer
+//! than that user's last batch in the channel, so the server does its real work (rank, filter,
+//! store) on every call. Every answer is verified; the run is bounded by `--requests` and/or
+//! `--duration` and always ends by itself. The last line printed is stable and greppable:
+//! `rps=... p50_ms=... p90_ms=... p99_ms=... max_ms=... ok=... errors=... short=... conc=...
+//! article_num=... mode=...` followed by more `key=value` pairs.
+
+mod stats;
+mod wire;
+mod workload;
+
+use std::{
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use tokio::task::JoinSet;
+
+use crate::{
+    stats::Stats,
+    wire::Client,
+    workload::{Checks, Mode, Outcome, Settings, Workload},
+};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Closed-loop gRPC load generator for /UserRecommend/user_recommend")]
+struct Args {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:8888")]
+    addr: String,
+    /// Requests in flight (closed loop: each worker sends its next request when the answer came).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// HTTP/2 connections shared by the workers (default: one per worker).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Measured requests (after warm-up); the run stops at this count or at --duration, whichever
+    /// comes first.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Measured seconds (after warm-up). Default: 10 when --requests is not given.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Unmeasured seconds of load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Hard bound on the measured phase in seconds, whatever else is asked.
+    #[arg(long, default_value_t = 300.0)]
+    max_seconds: f64,
+    /// UserRequest.article_num.
+    #[arg(long, default_value_t = 10)]
+    article_num: i32,
+    /// Distinct user ids (`<user-prefix>0` .. `<user-prefix>N-1`), split between the workers.
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+    #[arg(long, default_value = "load-")]
+    user_prefix: String,
+    /// What the requests are.
+    #[arg(long, value_enum, default_value_t = Mode::Refresh)]
+    mode: Mode,
+    /// In mixed mode, the share of requests that are refreshes.
+    #[arg(long, default_value_t = 0.5)]
+    refresh_ratio: f64,
+    /// How strictly answers are verified (`basic` for servers with fake data, like the seed's).
+    #[arg(long, value_enum, default_value_t = Checks::Full)]
+    checks: Checks,
+    /// Seed of the users' and channels' random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Runtime threads (1 = a current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Per-request timeout in seconds (a timeout counts as an error).
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Report the CPU use of this process (the server under test) over the measured window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+impl Args {
+    fn validate(&self) -> anyhow::Result<()> {
+        ensure!(self.concurrency >= 1, "--concurrency must be at least 1");
+        let conns = self.connections();
+        ensure!((1..=self.concurrency).contains(&conns), "--connections must be in 1..={}", self.concurrency);
+        ensure!(
+            self.users >= self.concurrency,
+            "--users ({}) must be at least --concurrency ({}): users are split between the workers",
+            self.users,
+            self.concurrency
+        );
+        ensure!(self.article_num >= 1, "--article-num must be at least 1");
+        for (name, value) in [("--warmup", self.warmup), ("--max-seconds", self.max_seconds), ("--timeout", self.timeout)]
+        {
+            ensure!(value.is_finite() && value >= 0.0, "{name} must be a number of seconds >= 0");
+        }
+        ensure!(self.timeout > 0.0 && self.max_seconds > 0.0, "--timeout and --max-seconds must be > 0");
+        if let Some(d) = self.duration {
+            ensure!(d.is_finite() && d > 0.0, "--duration must be > 0 seconds");
+        }
+        ensure!(self.requests != Some(0), "--requests must be at least 1");
+        ensure!((0.0..=1.0).contains(&self.refresh_ratio), "--refresh-ratio must be in 0..=1");
+        ensure!(self.threads >= 1, "--threads must be at least 1");
+        Ok(())
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.unwrap_or(self.concurrency)
+    }
+
+    /// Length of the measured phase: --duration, else 10 s without --requests, capped by --max-seconds.
+    fn measured_limit(&self) -> Duration {
+        let secs = match (self.duration, self.requests) {
+            (Some(d), _) => d,
+            (None, Some(_)) => self.max_seconds,
+            (None, None) => 10.0,
+        };
+        Duration::from_secs_f64(secs.min(self.max_seconds))
+    }
+}
+
+/// Shared by the workers: when to measure, when to stop.
+struct Control {
+    measure_from: Instant,
+    stop_at: Instant,
+    limit: Option<u64>,
+    issued: AtomicU64,
+    timeout: Duration,
+}
+
+/// Why a request counts as an error.
+enum Failure {
+    Status(tonic::Status),
+    Timeout,
+    Wrong(&'static str),
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn call(client: &mut Client, load: &mut Workload, timeout: Duration, now_ms: i64) -> Result<bool, Failure> {
+    let (request, call) = load.next(now_ms);
+    match tokio::time::timeout(timeout, client.user_recommend(request)).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Err(status)) => Err(Failure::Status(status)),
+        Ok(Ok(answer)) => match load.check(&call, &answer) {
+            Outcome::Ok => Ok(false),
+            Outcome::Short => Ok(true),
+            Outcome::Wrong(why) => Err(Failure::Wrong(why)),
+        },
+    }
+}
+
+fn record(stats: &mut Stats, result: Result<bool, Failure>, latency: Duration, timeout: Duration) {
+    match result {
+        Ok(short) => stats.ok(latency, short),
+        Err(Failure::Status(status)) => {
+            stats.error(&format!("{:?}", status.code()), || status.message().to_owned());
+        }
+        Err(Failure::Timeout) => stats.error("Timeout", || format!("no answer within {timeout:?}")),
+        Err(Failure::Wrong(why)) => stats.error("WrongAnswer", || why.to_owned()),
+    }
+}
+
+/// One closed-loop worker; returns what it saw while measuring and when its last measured answer came.
+async fn worker(mut client: Client, mut load: Workload, control: Arc<Control>) -> (Stats, Option<Instant>) {
+    let mut stats = Stats::new();
+    let mut last = None;
+    loop {
+        let start = Instant::now();
+        if start >= control.stop_at {
+            break;
+        }
+        let measured = start >= control.measure_from;
+        if measured
+            && let Some(limit) = control.limit
+            && control.issued.fetch_add(1, Ordering::Relaxed) >= limit
+        {
+            break;
+        }
+        let result = call(&mut client, &mut load, control.timeout, unix_ms()).await;
+        let done = Instant::now();
+        if measured {
+            record(&mut stats, result, done - start, control.timeout);
+            last = Some(done);
+        }
+    }
+    (stats, last)
+}
+
+/// Sends one refresh per user (unmeasured) so that history reads have batches to read.
+async fn prime(mut client: Client, mut load: Workload, timeout: Duration) -> (Workload, Stats) {
+    let mut stats = Stats::new();
+    for (request, call) in load.priming_calls(unix_ms()) {
+        let start = Instant::now();
+        let result = match tokio::time::timeout(timeout, client.user_recommend(request)).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Err(status)) => Err(Failure::Status(status)),
+            Ok(Ok(answer)) => match load.check(&call, &answer) {
+                Outcome::Wrong(why) => Err(Failure::Wrong(why)),
+                outcome => Ok(outcome == Outcome::Short),
+            },
+        };
+        record(&mut stats, result, start.elapsed(), timeout);
+    }
+    load.finish_priming();
+    (load, stats)
+}
+
+fn print_errors(what: &str, stats: &Stats) {
+    for (kind, (count, message)) in &stats.error_kinds {
+        eprintln!("reco-load: {what}: {count} x {kind}: {message}");
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let conc = args.concurrency;
+    let mut clients = Vec::with_capacity(args.connections());
+    for _ in 0..args.connections() {
+        clients.push(Client::connect(&args.addr).await?);
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let mut loads: Vec<Workload> = (0..conc)
+        .map(|w| {
+            let settings = Settings {
+                mode: args.mode,
+                checks: args.checks,
+                article_num: args.article_num,
+                refresh_ratio: args.refresh_ratio,
+            };
+            Workload::new(w, conc, args.users, &args.user_prefix, args.seed, settings)
+        })
+        .collect();
+
+    if args.mode != Mode::Refresh {
+        let started = Instant::now();
+        let mut set = JoinSet::new();
+        for (w, load) in loads.drain(..).enumerate() {
+            set.spawn(prime(clients[w % clients.len()].clone(), load, timeout));
+        }
+        let mut primed = Vec::with_capacity(conc);
+        let mut stats = Stats::new();
+        while let Some(done) = set.join_next().await {
+            let (load, s) = done.context("priming task failed")?;
+            stats.merge(s);
+            primed.push(load);
+        }
+        print_errors("priming", &stats);
+        eprintln!(
+            "reco-load: primed {} users in {:.1} s ({} errors)",
+            stats.ok,
+            started.elapsed().as_secs_f64(),
+            stats.errors
+        );
+        if stats.ok == 0 && args.mode == Mode::History {
+            bail!("priming served no batch: nothing to read back in history mode");
+        }
+        loads = primed;
+        if args.mode == Mode::History {
+            // A worker whose every priming call failed has nothing to read.
+            loads.retain(Workload::has_history);
+        }
+    }
+
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let control = Arc::new(Control {
+        measure_from,
+        stop_at: measure_from + args.measured_limit(),
+        limit: args.requests,
+        issued: AtomicU64::new(0),
+        timeout,
+    });
+    let sampler = {
+        let pid = args.server_pid;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            (stats::own_cpu(), pid.and_then(stats::process_cpu))
+        })
+    };
+    let mut set = JoinSet::new();
+    for (w, load) in loads.into_iter().enumerate() {
+        set.spawn(worker(clients[w % clients.len()].clone(), load, control.clone()));
+    }
+    let mut total = Stats::new();
+    let mut end = measure_from;
+    while let Some(done) = set.join_next().await {
+        let (stats, last) = done.context("worker task failed")?;
+        total.merge(stats);
+        end = end.max(last.unwrap_or(end));
+    }
+    let (own_cpu, server_cpu) = (stats::own_cpu(), args.server_pid.and_then(stats::process_cpu));
+    let (own_before, server_before) = sampler.await.context("cpu sampler failed")?;
+
+    let secs = (end - measure_from).as_secs_f64();
+    let pct = |used: Duration| if secs > 0.0 { 100.0 * used.as_secs_f64() / secs } else { 0.0 };
+    let server_pct = match (server_before, server_cpu) {
+        (Some(a), Some(b)) => format!("{:.0}", pct(b.saturating_sub(a))),
+        _ => "NA".to_owned(),
+    };
+    print_errors("errors", &total);
+    println!(
+        "rps={:.0} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} ok={} errors={} short={} conc={} \
+         article_num={} mode={} conns={} threads={} users={} checks={} seconds={:.2} mean_ms={:.3} \
+         p999_ms={:.3} tool_cpu_pct={:.0} server_cpu_pct={}",
+        if secs > 0.0 { total.ok as f64 / secs } else { 0.0 },
+        total.quantile_ms(0.50),
+        total.quantile_ms(0.90),
+        total.quantile_ms(0.99),
+        total.max_ms(),
+        total.ok,
+        total.errors,
+        total.short,
+        conc,
+        args.article_num,
+        args.mode.name(),
+        args.connections(),
+        args.threads,
+        args.users,
+        match args.checks {
+            Checks::Full => "full",
+            Checks::Basic => "basic",
+        },
+        secs,
+        total.mean_ms(),
+        total.quantile_ms(0.999),
+        pct(own_cpu.saturating_sub(own_before)),
+        server_pct,
+    );
+    Ok(total.errors == 0 && total.ok > 0)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = args.validate() {
+        eprintln!("reco-load: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()
+    };
+    let result = runtime.context("cannot start the tokio runtime").and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("reco-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The `reco` binary as a user runs it: serve, restart, crash, import, the seed's clients.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reco_proto::seed::user_recommend_client::UserRecommendClient;
+use reco_proto::seed::{ArticleResponse, UserRequest};
+use reco_proto::v1::catalog_client::CatalogClient;
+use reco_proto::v1::tracking_client::TrackingClient;
+use reco_proto::v1::{self, TrackEvent, Verdict};
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_reco");
+
+/// A `reco serve` child process, killed (by PID) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(BIN)
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .env("RECO_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "reco serve did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).unwrap().connect().await.unwrap()
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let ok = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {signal} failed");
+    }
+
+    /// SIGTERM, and the exit status of the graceful shutdown.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.child.wait().unwrap()
+    }
+
+    fn kill_9(mut self) {
+        self.signal("-KILL");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn req(user: &str, channel: i32, num: i32, t: i64) -> UserRequest {
+    UserRequest { user_id: user.into(), channel_id: channel, article_num: num, time_stamp: t }
+}
+
+fn ids(r: &ArticleResponse) -> Vec<i64> {
+    r.recommends.iter().map(|a| a.article_id).collect()
+}
+
+fn ev(param: &str, read_ms: i64) -> TrackEvent {
+    TrackEvent { param: param.into(), action_time: 0, read_duration_ms: read_ms }
+}
+
+async fn report(server: &Server, events: Vec<TrackEvent>) -> Vec<Verdict> {
+    let mut t = TrackingClient::new(server.channel().await);
+    t.report(v1::ReportRequest { events }).await.unwrap().into_inner().results.iter().map(|r| r.verdict()).collect()
+}
+
+async fn stats(server: &Server, ids: Vec<i64>) -> Vec<v1::ArticleStats> {
+    let mut t = TrackingClient::new(server.channel().await);
+    t.article_stats(v1::ArticleStatsRequest { article_ids: ids }).await.unwrap().into_inner().stats
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+#[tokio::test]
+async fn restart_keeps_history_read_sets_and_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut feed = UserRecommendClient::new(server.channel().await);
+    let t = now_ms();
+    let first = feed.user_recommend(req("r", 18, 10, t)).await.unwrap().into_inner();
+    let second = feed.user_recommend(req("r", 18, 10, t + 1)).await.unwrap().into_inner();
+    let read = first.recommends[0].clone();
+    let click = second.recommends[3].clone();
+    let verdicts =
+        report(&server, vec![ev(&read.track.as_ref().unwrap().read, 30_000), ev(&click.track.as_ref().unwrap().click, 0)])
+            .await;
+    assert_eq!(verdicts, [Verdict::Accepted, Verdict::Accepted]);
+    let before = stats(&server, vec![read.article_id, click.article_id]).await;
+    assert!(server.terminate().success(), "graceful shutdown exits 0");
+
+    let server = Server::start(dir.path());
+    let mut feed = UserRecommendClient::new(server.channel().await);
+    let again = feed.user_recommend(req("r", 18, 10, t + 1)).await.unwrap().into_inner();
+    assert_eq!(again.recommends, second.recommends, "history survives a restart, params included");
+    assert_eq!(again.time_stamp, t);
+    let older = feed.user_recommend(req("r", 18, 10, again.time_stamp)).await.unwrap().into_inner();
+    assert_eq!(older.recommends, first.recommends);
+    let after = stats(&server, vec![read.article_id, click.article_id]).await;
+    for (b, a) in before.iter().zip(&after) {
+        // Popularity decays with time (6 h half-life): only a few seconds passed.
+        assert!(a.popularity <= b.popularity && a.popularity > 0.99 * b.popularity, "{b:?} -> {a:?}");
+        let without_popularity = |s: &v1::ArticleStats| v1::ArticleStats { popularity: 0.0, ..s.clone() };
+        assert_eq!(without_popularity(b), without_popularity(a), "counters survive a restart");
+    }
+    assert_eq!(report(&server, vec![ev(&click.track.unwrap().click, 0)]).await, [Verdict::Duplicate]);
+    // Never repeat across the restart, and the read article stays out of 推荐 too.
+    let next = feed.user_recommend(req("r", 18, 50, t + 2)).await.unwrap().into_inner();
+    assert!(ids(&next).iter().all(|id| !ids(&first).contains(id) && !ids(&second).contains(id)));
+    let all = feed.user_recommend(req("r", 0, 100, t + 3)).await.unwrap().into_inner();
+    assert!(!ids(&all).contains(&read.article_id), "a read article never comes back");
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut feed = UserRecommendClient::new(server.channel().await);
+    let batch = feed.user_recommend(req("k", 0, 20, now_ms())).await.unwrap().into_inner();
+    let clicks: Vec<String> = batch.recommends.iter().map(|a| a.track.as_ref().unwrap().click.clone()).collect();
+    for click in &clicks {
+        assert_eq!(report(&server, vec![ev(click, 0)]).await, [Verdict::Accepted]);
+    }
+    server.kill_9();
+
+    let server = Server::start(dir.path());
+    let counted = stats(&server, ids(&batch)).await;
+    assert!(counted.iter().all(|s| s.clicks == 1), "{counted:?}");
+    let replays = report(&server, clicks.iter().map(|c| ev(c, 0)).collect()).await;
+    assert!(replays.iter().all(|v| *v == Verdict::Duplicate), "{replays:?}");
+}
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    Command::new(BIN).args(args).arg("--data-dir").arg(dir).env("RECO_LOG", "warn").output().unwrap()
+}
+
+#[tokio::test]
+async fn import_loads_good_lines_and_reports_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("articles.jsonl");
+    let mut f = std::fs::File::create(&file).unwrap();
+    writeln!(f, r#"{{"id":101,"channel_id":18,"title":"Python 3.14 新特性","author":"张伟","publish_time":1763900000000,"keywords":["python"]}}"#).unwrap();
+    writeln!(f, r#"{{"id":102,"channel_id":18,"title":"missing author"}}"#).unwrap();
+    writeln!(f, r#"{{"id":103,"channel_id":77,"title":"t","author":"a","publish_time":1}}"#).unwrap();
+    writeln!(f, r#"{{"id":104,"channel_id":19,"title":"JVM 调优","author":"李娜","publish_time":1763900000001,"keywords":[]}}"#).unwrap();
+    drop(f);
+    let data = dir.path().join("data");
+    let out = run(&["import", file.to_str().unwrap()], &data);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("imported 2 articles, rejected 2 lines"), "{stdout}");
+    assert!(stderr.contains("articles.jsonl:2: rejected: missing field `author`"), "{stderr}");
+    assert!(stderr.contains("articles.jsonl:3: rejected: unknown channel_id 77"), "{stderr}");
+
+    let server = Server::start(&data);
+    let mut catalog = CatalogClient::new(server.channel().await);
+    let got = catalog.articles(v1::ArticlesRequest { article_ids: vec![101, 104, 1] }).await.unwrap().into_inner();
+    assert_eq!(got.articles.iter().map(|a| a.title.as_str()).collect::<Vec<_>>(), ["Python 3.14 新特性", "JVM 调优"]);
+    assert_eq!(got.missing_ids, vec![1], "an imported catalog replaces the demo one");
+
+    // While the server holds the data dir, import refuses it with a clear message.
+    let busy = run(&["import", file.to_str().unwrap()], &data);
+    assert!(!busy.status.success());
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+    drop(server);
+
+    let missing = run(&["import", "/nonexistent/file.jsonl"], &data);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot open /nonexistent/file.jsonl"));
+}
+
+#[tokio::test]
+async fn recommend_prints_like_the_seed_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let out = Command::new(BIN).args(["recommend", "--addr", &server.url(), "--user", "1", "--channel", "1", "--num", "3"]).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    assert!(stdout.starts_with("ret=exposure: \"{\\\"action\\\":\\\"exposure\\\""), "{stdout}");
+    assert_eq!(stdout.matches("recommends {").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("    click: ").count(), 3);
+    let bad = Command::new(BIN).args(["recommend", "--addr", &server.url(), "--num", "0"]).output().unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("InvalidArgument") && stderr.contains("article_num must be in 1..=100, got 0"), "{stderr}");
+}
+
+/// The seed tutorial's grpcio client, generated from `proto/reco.proto` by grpcio-tools and
+/// unchanged but for the address, talks to reco.
+#[tokio::test]
+async fn seed_python_grpcio_client_works_unchanged() {
+    let python = std::env::var("RECO_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target/py-venv/bin/python"));
+    let probe = Command::new(&python).args(["-c", "import grpc, grpc_tools"]).output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "{} has no grpcio/grpcio-tools: run scripts/test.sh (it makes target/py-venv) or set RECO_TEST_PYTHON",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let stubs = Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(workspace_root().join("proto"))
+        .arg(format!("--python_out={}", dir.path().display()))
+        .arg(format!("--grpc_python_out={}", dir.path().display()))
+        .arg("reco.proto")
+        .output()
+        .unwrap();
+    assert!(stubs.status.success(), "{}", String::from_utf8_lossy(&stubs.stderr));
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let client = SEED_CLIENT.replace("127.0.0.1:8888", &format!("127.0.0.1:{}", server.port));
+    std::fs::write(dir.path().join("client.py"), client).unwrap();
+    let out = Command::new(&python).arg("client.py").current_dir(dir.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("ret=exposure: "), "{stdout}");
+    assert_eq!(stdout.matches("recommends {").count(), 10, "{stdout}");
+    assert!(stdout.contains("article_id: ") && stdout.contains("click: \"{\\\"action\\\": ") || stdout.contains("click: \"{\\\"action\\\":\\\"click\\\""), "{stdout}");
+}
+
+/// The seed tutorial's client.py, verbatim.
+const SEED_CLIENT: &str = r#"import grpc
+import reco_pb2
+import reco_pb2_grpc
+import time
+
+
+def feed_articles(stub):
+    # 构建rpc调用的调用参数
+    user_request = reco_pb2.UserRequest()
+    user_request.user_id = '1'
+    user_request.channel_id = 1
+    user_request.article_num = 10
+    user_request.time_stamp = round(time.time()*1000)
+
+    # 通过stub进行方法调用,并接收调用返回值
+    ret = stub.user_recommend(user_request)
+    print('ret={}'.format(ret))
+
+def run():
+    """
+    rpc客户端调用的方法
+    """
+    # 使用with语句连接rpc服务器
+    with grpc.insecure_channel('127.0.0.1:8888') as channel:
+        # 创建调用rpc远端服务的辅助对象stub
+        stub = reco_pb2_grpc.UserRecommendStub(channel)
+        # 通过stub进行rpc调用
+        feed_articles(stub)
+
+if __name__ == '__main__':
+    run()
+"#;
