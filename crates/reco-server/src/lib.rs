@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub web_dir: Option<PathBuf>,
     /// Largest request message accepted.
     pub max_message_bytes: usize,
+    /// How long a shutdown waits for open connections (clients that keep a channel open
+    /// never close it themselves) before it closes them and flushes the store.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
             cors_origins: DEFAULT_CORS.iter().map(|s| s.to_string()).collect(),
             web_dir: None,
             max_message_bytes: 1 << 20,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -117,15 +121,30 @@ pub async fn serve<S: Store>(
     let router = web::with_page(grpc, config.web_dir.as_deref());
 
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    };
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(256))
         .layer(cors)
         .add_routes(Routes::from(router))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
-    tracing::info!("stopped accepting; flushing the store");
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        served = server => served?,
+        () = async move {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => tracing::warn!("connections still open {grace:?} after the shutdown signal: closing them"),
+    }
+    tracing::info!("stopped serving; flushing the store");
     engine.store().flush()?;
     Ok(())
 }

@@ -75,6 +75,9 @@ struct ServeArgs {
     /// start and kept in the data dir).
     #[arg(long, env = "RECO_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// Seconds a shutdown waits for open connections before closing them.
+    #[arg(long, env = "RECO_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    shutdown_grace_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,7 +112,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             bail!("--web-dir {} has no index.html: build the page with scripts/build-web.sh", dir.display());
         }
     }
-    let config = ServerConfig { cors_origins: args.cors_origin, web_dir: web_dir.clone(), ..ServerConfig::default() };
+    let config = ServerConfig {
+        cors_origins: args.cors_origin,
+        web_dir: web_dir.clone(),
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
+        ..ServerConfig::default()
+    };
     // Refuse a bad allow-list before opening the port.
     reco_server::cors_layer(&config.cors_origins).map(drop).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
