@@ -149,7 +149,8 @@ const TITLES: &[&str] = &[
 ];
 
 const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "周", "吴", "徐", "孙", "马", "胡", "郭"];
-const GIVEN: &[&str] = &["伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "军", "杰", "涛", "明", "超", "霞"];
+const GIVEN: &[&str] =
+    &["伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "军", "杰", "涛", "明", "超", "霞"];
 
 /// How many articles the demo catalog has.
 pub const DEMO_SIZE: usize = 6_000;
@@ -163,7 +164,12 @@ pub fn demo_articles(seed: u64, now_ms: i64, count: usize) -> Vec<Article> {
         .map(|id| {
             let (channel_id, topics) = TOPICS[rng.random_range(0..TOPICS.len())];
             let a = *topics.choose(&mut rng).expect("topics are not empty");
-            let b: &str = **topics.iter().filter(|t| **t != a).collect::<Vec<_>>().choose(&mut rng).expect("two topics");
+            let b = loop {
+                let b = *topics.choose(&mut rng).expect("topics are not empty");
+                if b != a {
+                    break b;
+                }
+            };
             let template = TITLES.choose(&mut rng).expect("titles are not empty");
             let n = rng.random_range(3..=12).to_string();
             let title = template.replace("{a}", a).replace("{b}", b).replace("{n}", &n);

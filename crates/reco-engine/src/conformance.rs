@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{Action, Article, ALL_CHANNELS};
+use crate::model::{ALL_CHANNELS, Action, Article};
 use crate::store::{AppendOutcome, Batch, BatchItem, EventKey, EventRecord, Sources, Store};
 
 /// Runs every check on `store`, which must be empty.
@@ -76,7 +76,10 @@ pub fn batches<S: Store>(store: &S) {
         "a batch at an existing time is refused"
     );
     assert_eq!(store.append_batch(user, 3, batch(150, &[9])).unwrap(), AppendOutcome::Stale { latest: 200 });
-    assert_eq!(store.append_batch(user, ALL_CHANNELS, batch(50, &[4])).unwrap(), AppendOutcome::Appended { previous: 0 });
+    assert_eq!(
+        store.append_batch(user, ALL_CHANNELS, batch(50, &[4])).unwrap(),
+        AppendOutcome::Appended { previous: 0 }
+    );
     store
         .with_user(user, |u| {
             let h = u.channel(3);
@@ -129,7 +132,9 @@ pub fn concurrent_appends<S: Store>(store: &S) {
             let wins = &wins;
             s.spawn(move || {
                 for time in 1..=50 {
-                    if let AppendOutcome::Appended { .. } = store.append_batch(user, 5, batch(time, &[time * 10 + t])).unwrap() {
+                    if let AppendOutcome::Appended { .. } =
+                        store.append_batch(user, 5, batch(time, &[time * 10 + t])).unwrap()
+                    {
                         wins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }

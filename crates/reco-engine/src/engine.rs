@@ -96,6 +96,9 @@ pub struct ArticleStats {
     pub popularity: f64,
 }
 
+/// What was found for a list of ids, and the ids that were not.
+pub type Found<T> = (Vec<T>, Vec<ArticleId>);
+
 /// Stripes of the per-user lock that makes read-rank-append atomic within this process.
 const USER_LOCKS: usize = 64;
 
@@ -154,7 +157,13 @@ impl<S: Store> Engine<S> {
     }
 
     /// Checks a raw request against the contract's ranges.
-    pub fn validate(&self, user_id: &str, channel_id: i32, article_num: i32, time_stamp: i64) -> Result<FeedRequest, EngineError> {
+    pub fn validate(
+        &self,
+        user_id: &str,
+        channel_id: i32,
+        article_num: i32,
+        time_stamp: i64,
+    ) -> Result<FeedRequest, EngineError> {
         let max = self.config.max_article_num;
         if user_id.trim().is_empty() {
             return Err(invalid("user_id is empty: send the user's id, or a stable anonymous id for guests"));
@@ -201,7 +210,12 @@ impl<S: Store> Engine<S> {
             })?;
             match plan {
                 Plan::History(None) => {
-                    return Ok(FeedResponse { exposure: String::new(), time_stamp: 0, items: Vec::new(), refreshed: false });
+                    return Ok(FeedResponse {
+                        exposure: String::new(),
+                        time_stamp: 0,
+                        items: Vec::new(),
+                        refreshed: false,
+                    });
                 }
                 Plan::History(Some((batch, older))) => {
                     let (_, items) = self.mint(req, &batch, false);
@@ -267,7 +281,10 @@ impl<S: Store> Engine<S> {
             return Err(invalid("events is empty: send at least one event"));
         }
         if events.len() > max {
-            return Err(EngineError::TooMany(format!("{} events in one report, at most {max} are allowed", events.len())));
+            return Err(EngineError::TooMany(format!(
+                "{} events in one report, at most {max} are allowed",
+                events.len()
+            )));
         }
         let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(events.len());
         let mut records = Vec::new();
@@ -297,6 +314,8 @@ impl<S: Store> Engine<S> {
         Ok(verdicts.into_iter().map(|v| v.expect("every event has a verdict")).collect())
     }
 
+    // A rejection is the rare path and carries the decoded param for the client: its size is fine.
+    #[allow(clippy::result_large_err)]
     fn check_event(&self, ev: &ReportedEvent, now_ms: i64) -> Result<(Verified, EventRecord), Verdict> {
         let reject = |reason: String, param: Option<&TrackParam>| Verdict::Rejected { reason, param: param.cloned() };
         let verified = self.signer.verify(&ev.param).map_err(|e| {
@@ -361,7 +380,11 @@ impl<S: Store> Engine<S> {
     }
 
     /// Counters of known articles; unknown ids come back in the second list.
-    pub fn article_stats(&self, ids: &[ArticleId], now_ms: i64) -> Result<(Vec<(ArticleId, ArticleStats)>, Vec<ArticleId>), EngineError> {
+    pub fn article_stats(
+        &self,
+        ids: &[ArticleId],
+        now_ms: i64,
+    ) -> Result<Found<(ArticleId, ArticleStats)>, EngineError> {
         let (known, missing): (Vec<ArticleId>, Vec<ArticleId>) = ids.iter().partition(|id| self.catalog.contains(**id));
         let counters = self.store.counters(&known)?;
         let stats = known
@@ -376,7 +399,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Article info for `ids` in order; unknown ids in the second list.
-    pub fn articles(&self, ids: &[ArticleId]) -> (Vec<&Article>, Vec<ArticleId>) {
+    pub fn articles(&self, ids: &[ArticleId]) -> Found<&Article> {
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         for &id in ids {

@@ -55,7 +55,6 @@ impl Action {
             Action::Read => "read",
         }
     }
-
 }
 
 impl std::fmt::Display for Action {

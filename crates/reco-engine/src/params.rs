@@ -234,7 +234,8 @@ mod tests {
             assert_eq!(json["articleId"], 42);
             assert_eq!(json["algorithmCombine"], "v1:fresh+hot");
         }
-        let exposure = TrackParam { action: Action::Exposure, article_ids: vec![1, 2, 3], position: None, ..card(Action::Click) };
+        let exposure =
+            TrackParam { action: Action::Exposure, article_ids: vec![1, 2, 3], position: None, ..card(Action::Click) };
         let text = s.mint(&exposure);
         assert!(text.contains("\"articleId\":[1,2,3]"), "{text}");
         assert_eq!(s.verify(&text).unwrap().param, exposure);

@@ -193,7 +193,15 @@ pub struct ArticleCounters {
 
 impl Default for ArticleCounters {
     fn default() -> Self {
-        Self { exposures: 0, clicks: 0, collects: 0, shares: 0, reads: 0, read_ms: 0, popularity_log2: f64::NEG_INFINITY }
+        Self {
+            exposures: 0,
+            clicks: 0,
+            collects: 0,
+            shares: 0,
+            reads: 0,
+            read_ms: 0,
+            popularity_log2: f64::NEG_INFINITY,
+        }
     }
 }
 

@@ -183,13 +183,26 @@ fn events_are_verified_deduplicated_and_counted() {
     let forged = click.replace(&format!("\"articleId\":{}", r.items[0].article_id), "\"articleId\":3");
     let read_event = ReportedEvent { read_duration_ms: 90_000, ..event(read) };
     let verdicts = e
-        .report(&[event(&r.exposure), event(click), event(click), event(&forged), event("not a param"), event(read), read_event], NOW)
+        .report(
+            &[
+                event(&r.exposure),
+                event(click),
+                event(click),
+                event(&forged),
+                event("not a param"),
+                event(read),
+                read_event,
+            ],
+            NOW,
+        )
         .unwrap();
     assert!(matches!(&verdicts[0], Verdict::Accepted(p) if p.action == Action::Exposure && p.article_ids == ids(&r)));
     assert!(matches!(&verdicts[1], Verdict::Accepted(p) if p.action == Action::Click));
     assert!(matches!(&verdicts[2], Verdict::Duplicate(_)), "{:?}", verdicts[2]);
     assert!(matches!(&verdicts[3], Verdict::Rejected { reason, param: Some(_) } if reason.contains("bad signature")));
-    assert!(matches!(&verdicts[4], Verdict::Rejected { reason, param: None } if reason.contains("not valid tracking JSON")));
+    assert!(
+        matches!(&verdicts[4], Verdict::Rejected { reason, param: None } if reason.contains("not valid tracking JSON"))
+    );
     assert!(matches!(&verdicts[5], Verdict::Rejected { reason, .. } if reason.contains("read_duration_ms > 0")));
     assert!(matches!(&verdicts[6], Verdict::Accepted(_)));
     // Replaying later is still a duplicate.
@@ -225,7 +238,9 @@ fn bad_events_are_rejected_with_reasons() {
         request_id: 1,
         ts: NOW,
     });
-    assert!(matches!(&e.report(&[event(&ghost)], NOW).unwrap()[0], Verdict::Rejected { reason, .. } if reason.contains("unknown article 777777")));
+    assert!(
+        matches!(&e.report(&[event(&ghost)], NOW).unwrap()[0], Verdict::Rejected { reason, .. } if reason.contains("unknown article 777777"))
+    );
     assert!(matches!(e.report(&[], NOW), Err(EngineError::InvalidArgument(_))));
     assert!(matches!(e.report(&vec![event(&click); 1001], NOW), Err(EngineError::TooMany(_))));
 }

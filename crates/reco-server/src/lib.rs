@@ -187,7 +187,8 @@ pub fn cors_layer(origins: &[String]) -> Result<CorsLayer, String> {
         .allow_origin(allow)
         .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
         .allow_headers(
-            ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"].map(HeaderName::from_static),
+            ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"]
+                .map(HeaderName::from_static),
         )
         .expose_headers(["grpc-status", "grpc-message", "grpc-status-details-bin"].map(HeaderName::from_static))
         .max_age(Duration::from_secs(24 * 3600)))
@@ -220,7 +221,8 @@ impl OriginPattern {
             Self::Any => true,
             Self::Exact(o) => o == origin,
             Self::AnyPort(base) => origin.strip_prefix(base.as_str()).is_some_and(|rest| {
-                rest.is_empty() || rest.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                rest.is_empty()
+                    || rest.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
             }),
         }
     }

@@ -38,7 +38,9 @@ pub fn now_ms() -> i64 {
 fn check_len(field: &str, len: usize) -> Result<(), Status> {
     match len {
         0 => Err(Status::invalid_argument(format!("{field} is empty: send at least one"))),
-        n if n > MAX_IDS => Err(Status::invalid_argument(format!("{field} has {n} entries, at most {MAX_IDS} are allowed"))),
+        n if n > MAX_IDS => {
+            Err(Status::invalid_argument(format!("{field} has {n} entries, at most {MAX_IDS} are allowed")))
+        }
         _ => Ok(()),
     }
 }
@@ -46,9 +48,13 @@ fn check_len(field: &str, len: usize) -> Result<(), Status> {
 #[tonic::async_trait]
 impl<S: Store> UserRecommend for Reco<S> {
     #[tracing::instrument(level = "debug", skip_all, fields(user = %request.get_ref().user_id, channel = request.get_ref().channel_id))]
-    async fn user_recommend(&self, request: Request<seed::UserRequest>) -> Result<Response<seed::ArticleResponse>, Status> {
+    async fn user_recommend(
+        &self,
+        request: Request<seed::UserRequest>,
+    ) -> Result<Response<seed::ArticleResponse>, Status> {
         let r = request.into_inner();
-        let req = self.engine.validate(&r.user_id, r.channel_id, r.article_num, r.time_stamp).map_err(convert::status)?;
+        let req =
+            self.engine.validate(&r.user_id, r.channel_id, r.article_num, r.time_stamp).map_err(convert::status)?;
         let resp = self.engine.recommend(&req, now_ms()).map_err(convert::status)?;
         Ok(Response::new(convert::feed(resp)))
     }
@@ -108,7 +114,8 @@ impl<S: Store> Tracking for Reco<S> {
     async fn verify(&self, request: Request<v1::VerifyRequest>) -> Result<Response<v1::VerifyResponse>, Status> {
         let params = request.into_inner().params;
         check_len("params", params.len())?;
-        let checks = params.iter().zip(self.engine.verify(&params)).map(|(raw, c)| convert::param_check(raw, c)).collect();
+        let checks =
+            params.iter().zip(self.engine.verify(&params)).map(|(raw, c)| convert::param_check(raw, c)).collect();
         Ok(Response::new(v1::VerifyResponse { checks }))
     }
 }

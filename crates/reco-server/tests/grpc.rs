@@ -77,7 +77,14 @@ async fn tracking_events_are_judged_one_by_one() {
     let verdicts: Vec<Verdict> = results.iter().map(|r| r.verdict()).collect();
     assert_eq!(
         verdicts,
-        [Verdict::Accepted, Verdict::Accepted, Verdict::Duplicate, Verdict::Rejected, Verdict::Rejected, Verdict::Accepted]
+        [
+            Verdict::Accepted,
+            Verdict::Accepted,
+            Verdict::Duplicate,
+            Verdict::Rejected,
+            Verdict::Rejected,
+            Verdict::Accepted
+        ]
     );
     assert_eq!(results[1].action, "click");
     assert_eq!(results[1].article_ids, vec![card.article_id]);
@@ -145,10 +152,10 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
 async fn health_and_reflection_are_served() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let server = TestServer::start().await;
     let mut health = HealthClient::new(server.channel().await);
@@ -157,7 +164,10 @@ async fn health_and_reflection_are_served() {
         assert_eq!(status.status(), ServingStatus::Serving, "{service}");
     }
     let mut reflection = ServerReflectionClient::new(server.channel().await);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut stream = reflection.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
     let resp = stream.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else { panic!("{resp:?}") };

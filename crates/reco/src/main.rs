@@ -8,7 +8,7 @@ mod text_format;
 use std::fs::File;
 use std::io::BufReader;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -82,22 +82,21 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RECO_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RECO_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
         Command::Import { file, data_dir } => import(&file, &data_dir),
-        Command::Recommend { addr, user, channel, num, timestamp } => {
-            recommend(addr, UserRequest {
+        Command::Recommend { addr, user, channel, num, timestamp } => recommend(
+            addr,
+            UserRequest {
                 user_id: user,
                 channel_id: channel,
                 article_num: num,
                 time_stamp: timestamp.unwrap_or_else(reco_server::now_ms),
-            })
-        }
+            },
+        ),
     }
 }
 
@@ -107,10 +106,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = reco_server::open_engine(store, args.secret.as_deref().map(str::as_bytes), config)?;
     let engine = Arc::new(engine);
     let web_dir = args.web_dir.or_else(reco_server::default_web_dir);
-    if let Some(dir) = &web_dir {
-        if !dir.join("index.html").is_file() {
-            bail!("--web-dir {} has no index.html: build the page with scripts/build-web.sh", dir.display());
-        }
+    if let Some(dir) = &web_dir
+        && !dir.join("index.html").is_file()
+    {
+        bail!("--web-dir {} has no index.html: build the page with scripts/build-web.sh", dir.display());
     }
     let config = ServerConfig {
         cors_origins: args.cors_origin,
@@ -122,8 +121,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     reco_server::cors_layer(&config.cors_origins).map(drop).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let listener =
-            tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
         let addr = listener.local_addr()?;
         tracing::info!(
             articles = engine.catalog().len(),
@@ -138,16 +138,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-fn import(file: &PathBuf, data_dir: &PathBuf) -> anyhow::Result<()> {
+fn import(file: &Path, data_dir: &Path) -> anyhow::Result<()> {
     let reader = BufReader::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
-    let report = reco_engine::catalog::parse_jsonl(reader).with_context(|| format!("cannot read {}", file.display()))?;
+    let report =
+        reco_engine::catalog::parse_jsonl(reader).with_context(|| format!("cannot read {}", file.display()))?;
     for (line, reason) in &report.rejected {
         eprintln!("{}:{line}: rejected: {reason}", file.display());
     }
     let store = RedbStore::open(data_dir)?;
     store.upsert_articles(&report.articles)?;
     store.flush()?;
-    println!("imported {} articles, rejected {} lines, into {}", report.articles.len(), report.rejected.len(), data_dir.display());
+    println!(
+        "imported {} articles, rejected {} lines, into {}",
+        report.articles.len(),
+        report.rejected.len(),
+        data_dir.display()
+    );
     if report.articles.is_empty() && !report.rejected.is_empty() {
         bail!("no article in {} could be imported", file.display());
     }

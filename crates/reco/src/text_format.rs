@@ -19,7 +19,8 @@ pub fn article_response(r: &ArticleResponse) -> String {
         }
         if let Some(t) = &a.track {
             out.push_str("  track {\n");
-            for (name, value) in [("click", &t.click), ("collect", &t.collect), ("share", &t.share), ("read", &t.read)] {
+            for (name, value) in [("click", &t.click), ("collect", &t.collect), ("share", &t.share), ("read", &t.read)]
+            {
                 if !value.is_empty() {
                     let _ = writeln!(out, "    {name}: {}", quote(value));
                 }

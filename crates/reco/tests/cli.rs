@@ -114,9 +114,11 @@ async fn restart_keeps_history_read_sets_and_counters() {
     let second = feed.user_recommend(req("r", 18, 10, t + 1)).await.unwrap().into_inner();
     let read = first.recommends[0].clone();
     let click = second.recommends[3].clone();
-    let verdicts =
-        report(&server, vec![ev(&read.track.as_ref().unwrap().read, 30_000), ev(&click.track.as_ref().unwrap().click, 0)])
-            .await;
+    let verdicts = report(
+        &server,
+        vec![ev(&read.track.as_ref().unwrap().read, 30_000), ev(&click.track.as_ref().unwrap().click, 0)],
+    )
+    .await;
     assert_eq!(verdicts, [Verdict::Accepted, Verdict::Accepted]);
     let before = stats(&server, vec![read.article_id, click.article_id]).await;
     assert!(server.terminate().success(), "graceful shutdown exits 0");
@@ -132,7 +134,7 @@ async fn restart_keeps_history_read_sets_and_counters() {
     for (b, a) in before.iter().zip(&after) {
         // Popularity decays with time (6 h half-life): only a few seconds passed.
         assert!(a.popularity <= b.popularity && a.popularity > 0.99 * b.popularity, "{b:?} -> {a:?}");
-        let without_popularity = |s: &v1::ArticleStats| v1::ArticleStats { popularity: 0.0, ..s.clone() };
+        let without_popularity = |s: &v1::ArticleStats| v1::ArticleStats { popularity: 0.0, ..*s };
         assert_eq!(without_popularity(b), without_popularity(a), "counters survive a restart");
     }
     assert_eq!(report(&server, vec![ev(&click.track.unwrap().click, 0)]).await, [Verdict::Duplicate]);
@@ -174,7 +176,11 @@ async fn import_loads_good_lines_and_reports_bad_ones() {
     writeln!(f, r#"{{"id":101,"channel_id":18,"title":"Python 3.14 新特性","author":"张伟","publish_time":1763900000000,"keywords":["python"]}}"#).unwrap();
     writeln!(f, r#"{{"id":102,"channel_id":18,"title":"missing author"}}"#).unwrap();
     writeln!(f, r#"{{"id":103,"channel_id":77,"title":"t","author":"a","publish_time":1}}"#).unwrap();
-    writeln!(f, r#"{{"id":104,"channel_id":19,"title":"JVM 调优","author":"李娜","publish_time":1763900000001,"keywords":[]}}"#).unwrap();
+    writeln!(
+        f,
+        r#"{{"id":104,"channel_id":19,"title":"JVM 调优","author":"李娜","publish_time":1763900000001,"keywords":[]}}"#
+    )
+    .unwrap();
     drop(f);
     let data = dir.path().join("data");
     let out = run(&["import", file.to_str().unwrap()], &data);
@@ -207,7 +213,10 @@ async fn import_loads_good_lines_and_reports_bad_ones() {
 async fn recommend_prints_like_the_seed_client() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let out = Command::new(BIN).args(["recommend", "--addr", &server.url(), "--user", "1", "--channel", "1", "--num", "3"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["recommend", "--addr", &server.url(), "--user", "1", "--channel", "1", "--num", "3"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success());
     assert!(stdout.starts_with("ret=exposure: \"{\\\"action\\\":\\\"exposure\\\""), "{stdout}");
@@ -252,7 +261,11 @@ async fn seed_python_grpcio_client_works_unchanged() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("ret=exposure: "), "{stdout}");
     assert_eq!(stdout.matches("recommends {").count(), 10, "{stdout}");
-    assert!(stdout.contains("article_id: ") && stdout.contains("click: \"{\\\"action\\\": ") || stdout.contains("click: \"{\\\"action\\\":\\\"click\\\""), "{stdout}");
+    assert!(
+        stdout.contains("article_id: ") && stdout.contains("click: \"{\\\"action\\\": ")
+            || stdout.contains("click: \"{\\\"action\\\":\\\"click\\\""),
+        "{stdout}"
+    );
 }
 
 /// The seed tutorial's client.py, verbatim.
