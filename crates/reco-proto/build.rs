@@ -19,10 +19,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let out = PathBuf::from(env::var("OUT_DIR")?).join("reco_descriptor.bin");
         std::fs::write(out, fds.encode_to_vec())?;
     }
-    tonic_prost_build::configure()
-        .build_server(server)
-        .build_client(true)
-        .build_transport(false)
-        .compile_fds(fds)?;
+    tonic_prost_build::configure().build_server(server).build_client(true).build_transport(false).compile_fds(fds)?;
     Ok(())
 }

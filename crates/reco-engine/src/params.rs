@@ -179,19 +179,23 @@ fn write_unsigned(p: &TrackParam, out: &mut String) {
             if i > 0 {
                 out.push(',');
             }
-            let _ = write!(out, "{id}");
+            out.push_str(itoa::Buffer::new().format(*id));
         }
         out.push(']');
     } else {
-        let _ = write!(out, "{}", p.article_ids.first().copied().unwrap_or_default());
+        out.push_str(itoa::Buffer::new().format(p.article_ids.first().copied().unwrap_or_default()));
     }
     out.push_str(",\"algorithmCombine\":");
     push_json_str(out, &p.algorithm_combine);
-    let _ = write!(out, ",\"channelId\":{}", p.channel_id);
+    let mut num = itoa::Buffer::new();
+    out.push_str(",\"channelId\":");
+    out.push_str(num.format(p.channel_id));
     if let Some(pos) = p.position {
-        let _ = write!(out, ",\"position\":{pos}");
+        out.push_str(",\"position\":");
+        out.push_str(num.format(pos));
     }
-    let _ = write!(out, ",\"requestId\":\"{:016x}\",\"ts\":{}", p.request_id, p.ts);
+    let _ = write!(out, ",\"requestId\":\"{:016x}\",\"ts\":", p.request_id);
+    out.push_str(num.format(p.ts));
 }
 
 fn push_json_str(out: &mut String, s: &str) {

@@ -29,7 +29,6 @@ pub struct Sources(pub u8);
 impl Sources {
     pub const FRESH: Sources = Sources(1);
     pub const HOT: Sources = Sources(2);
-    const NAMES: [(Sources, &'static str); 2] = [(Sources::FRESH, "fresh"), (Sources::HOT, "hot")];
 
     pub fn union(self, other: Sources) -> Sources {
         Sources(self.0 | other.0)
@@ -39,10 +38,14 @@ impl Sources {
         self.0 & other.0 == other.0
     }
 
-    /// `fresh+hot`, `fresh`, ...; empty when no source is set.
-    pub fn label(self) -> String {
-        let names: Vec<&str> = Self::NAMES.iter().filter(|(s, _)| self.contains(*s)).map(|(_, n)| *n).collect();
-        names.join("+")
+    /// `fresh+hot`, `fresh`, `hot`; empty when no known source is set.
+    pub fn label(self) -> &'static str {
+        match (self.contains(Self::FRESH), self.contains(Self::HOT)) {
+            (true, true) => "fresh+hot",
+            (true, false) => "fresh",
+            (false, true) => "hot",
+            (false, false) => "",
+        }
     }
 }
 

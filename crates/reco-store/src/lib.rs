@@ -54,12 +54,16 @@ pub struct RedbStore {
     writer: Option<JoinHandle<()>>,
 }
 
+/// One user's record: `None` while its load runs (the loader holds the lock) or after the
+/// load failed (the slot is then gone from the map).
+type Slot = Arc<Mutex<Option<UserRecord>>>;
+
 /// What the store and its writer thread share.
 struct State {
     db: Database,
     path: PathBuf,
     /// The authoritative user records of this process, loaded on first touch.
-    users: RwLock<HashMap<String, Arc<Mutex<UserRecord>>>>,
+    users: RwLock<HashMap<String, Slot>>,
     /// Every article's counters as of the last commit.
     counters: RwLock<HashMap<ArticleId, ArticleCounters>>,
     /// Set once a commit failed: every later write is refused with this message.
@@ -94,7 +98,7 @@ impl RedbStore {
         });
         let (commands, queue) = mpsc::channel();
         let writer = std::thread::Builder::new()
-            .name("reco-store-writer".to_owned())
+            .name("store-writer".to_owned())
             .spawn({
                 let state = Arc::clone(&state);
                 move || writer::run(&state, queue)
@@ -166,19 +170,42 @@ impl State {
         self.check().err().unwrap_or_else(|| StoreError::Backend("the store writer thread stopped".to_owned()))
     }
 
-    fn user(&self, user: &str) -> Result<Arc<Mutex<UserRecord>>, StoreError> {
-        if let Some(record) = read_lock(&self.users).get(user) {
-            return Ok(Arc::clone(record));
+    /// The user's slot, loaded. Only that user's callers wait for a load: the slot is put in
+    /// the map already locked, and the load runs outside the map lock. The writer looks slots
+    /// up after its commit, so it either finds this one (and waits for the load to finish
+    /// before it applies its events) or comes before the insert, and the load reads the commit.
+    fn user(&self, user: &str) -> Result<Slot, StoreError> {
+        if let Some(slot) = read_lock(&self.users).get(user) {
+            return Ok(Arc::clone(slot));
         }
-        // Loading holds the map's write lock, and the writer publishes committed events under
-        // its read lock, so no event committed during the load can miss the loaded record.
-        let mut users = write_lock(&self.users);
-        if let Some(record) = users.get(user) {
-            return Ok(Arc::clone(record));
+        let slot = Slot::default();
+        let mut record = {
+            let mut users = write_lock(&self.users);
+            if let Some(slot) = users.get(user) {
+                return Ok(Arc::clone(slot));
+            }
+            users.insert(user.to_owned(), Arc::clone(&slot));
+            lock(&slot)
+        };
+        match self.load_user(user) {
+            Ok(loaded) => *record = Some(loaded),
+            Err(e) => {
+                write_lock(&self.users).remove(user);
+                return Err(e);
+            }
         }
-        let record = Arc::new(Mutex::new(self.load_user(user)?));
-        users.insert(user.to_owned(), Arc::clone(&record));
-        Ok(record)
+        drop(record);
+        Ok(slot)
+    }
+
+    /// Runs `f` on the user's record.
+    fn with_record<R>(&self, user: &str, f: impl FnOnce(&mut UserRecord) -> R) -> Result<R, StoreError> {
+        let slot = self.user(user)?;
+        let mut record = lock(&slot);
+        let record = record.as_mut().ok_or_else(|| {
+            StoreError::Backend(format!("the record of user {user:?} failed to load in another call"))
+        })?;
+        Ok(f(record))
     }
 
     fn load_user(&self, user: &str) -> Result<UserRecord, StoreError> {
@@ -234,16 +261,13 @@ impl Store for RedbStore {
     }
 
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
-        let record = self.state.user(user)?;
-        let record = lock(&record);
-        Ok(f(&record))
+        self.state.with_record(user, |record| f(record))
     }
 
     fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
         self.state.check()?;
-        let record = self.state.user(user)?;
         let batch = Arc::new(batch);
-        let outcome = lock(&record).append(channel, Arc::clone(&batch));
+        let outcome = self.state.with_record(user, |record| record.append(channel, Arc::clone(&batch)))?;
         if let AppendOutcome::Appended { .. } = outcome {
             let command =
                 Command::Batch { user: user.to_owned(), channel, time: batch.time, value: codec::encode_batch(&batch) };
@@ -361,15 +385,26 @@ mod tests {
 
     use super::*;
 
-    /// A user whose load the next test holds between its snapshot and its insert.
-    static LOAD_GATE: Mutex<Option<(String, Arc<Barrier>)>> = Mutex::new(None);
+    /// Users whose loads a test holds between their snapshot and their insert.
+    static LOAD_GATES: Mutex<Vec<(String, Arc<Barrier>)>> = Mutex::new(Vec::new());
 
     pub(super) fn pause_load(user: &str) {
-        let gate = lock(&LOAD_GATE).as_ref().filter(|(u, _)| u == user).map(|(_, b)| Arc::clone(b));
+        let gate = lock(&LOAD_GATES).iter().find(|(u, _)| u == user).map(|(_, b)| Arc::clone(b));
         if let Some(barrier) = gate {
             barrier.wait(); // the snapshot is taken
             barrier.wait(); // the test lets the load finish
         }
+    }
+
+    /// Holds the loads of `user` until the gate is dropped.
+    fn gate(user: &str) -> Arc<Barrier> {
+        let barrier = Arc::new(Barrier::new(2));
+        lock(&LOAD_GATES).push((user.to_owned(), Arc::clone(&barrier)));
+        barrier
+    }
+
+    fn ungate(user: &str) {
+        lock(&LOAD_GATES).retain(|(u, _)| u != user);
     }
 
     fn read_event(key: u8, user: &str, id: ArticleId) -> EventRecord {
@@ -394,8 +429,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path()).unwrap();
         let user = "racing-load";
-        let barrier = Arc::new(Barrier::new(2));
-        *lock(&LOAD_GATE) = Some((user.to_owned(), Arc::clone(&barrier)));
+        let barrier = gate(user);
         std::thread::scope(|s| {
             let loader = s.spawn(|| store.with_user(user, |_| ()).unwrap());
             barrier.wait();
@@ -410,8 +444,34 @@ mod tests {
             loader.join().unwrap();
             assert_eq!(recorder.join().unwrap(), vec![true]);
         });
-        *lock(&LOAD_GATE) = None;
+        ungate(user);
         assert!(store.with_user(user, |u| u.has_read(7)).unwrap(), "the committed read reached the cached record");
+    }
+
+    #[test]
+    fn a_held_load_holds_up_only_its_own_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        store.append_batch("cached", 1, batch(1)).unwrap();
+        let barrier = gate("slow");
+        let others_done = std::thread::scope(|s| {
+            let slow = s.spawn(|| store.with_user("slow", |u| u.read_count()).unwrap());
+            barrier.wait();
+            let (done, finished) = std::sync::mpsc::channel();
+            let store = &store;
+            s.spawn(move || {
+                let cached = store.with_user("cached", |u| u.channel(1).latest_time()).unwrap();
+                let fresh = store.append_batch("new", 1, batch(2)).unwrap();
+                let _ = done.send((cached, fresh));
+            });
+            // Generous: only a hang (other users waiting for this load) should miss it.
+            let others = finished.recv_timeout(Duration::from_secs(60));
+            barrier.wait();
+            assert_eq!(slow.join().unwrap(), 0);
+            others
+        });
+        ungate("slow");
+        assert_eq!(others_done.unwrap(), (1, AppendOutcome::Appended { previous: 0 }), "other users were served");
     }
 
     fn committed(store: &RedbStore, key: EventKey) -> bool {

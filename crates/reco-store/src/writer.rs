@@ -6,7 +6,9 @@
 //! commit answers every waiter with the error, is remembered by the store, and stops the thread.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::{Duration, Instant};
 
 use reco_engine::model::{ArticleId, ChannelId};
 use reco_engine::store::{ArticleCounters, EventRecord, StoreError};
@@ -70,20 +72,31 @@ impl Command {
     }
 }
 
+/// How long written-behind batches may wait for company before they are committed. Nobody
+/// waits for them, so fewer, larger commits (fewer fsyncs and page copies) cost nothing.
+const WRITE_BEHIND_WINDOW: Duration = Duration::from_millis(50);
+
 pub(crate) fn run(state: &State, commands: Receiver<Command>) {
     while let Ok(first) = commands.recv() {
         let mut group = vec![first];
         group.extend(commands.try_iter());
+        if group.iter().all(|c| matches!(c, Command::Batch { .. })) {
+            gather_behind(&commands, &mut group);
+        }
         let closing = group.iter().any(|c| matches!(c, Command::Close { .. }));
         match commit(state, &group) {
             Ok(Committed { fresh, counters }) => {
+                tracing::trace!(commands = group.len(), "store group committed");
                 publish(state, &group, &fresh, counters);
                 for (command, fresh) in group.into_iter().zip(fresh) {
                     command.answer(Ok(fresh));
                 }
             }
             Err(e) => {
-                let msg = e.to_string();
+                let msg = match e {
+                    StoreError::Backend(msg) => msg,
+                    e => e.to_string(),
+                };
                 tracing::error!(error = %msg, commands = group.len(), "store commit failed; refusing further writes");
                 state.fail(msg.clone());
                 for command in group {
@@ -93,6 +106,21 @@ pub(crate) fn run(state: &State, commands: Receiver<Command>) {
             }
         }
         if closing {
+            return;
+        }
+    }
+}
+
+/// Adds what arrives within [`WRITE_BEHIND_WINDOW`] to a group of written-behind batches, and
+/// stops early when a command arrives that someone waits for.
+fn gather_behind(commands: &Receiver<Command>, group: &mut Vec<Command>) {
+    let deadline = Instant::now() + WRITE_BEHIND_WINDOW;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(command) = commands.recv_timeout(left) else { return };
+        let waited_for = !matches!(command, Command::Batch { .. });
+        group.push(command);
+        if waited_for {
+            group.extend(commands.try_iter());
             return;
         }
     }
@@ -155,7 +183,7 @@ fn commit(state: &State, group: &[Command]) -> Result<Committed, StoreError> {
 
 struct EventTables<'txn> {
     events: Table<'txn, &'static [u8; 16], &'static [u8]>,
-    reads: Table<'txn, (&'static str, i64), ()>,
+    reads: Table<'txn, (&'static str, ArticleId), ()>,
 }
 
 impl EventTables<'_> {
@@ -171,6 +199,7 @@ impl EventTables<'_> {
             return Ok(false);
         }
         self.events.insert(&event.key.0, codec::encode_event(event).as_slice()).map_err(db_error)?;
+        // The durable side of `UserRecord::apply_event`: a read joins the read set.
         if event.action == reco_engine::model::Action::Read {
             for &id in &event.article_ids {
                 self.reads.insert((event.user.as_str(), id), ()).map_err(db_error)?;
@@ -186,18 +215,28 @@ impl EventTables<'_> {
     }
 }
 
-/// Makes a committed group visible in memory. Takes the users map's read lock, which a user
-/// load holds exclusively, so a record is either loaded before this (and updated here) or
-/// loaded after (and reads the commit).
+/// Makes a committed group visible in memory. Runs after the commit, so a user whose slot is
+/// not in the map yet will load the commit; a slot being loaded is waited for (see
+/// `State::user`), and one whose load failed is skipped.
 fn publish(state: &State, group: &[Command], fresh: &[Vec<bool>], counters: HashMap<ArticleId, ArticleCounters>) {
     write_lock(&state.counters).extend(counters);
-    let users = read_lock(&state.users);
-    for (command, fresh) in group.iter().zip(fresh) {
-        let Command::Events { events, .. } = command else { continue };
-        for (event, _) in events.iter().zip(fresh).filter(|(_, new)| **new) {
-            if let Some(record) = users.get(&event.user) {
-                crate::lock(record).apply_event(event);
-            }
+    let updates: Vec<_> = {
+        let users = read_lock(&state.users);
+        group
+            .iter()
+            .zip(fresh)
+            .filter_map(|(command, fresh)| match command {
+                Command::Events { events, .. } => Some(events.iter().zip(fresh)),
+                _ => None,
+            })
+            .flatten()
+            .filter(|(_, new)| **new)
+            .filter_map(|(event, _)| Some((Arc::clone(users.get(&event.user)?), event)))
+            .collect()
+    };
+    for (slot, event) in updates {
+        if let Some(record) = crate::lock(&slot).as_mut() {
+            record.apply_event(event);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! An acknowledged event survives `kill -9`: this test re-runs its own binary as a child that
 //! records events from several threads and prints an `ack` line for each acknowledged call;
-//! the parent kills it with SIGKILL mid-stream, reopens the store and checks every ack.
+//! the parent checks that the live child's data dir is locked, kills the child with SIGKILL
+//! mid-stream, reopens the store and checks every ack.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -9,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reco_engine::model::Action;
-use reco_engine::store::{ArticleCounters, Batch, BatchItem, EventKey, EventRecord, Sources, Store};
+use reco_engine::store::{ArticleCounters, Batch, BatchItem, EventKey, EventRecord, Sources, Store, StoreError};
 use reco_store::RedbStore;
 
 const CHILD_ENV: &str = "RECO_STORE_CRASH_CHILD_DIR";
@@ -94,6 +95,7 @@ fn acknowledged_events_survive_kill_9() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut acked: Vec<String> = Vec::new();
     let mut killed = false;
+    let mut locked_checked = false;
     let mut line = String::new();
     loop {
         line.clear();
@@ -103,6 +105,15 @@ fn acknowledged_events_survive_kill_9() {
         // A line cut short by the kill was never a full ack.
         if let Some(keys) = line.strip_prefix("ack ").and_then(|l| l.strip_suffix('\n')) {
             acked.extend(keys.split(',').map(str::to_owned));
+        }
+        if !locked_checked && !acked.is_empty() {
+            // The live child holds the data dir: another process cannot open it.
+            match RedbStore::open(dir.path()) {
+                Err(StoreError::Locked(msg)) => assert!(msg.contains("reco serve"), "{msg}"),
+                Err(e) => panic!("expected Locked while the child runs, got {e}"),
+                Ok(_) => panic!("opened a data dir that a live process holds"),
+            }
+            locked_checked = true;
         }
         if !killed && acked.len() >= KILL_AFTER_ACKS {
             // std's Child::kill is SIGKILL: no destructor, no flush.

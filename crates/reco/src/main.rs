@@ -20,6 +20,10 @@ use reco_proto::seed::user_recommend_client::UserRecommendClient;
 use reco_server::ServerConfig;
 use reco_store::RedbStore;
 
+// The request path allocates many small strings (params, frames): mimalloc keeps that cheap.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "reco", version, about = "A news-feed recommendation service (gRPC + gRPC-Web)")]
 struct Cli {

@@ -1,0 +1,406 @@
+//! End to end: the feed page in headless Chromium against a real `reco serve`.
+//!
+//! Needs the built page in `<workspace>/dist` (`scripts/build-web.sh`), Debian's `chromium`
+//! and `chromium-driver`. Everything listens on 127.0.0.1; the processes started here are
+//! killed by PID when the test ends, however it ends. Prints the wasm size and the time from
+//! navigation to the first card, and saves screenshots under `target/e2e/`.
+
+use std::{
+    error::Error,
+    fs,
+    io::Write,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reco_proto::v1::{ArticleStatsRequest, tracking_client::TrackingClient};
+use serde::Deserialize;
+use serde_json::json;
+
+type TestResult<T = ()> = Result<T, Box<dyn Error>>;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "chromedriver";
+/// How long the page gets for anything it is asked to do.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
+const MIN_CARDS: usize = 10;
+
+/// A process started by this test, killed (by its PID) when dropped.
+struct Process {
+    name: &'static str,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn spawn(name: &'static str, command: &mut Command) -> TestResult<Process> {
+        let child = command.spawn().map_err(|err| format!("cannot start {name}: {err}"))?;
+        Ok(Process { name, child: Some(child) })
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("stopped {} (pid {})", self.name, child.id());
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Chromium is started by chromedriver, not by us: find its processes by the profile
+/// directory only this test uses, and kill those PIDs if the session did not end cleanly.
+struct BrowserProfile {
+    dir: tempfile::TempDir,
+}
+
+impl Drop for BrowserProfile {
+    fn drop(&mut self) {
+        let marker = format!("--user-data-dir={}", self.dir.path().display());
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            if cmdline.split(|&byte| byte == 0).any(|arg| arg == marker.as_bytes()) {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the workspace root exists")
+}
+
+fn free_port() -> TestResult<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_port(name: &str, port: u16, process: &mut Process) -> TestResult {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = process.child.as_mut().and_then(|child| child.try_wait().ok()?) {
+            return Err(format!("{name} exited before listening: {status}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{name} is not listening on 127.0.0.1:{port} after 60 s").into())
+}
+
+/// The built page's wasm, under whatever name the build gave it.
+fn built_wasm(dist: &Path) -> TestResult<PathBuf> {
+    let index = dist.join("index.html");
+    assert!(
+        index.is_file(),
+        "the feed page is not built: {} is missing; run scripts/build-web.sh first",
+        index.display()
+    );
+    fs::read_dir(dist)?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.to_string_lossy().ends_with("_bg.wasm"))
+        .ok_or_else(|| format!("{} has no *_bg.wasm; run scripts/build-web.sh", dist.display()).into())
+}
+
+fn gzip_len(bytes: &[u8]) -> TestResult<usize> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    Ok(encoder.finish()?.len())
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchView {
+    kind: String,
+    cards: Vec<CardView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CardView {
+    id: i64,
+    channel: i32,
+    channel_name: String,
+    title: String,
+    param: String,
+    sig: String,
+}
+
+impl BatchView {
+    fn ids(&self) -> Vec<i64> {
+        self.cards.iter().map(|card| card.id).collect()
+    }
+}
+
+/// What the feed shows, batch by batch, top to bottom.
+async fn batches(client: &Client) -> TestResult<Vec<BatchView>> {
+    let value = client
+        .execute(
+            r#"
+            const text = (root, id) => root.querySelector(`[data-testid=${id}]`)?.textContent ?? "";
+            return [...document.querySelectorAll("[data-testid=batch]")].map((batch) => ({
+                kind: batch.dataset.kind,
+                cards: [...batch.querySelectorAll("[data-testid=card]")].map((card) => ({
+                    id: Number(card.dataset.articleId),
+                    channel: Number(card.dataset.channelId),
+                    channel_name: text(card, "card-channel"),
+                    title: text(card, "card-title"),
+                    param: text(card, "param"),
+                    sig: card.querySelector("[data-testid=sig-badge]")?.dataset.state ?? "",
+                })),
+            }));
+            "#,
+            vec![],
+        )
+        .await?;
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Polls `predicate` (a JS function body returning a boolean) until it holds.
+async fn wait_until(client: &Client, what: &str, predicate: &str) -> TestResult {
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    loop {
+        if client.execute(predicate, vec![]).await? == json!(true) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let body = client.execute("return document.body.innerText.slice(0, 2000);", vec![]).await?;
+            return Err(format!(
+                "timed out after {PAGE_TIMEOUT:?} waiting for {what}; the page says:\n{}",
+                body.as_str().unwrap_or_default()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_batches(client: &Client, what: &str, count: usize) -> TestResult {
+    let predicate = format!(
+        r#"return document.querySelectorAll("[data-testid=batch]").length === {count}
+            && !document.querySelector("[data-testid=refresh]").disabled
+            && [...document.querySelectorAll("[data-testid=sig-badge]")]
+                .every((badge) => badge.dataset.state !== "pending");"#
+    );
+    wait_until(client, what, &predicate).await
+}
+
+async fn click(client: &Client, css: &str) -> TestResult {
+    client.find(Locator::Css(css)).await?.click().await?;
+    Ok(())
+}
+
+async fn screenshot(client: &Client, path: &Path) -> TestResult {
+    fs::create_dir_all(path.parent().expect("screenshots go in a directory"))?;
+    fs::write(path, client.screenshot().await?)?;
+    eprintln!("screenshot: {}", path.display());
+    Ok(())
+}
+
+#[tokio::test]
+async fn feed_page_works_in_headless_chromium() -> TestResult {
+    let root = workspace_root();
+    let dist = root.join("dist");
+    let wasm = fs::read(built_wasm(&dist)?)?;
+    let out = root.join("target/e2e");
+    fs::create_dir_all(&out)?;
+
+    let data_dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut server = Process::spawn(
+        "reco serve",
+        Command::new(env!("CARGO_BIN_EXE_reco"))
+            .arg("serve")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .arg("--web-dir")
+            .arg(&dist)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(out.join("server.log"))?),
+    )?;
+    wait_for_port("reco serve", port, &mut server)?;
+
+    let driver_port = free_port()?;
+    let mut driver = Process::spawn(
+        "chromedriver",
+        Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}")).stdout(Stdio::null()).stderr(Stdio::null()),
+    )?;
+    wait_for_port("chromedriver", driver_port, &mut driver)?;
+
+    let profile = BrowserProfile { dir: tempfile::tempdir()? };
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.dir.path().display()),
+            ],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await?;
+
+    let result = exercise_page(&client, port, &mut server, &out, &wasm).await;
+    client.close().await?;
+    drop(profile);
+    result
+}
+
+async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &Path, wasm: &[u8]) -> TestResult {
+    let url = format!("http://127.0.0.1:{port}/");
+
+    // First load: a batch of cards with ids, titles and decoded, server-checked params.
+    client.goto(&url).await?;
+    wait_for_batches(client, "the first batch", 1).await?;
+    let first_card_ms = client
+        .execute(r#"return performance.getEntriesByName("reco:first-card")[0]?.startTime ?? null;"#, vec![])
+        .await?;
+    let first = batches(client).await?;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].kind, "refresh");
+    let batch_a = first[0].ids();
+    assert!(batch_a.len() >= MIN_CARDS, "only {} cards: {batch_a:?}", batch_a.len());
+    for card in &first[0].cards {
+        assert!(card.id > 0, "{card:?}");
+        assert!(!card.title.trim().is_empty(), "{card:?}");
+        assert!(!card.channel_name.is_empty(), "{card:?}");
+        assert!(card.param.contains("\"action\": \"click\""), "{card:?}");
+        assert!(card.param.contains(&format!("\"articleId\": {}", card.id)), "{card:?}");
+        assert_eq!(card.sig, "valid", "{card:?}");
+    }
+    // The first batch ever served has nothing before it.
+    client.find(Locator::Css("[data-testid=no-more]")).await?;
+    screenshot(client, &out.join("feed.png")).await?;
+
+    // Exposure is reported once the first cards are on screen.
+    wait_until(
+        client,
+        "an accepted exposure in the event log",
+        r#"return !!document.querySelector('[data-testid=log-entry][data-action=exposure][data-verdict=accepted]');"#,
+    )
+    .await?;
+
+    // Refresh: a new batch on top, with ids never shown before.
+    click(client, "[data-testid=refresh]").await?;
+    wait_for_batches(client, "the refreshed batch", 2).await?;
+    let refreshed = batches(client).await?;
+    let batch_b = refreshed[0].ids();
+    assert_eq!(refreshed[1].ids(), batch_a, "the old batch moves down");
+    assert!(batch_b.len() >= MIN_CARDS);
+    assert!(batch_b.iter().all(|id| !batch_a.contains(id)), "refresh repeated ids: {batch_b:?} vs {batch_a:?}");
+
+    // A reload starts with a third batch; "load earlier" walks back through B, then A.
+    client.goto(&url).await?;
+    wait_for_batches(client, "the batch after reloading", 1).await?;
+    let batch_c = batches(client).await?[0].ids();
+    assert!(
+        batch_c.iter().all(|id| !batch_a.contains(id) && !batch_b.contains(id)),
+        "refresh repeated ids: {batch_c:?}"
+    );
+    click(client, "[data-testid=load-earlier]").await?;
+    wait_for_batches(client, "the earlier batch", 2).await?;
+    let paged = batches(client).await?;
+    assert_eq!(paged[1].kind, "earlier");
+    assert_eq!(paged[1].ids(), batch_b, "load earlier brings back batch B as served");
+    click(client, "[data-testid=load-earlier]").await?;
+    wait_for_batches(client, "the earliest batch", 3).await?;
+    assert_eq!(batches(client).await?[2].ids(), batch_a);
+    client.find(Locator::Css("[data-testid=no-more]")).await?;
+
+    // Click: accepted by the server, and counted by it.
+    let clicked = batch_c[0];
+    click(client, &format!("[data-testid=card][data-article-id='{clicked}'] [data-testid=act-click]")).await?;
+    wait_until(
+        client,
+        "the click verdict",
+        &format!(
+            r#"return !!document.querySelector("[data-testid=card][data-article-id='{clicked}'] [data-testid=card-verdict][data-verdict=accepted]")
+                && !!document.querySelector("[data-testid=log-entry][data-action=click][data-verdict=accepted]");"#
+        ),
+    )
+    .await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect().await?;
+    let stats = TrackingClient::new(channel)
+        .article_stats(ArticleStatsRequest { article_ids: vec![clicked] })
+        .await?
+        .into_inner();
+    let clicks = stats.stats.iter().find(|stats| stats.article_id == clicked).map(|stats| stats.clicks);
+    assert!(clicks >= Some(1), "the server has no click for {clicked}: {stats:?}");
+
+    // Another channel: only its articles.
+    let tab = client.find(Locator::Css("[data-testid=channel-tab]:not([data-channel-id='0'])")).await?;
+    let channel_id: i32 = tab.attr("data-channel-id").await?.ok_or("a channel tab without data-channel-id")?.parse()?;
+    let channel_name = tab.text().await?;
+    tab.click().await?;
+    wait_until(
+        client,
+        "the channel's feed",
+        &format!(
+            r#"const cards = [...document.querySelectorAll("[data-testid=card]")];
+            return cards.length > 0 && cards.every((card) => card.dataset.channelId === "{channel_id}")
+                && !document.querySelector("[data-testid=refresh]").disabled;"#
+        ),
+    )
+    .await?;
+    let in_channel = batches(client).await?;
+    assert_eq!(in_channel.len(), 1);
+    for card in &in_channel[0].cards {
+        assert_eq!(card.channel, channel_id, "{card:?}");
+        assert_eq!(card.channel_name, channel_name, "{card:?}");
+    }
+
+    // The server goes away: the page says so and offers a retry.
+    server.kill();
+    click(client, "[data-testid=refresh]").await?;
+    wait_until(
+        client,
+        "the error state",
+        r#"const error = document.querySelector("[data-testid=error]");
+        return !!error && !!error.querySelector("[data-testid=retry]");"#,
+    )
+    .await?;
+    let message = client.find(Locator::Css("[data-testid=error]")).await?.text().await?;
+    assert!(message.contains("Cannot load the feed"), "error state says: {message}");
+    screenshot(client, &out.join("error.png")).await?;
+
+    let gzip = gzip_len(wasm)?;
+    eprintln!(
+        "wasm size: {} bytes raw ({:.1} KiB), {gzip} bytes gzip ({:.1} KiB)",
+        wasm.len(),
+        wasm.len() as f64 / 1024.0,
+        gzip as f64 / 1024.0
+    );
+    match first_card_ms.as_f64() {
+        Some(ms) => eprintln!("first card: {ms:.0} ms after navigation start"),
+        None => return Err("the page set no reco:first-card performance mark".into()),
+    }
+    Ok(())
+}
