@@ -178,3 +178,22 @@ async fn the_page_or_a_build_hint_is_served_at_root() {
     assert_eq!(&body[..], b"<p>the feed page</p>");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_messages_get_a_grpc_error_and_the_server_keeps_serving() {
+    let server = TestServer::start().await;
+    // A frame whose payload is not a UserRequest, and a frame cut short.
+    for body in [vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff], vec![0, 0, 0, 0, 9, 1]] {
+        let (parts, body) = post(&server, "/UserRecommend/user_recommend", "application/grpc-web+proto", body).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        let status = match parts.headers.get("grpc-status") {
+            Some(s) => s.to_str().unwrap().to_owned(),
+            None => frames(&body).1,
+        };
+        assert!(!status.contains("grpc-status:0") && status != "0", "{status}");
+    }
+    let (_, body) =
+        post(&server, "/UserRecommend/user_recommend", "application/grpc-web+proto", frame(&user_request("ok"))).await;
+    assert!(frames(&body).1.contains("grpc-status:0"));
+    server.stop().await;
+}
