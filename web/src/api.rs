@@ -7,10 +7,11 @@
 
 use std::fmt;
 
+use futures_util::future::join;
 use reco_proto::{
     seed::{UserRequest, user_recommend_client::UserRecommendClient},
     v1::{
-        ArticlesRequest, ChannelsRequest, ReportRequest, TrackEvent, Verdict, VerifyRequest,
+        ArticleInfo, ArticlesRequest, ChannelsRequest, ReportRequest, TrackEvent, Verdict, VerifyRequest,
         catalog_client::CatalogClient, tracking_client::TrackingClient,
     },
 };
@@ -39,19 +40,17 @@ pub struct ApiError {
 
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> ApiError {
-        ApiError {
-            code: status.code(),
-            message: status.message().to_owned(),
-        }
+        ApiError { code: status.code(), message: status.message().to_owned() }
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.message.is_empty() {
-            write!(f, "{}", self.code.description())
-        } else {
-            write!(f, "{} ({:?})", self.message, self.code)
+        match (self.code, self.message.is_empty()) {
+            (_, true) => write!(f, "{}", self.code.description()),
+            // What the transport reports (no answer at all) arrives as Unknown.
+            (tonic::Code::Unknown, false) => write!(f, "{}", self.message),
+            (code, false) => write!(f, "{} ({code:?})", self.message),
         }
     }
 }
@@ -66,9 +65,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Api {
-        Api {
-            base: base.trim_end_matches('/').to_owned(),
-        }
+        Api { base: base.trim_end_matches('/').to_owned() }
     }
 
     /// `?api=` from the page URL, else the page's origin.
@@ -80,12 +77,7 @@ impl Api {
             .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
             .and_then(|params| params.get("api"))
             .filter(|api| !api.is_empty());
-        let origin = || {
-            location
-                .as_ref()
-                .and_then(|location| location.origin().ok())
-                .unwrap_or_default()
-        };
+        let origin = || location.as_ref().and_then(|location| location.origin().ok()).unwrap_or_default();
         Api::new(&from_query.unwrap_or_else(origin))
     }
 
@@ -99,31 +91,20 @@ impl Api {
 
     /// Every channel, 推荐 (id 0) first.
     pub async fn channels(&self) -> Result<Vec<Channel>, ApiError> {
-        let response = CatalogClient::new(self.transport())
-            .channels(ChannelsRequest {})
-            .await?
-            .into_inner();
+        let response = CatalogClient::new(self.transport()).channels(ChannelsRequest {}).await?.into_inner();
         let mut channels: Vec<Channel> = response
             .channels
             .into_iter()
-            .map(|channel| Channel {
-                id: channel.id,
-                name: channel.name,
-                article_count: channel.article_count,
-            })
+            .map(|channel| Channel { id: channel.id, name: channel.name, article_count: channel.article_count })
             .collect();
         channels.sort_by_key(|channel| channel.id != 0);
         Ok(channels)
     }
 
-    /// One `user_recommend` batch, joined with `Catalog.Articles` and checked by `Verify`.
-    /// A failed `Verify` leaves the params unchecked rather than failing the batch.
-    pub async fn batch(
-        &self,
-        user_id: &str,
-        channel_id: i32,
-        time_stamp: i64,
-    ) -> Result<BatchData, ApiError> {
+    /// One `user_recommend` batch, joined with `Catalog.Articles` and checked by `Verify`
+    /// (those two run side by side). A failed `Verify` leaves the params unchecked rather
+    /// than failing the batch.
+    pub async fn batch(&self, user_id: &str, channel_id: i32, time_stamp: i64) -> Result<BatchData, ApiError> {
         let response = UserRecommendClient::new(self.transport())
             .user_recommend(UserRequest {
                 user_id: user_id.to_owned(),
@@ -133,63 +114,41 @@ impl Api {
             })
             .await?
             .into_inner();
-        let ids: Vec<i64> = response
-            .recommends
-            .iter()
-            .map(|article| article.article_id)
-            .collect();
-        let articles = if ids.is_empty() {
-            Vec::new()
-        } else {
-            CatalogClient::new(self.transport())
-                .articles(ArticlesRequest {
-                    article_ids: ids.clone(),
-                })
-                .await?
-                .into_inner()
-                .articles
-        };
-
+        let ids: Vec<i64> = response.recommends.iter().map(|article| article.article_id).collect();
         let exposure = (!response.exposure.is_empty()).then_some(response.exposure);
         let mut raw: Vec<String> = exposure.iter().cloned().collect();
-        for article in &response.recommends {
-            let track = article.track.clone().unwrap_or_default();
+        for article in response.recommends {
+            let track = article.track.unwrap_or_default();
             raw.extend([track.click, track.collect, track.share, track.read]);
         }
-        let checks = self.verify(&raw).await;
-        let mut params = raw
-            .into_iter()
-            .zip(checks)
-            .map(|(raw, check)| Param::new(raw).with_check(check));
 
+        let (articles, checks) = join(self.articles(&ids), self.verify(&raw)).await;
+        let articles = articles?;
+        let mut params = raw.into_iter().zip(checks).map(|(raw, check)| Param::new(raw).with_check(check));
         let exposure = exposure.and_then(|_| params.next());
         let cards = ids
             .iter()
             .enumerate()
             .map(|(position, &article_id)| {
-                let meta = articles
-                    .iter()
-                    .find(|info| info.article_id == article_id)
-                    .map(|info| ArticleMeta {
-                        channel_id: info.channel_id,
-                        title: info.title.clone(),
-                        author: info.author.clone(),
-                        publish_time: info.publish_time,
-                    });
+                let meta = articles.iter().find(|info| info.article_id == article_id).map(|info| ArticleMeta {
+                    channel_id: info.channel_id,
+                    title: info.title.clone(),
+                    author: info.author.clone(),
+                    publish_time: info.publish_time,
+                });
                 let mut next = || params.next().unwrap_or_else(|| Param::new(String::new()));
-                Card {
-                    article_id,
-                    position: position as u32,
-                    meta,
-                    params: [next(), next(), next(), next()],
-                }
+                Card { article_id, position: position as u32, meta, params: [next(), next(), next(), next()] }
             })
             .collect();
-        Ok(BatchData {
-            exposure,
-            pre_timestamp: response.time_stamp,
-            cards,
-        })
+        Ok(BatchData { exposure, pre_timestamp: response.time_stamp, cards })
+    }
+
+    async fn articles(&self, ids: &[i64]) -> Result<Vec<ArticleInfo>, ApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = ArticlesRequest { article_ids: ids.to_vec() };
+        Ok(CatalogClient::new(self.transport()).articles(request).await?.into_inner().articles)
     }
 
     /// One check per param, in order; all [`Check::Unchecked`] when `Verify` fails.
@@ -197,29 +156,16 @@ impl Api {
         if params.is_empty() {
             return Vec::new();
         }
-        let answer = TrackingClient::new(self.transport())
-            .verify(VerifyRequest {
-                params: params.to_vec(),
-            })
-            .await;
+        let answer = TrackingClient::new(self.transport()).verify(VerifyRequest { params: params.to_vec() }).await;
         match answer {
             Ok(response) => {
                 let mut checks: Vec<Check> = response
                     .into_inner()
                     .checks
                     .into_iter()
-                    .map(|check| {
-                        if check.valid {
-                            Check::Valid
-                        } else {
-                            Check::Invalid(check.reason)
-                        }
-                    })
+                    .map(|check| if check.valid { Check::Valid } else { Check::Invalid(check.reason) })
                     .collect();
-                checks.resize(
-                    params.len(),
-                    Check::Unchecked("no answer for this param".into()),
-                );
+                checks.resize(params.len(), Check::Unchecked("no answer for this param".into()));
                 checks
             }
             Err(status) => {
@@ -230,11 +176,7 @@ impl Api {
 
     /// Reports one event; `read_duration_ms` only for read events. The event time is the
     /// server's ("now"), so a skewed browser clock cannot get events rejected.
-    pub async fn report(
-        &self,
-        param: &str,
-        read_duration_ms: Option<i64>,
-    ) -> Result<Outcome, ApiError> {
+    pub async fn report(&self, param: &str, read_duration_ms: Option<i64>) -> Result<Outcome, ApiError> {
         let response = TrackingClient::new(self.transport())
             .report(ReportRequest {
                 events: vec![TrackEvent {
@@ -245,10 +187,11 @@ impl Api {
             })
             .await?
             .into_inner();
-        let result = response.results.into_iter().next().ok_or(ApiError {
-            code: tonic::Code::Internal,
-            message: "the server sent no verdict".into(),
-        })?;
+        let result = response
+            .results
+            .into_iter()
+            .next()
+            .ok_or(ApiError { code: tonic::Code::Internal, message: "the server sent no verdict".into() })?;
         Ok(match result.verdict() {
             Verdict::Accepted => Outcome::Accepted,
             Verdict::Duplicate => Outcome::Duplicate,
@@ -271,10 +214,9 @@ mod tests {
     #[test]
     fn errors_read_plainly() {
         let unreachable = ApiError::from(tonic::Status::unknown("JS API error: TypeError: Failed to fetch"));
-        assert_eq!(
-            unreachable.to_string(),
-            "JS API error: TypeError: Failed to fetch (Unknown)"
-        );
+        assert_eq!(unreachable.to_string(), "JS API error: TypeError: Failed to fetch");
+        let refused = ApiError::from(tonic::Status::invalid_argument("user_id is empty"));
+        assert_eq!(refused.to_string(), "user_id is empty (InvalidArgument)");
         let bare = ApiError::from(tonic::Status::unavailable(""));
         assert_eq!(bare.to_string(), "The service is currently unavailable");
     }

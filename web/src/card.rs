@@ -30,20 +30,12 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
     let read_seconds = RwSignal::new(DEFAULT_READ_SECONDS.to_owned());
     let last = RwSignal::new(None::<(Action, Outcome)>);
 
-    let Card {
-        article_id,
-        position,
-        meta,
-        params,
-    } = card;
+    let Card { article_id, position, meta, params } = card;
     let channel_id = meta.as_ref().map_or(-1, |meta| meta.channel_id);
     let params = StoredValue::new(params);
     let param = move |action: Action| {
         params.with_value(|params| {
-            Action::CARD
-                .iter()
-                .position(|&candidate| candidate == action)
-                .map(|index| params[index].clone())
+            Action::CARD.iter().position(|&candidate| candidate == action).map(|index| params[index].clone())
         })
     };
 
@@ -70,24 +62,21 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
         }
     };
 
-    let (title, details) = match &meta {
+    let (title, details) = match meta {
         Some(meta) => (
-            meta.title.clone(),
+            meta.title,
             view! {
                 <span data-testid="card-channel">
                     {move || page.channel_name(meta.channel_id)}
                 </span>
                 " · "
-                <span data-testid="card-author">{meta.author.clone()}</span>
+                <span data-testid="card-author">{meta.author}</span>
                 " · "
                 <span data-testid="card-published">{clock::date_time(meta.publish_time)}</span>
             }
-                .into_any(),
+            .into_any(),
         ),
-        None => (
-            format!("article {article_id}"),
-            view! { <span class="warn">"not in the catalog"</span> }.into_any(),
-        ),
+        None => (format!("article {article_id}"), view! { <span class="warn">"not in the catalog"</span> }.into_any()),
     };
 
     let tabs = Action::CARD

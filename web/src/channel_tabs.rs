@@ -9,12 +9,9 @@ pub fn ChannelTabs() -> impl IntoView {
     let page = expect_context::<Page>();
     let tabs = move || {
         Suspend::new(async move {
-            page.channels.await.map(|channels| {
-                channels
-                    .into_iter()
-                    .map(|channel| view! { <ChannelTab channel /> })
-                    .collect_view()
-            })
+            page.channels
+                .await
+                .map(|channels| channels.into_iter().map(|channel| view! { <ChannelTab channel /> }).collect_view())
         })
     };
 

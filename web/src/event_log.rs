@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::param::{Action, Param};
 
 /// The server's verdict on one event, or why there is none.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Pending,
     Accepted,
@@ -31,9 +31,7 @@ impl Outcome {
 
     pub fn reason(&self) -> Option<&str> {
         match self {
-            Outcome::Rejected(reason) | Outcome::Failed(reason) if !reason.is_empty() => {
-                Some(reason)
-            }
+            Outcome::Rejected(reason) | Outcome::Failed(reason) if !reason.is_empty() => Some(reason),
             _ => None,
         }
     }
@@ -142,24 +140,14 @@ impl EventLog {
 
     /// Sets the verdict of entry `id`, shown or held; a cleared entry is ignored.
     pub fn resolve(&mut self, id: u64, outcome: Outcome) {
-        if let Some(entry) = self
-            .shown
-            .iter_mut()
-            .chain(self.held.iter_mut())
-            .find(|entry| entry.id == id)
-        {
+        if let Some(entry) = self.shown.iter_mut().chain(self.held.iter_mut()).find(|entry| entry.id == id) {
             entry.outcome = outcome;
         }
     }
 
     /// Shown entries that pass `filter`, newest first.
     pub fn visible(&self, filter: Filter) -> Vec<LogEntry> {
-        self.shown
-            .iter()
-            .rev()
-            .filter(|entry| filter.matches(entry))
-            .cloned()
-            .collect()
+        self.shown.iter().rev().filter(|entry| filter.matches(entry)).cloned().collect()
     }
 
     pub fn get(&self, id: u64) -> Option<&LogEntry> {
@@ -203,9 +191,7 @@ mod tests {
     use super::*;
 
     fn param(action: &str, id: i64) -> Param {
-        Param::new(format!(
-            r#"{{"action":"{action}","userId":"u9","articleId":{id},"sig":"s"}}"#
-        ))
+        Param::new(format!(r#"{{"action":"{action}","userId":"u9","articleId":{id},"sig":"s"}}"#))
     }
 
     fn ids(entries: &[LogEntry]) -> Vec<u64> {

@@ -38,10 +38,7 @@ pub struct Card {
 
 impl Card {
     pub fn param(&self, action: Action) -> Option<&Param> {
-        Action::CARD
-            .iter()
-            .position(|&candidate| candidate == action)
-            .map(|index| &self.params[index])
+        Action::CARD.iter().position(|&candidate| candidate == action).map(|index| &self.params[index])
     }
 }
 
@@ -85,11 +82,7 @@ pub enum Cursor {
 
 impl Cursor {
     fn after(pre_timestamp: i64) -> Cursor {
-        if pre_timestamp > 0 {
-            Cursor::Earlier(pre_timestamp)
-        } else {
-            Cursor::End
-        }
+        if pre_timestamp > 0 { Cursor::Earlier(pre_timestamp) } else { Cursor::End }
     }
 }
 
@@ -141,11 +134,7 @@ impl Default for Feed {
 impl Feed {
     /// Forgets everything shown (another user or channel); answers in flight become stale.
     pub fn reset(&mut self) {
-        *self = Feed {
-            generation: self.generation + 1,
-            next_key: self.next_key,
-            ..Feed::default()
-        };
+        *self = Feed { generation: self.generation + 1, next_key: self.next_key, ..Feed::default() };
     }
 
     pub fn batches(&self) -> &[Batch] {
@@ -187,11 +176,7 @@ impl Feed {
     fn start(&mut self, kind: LoadKind, time_stamp: i64) -> Ticket {
         self.generation += 1;
         self.status = Status::Loading(kind);
-        Ticket {
-            generation: self.generation,
-            kind,
-            time_stamp,
-        }
+        Ticket { generation: self.generation, kind, time_stamp }
     }
 
     /// Puts an answer in place: a refresh on top, an earlier batch at the bottom.
@@ -219,30 +204,18 @@ impl Feed {
 
     pub fn fail(&mut self, ticket: Ticket, message: String) -> Result<(), Stale> {
         self.check(ticket)?;
-        self.status = Status::Failed {
-            kind: ticket.kind,
-            message,
-        };
+        self.status = Status::Failed { kind: ticket.kind, message };
         Ok(())
     }
 
     fn check(&self, ticket: Ticket) -> Result<(), Stale> {
-        if ticket.generation == self.generation {
-            Ok(())
-        } else {
-            Err(Stale)
-        }
+        if ticket.generation == self.generation { Ok(()) } else { Err(Stale) }
     }
 
     fn batch(&mut self, ticket: Ticket, data: BatchData) -> Batch {
         let key = self.next_key;
         self.next_key += 1;
-        Batch {
-            key,
-            kind: ticket.kind,
-            requested: ticket.time_stamp,
-            data,
-        }
+        Batch { key, kind: ticket.kind, requested: ticket.time_stamp, data }
     }
 
     /// The exposure param of batch `key` the first time one of its cards is seen, then `None`.
@@ -267,12 +240,7 @@ mod tests {
             article_id,
             position,
             meta: None,
-            params: [
-                param("click"),
-                param("collect"),
-                param("share"),
-                param("read"),
-            ],
+            params: [param("click"), param("collect"), param("share"), param("read")],
         }
     }
 
@@ -280,19 +248,12 @@ mod tests {
         BatchData {
             exposure: exposure.then(|| Param::new(format!(r#"{{"action":"exposure","articleId":{ids:?}}}"#))),
             pre_timestamp,
-            cards: ids
-                .iter()
-                .enumerate()
-                .map(|(position, &id)| card(id, position as u32))
-                .collect(),
+            cards: ids.iter().enumerate().map(|(position, &id)| card(id, position as u32)).collect(),
         }
     }
 
     fn ids(feed: &Feed) -> Vec<Vec<i64>> {
-        feed.batches()
-            .iter()
-            .map(|batch| batch.data.cards.iter().map(|card| card.article_id).collect())
-            .collect()
+        feed.batches().iter().map(|batch| batch.data.cards.iter().map(|card| card.article_id).collect()).collect()
     }
 
     #[test]
@@ -379,13 +340,7 @@ mod tests {
         let mut feed = Feed::default();
         let ticket = feed.start_refresh(1_000);
         feed.fail(ticket, "unreachable".into()).unwrap();
-        assert_eq!(
-            feed.status(),
-            &Status::Failed {
-                kind: LoadKind::Refresh,
-                message: "unreachable".into()
-            }
-        );
+        assert_eq!(feed.status(), &Status::Failed { kind: LoadKind::Refresh, message: "unreachable".into() });
         let retry = feed.start_refresh(1_000);
         assert!(feed.is_loading());
         feed.apply(retry, data(&[1], 0, true)).unwrap();

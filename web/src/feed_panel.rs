@@ -25,19 +25,16 @@ pub fn FeedPanel() -> impl IntoView {
 
     let failed = move |kind: LoadKind| {
         move || match status.get() {
-            Status::Failed { kind: failed, message } if failed == kind => {
-                Some(view! { <LoadError message /> })
-            }
+            Status::Failed { kind: failed, message } if failed == kind => Some(view! { <LoadError message /> }),
             _ => None,
         }
     };
     let loading = move |kind: LoadKind| move || status.get() == Status::Loading(kind);
     let nothing_new = move || {
-        status.get() == Status::Idle && batches.with(|batches| {
-            batches
-                .first()
-                .is_some_and(|batch| batch.kind == LoadKind::Refresh && batch.data.cards.is_empty())
-        })
+        status.get() == Status::Idle
+            && batches.with(|batches| {
+                batches.first().is_some_and(|batch| batch.kind == LoadKind::Refresh && batch.data.cards.is_empty())
+            })
     };
 
     view! {
@@ -98,12 +95,7 @@ fn BatchView(batch: Batch) -> impl IntoView {
     };
     let key = batch.key;
     let count = batch.data.cards.len();
-    let cards = batch
-        .data
-        .cards
-        .into_iter()
-        .map(|card| view! { <ArticleCard card batch=key /> })
-        .collect_view();
+    let cards = batch.data.cards.into_iter().map(|card| view! { <ArticleCard card batch=key /> }).collect_view();
 
     view! {
         <section class="batch" data-testid="batch" data-kind=kind data-batch=key>

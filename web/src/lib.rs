@@ -23,8 +23,7 @@ pub mod user;
 use leptos::prelude::*;
 
 use crate::{
-    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, log_panel::LogPanel, page::Page,
-    toolbar::Toolbar,
+    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, log_panel::LogPanel, page::Page, toolbar::Toolbar,
 };
 
 #[component]

@@ -91,26 +91,21 @@ fn EntryView(entry: LogEntry) -> impl IntoView {
         copied.set(true);
     };
     let verdict = entry.outcome.label();
-    let ids = entry
-        .article_ids
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let duration = entry
-        .read_duration_ms
-        .map(|ms| format!(" · {:.1} s", ms as f64 / 1_000.0));
+    let action = entry.action_name();
+    let reason = entry.outcome.reason().map(str::to_owned);
+    let ids = entry.article_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let duration = entry.read_duration_ms.map(|ms| format!(" · {:.1} s", ms as f64 / 1_000.0));
 
     view! {
         <li
             class="entry"
             data-testid="log-entry"
-            data-action=entry.action_name()
+            data-action=action
             data-verdict=verdict
         >
             <div class="entry-head">
                 <time>{clock::time_of_day(entry.sent_at)}</time>
-                <span class="action">{entry.action_name()}</span>
+                <span class="action">{action}</span>
                 <span class=format!("verdict verdict-{verdict}") data-testid="log-verdict">
                     {verdict}
                 </span>
@@ -119,7 +114,7 @@ fn EntryView(entry: LogEntry) -> impl IntoView {
                 </button>
             </div>
             <p class="entry-ids">"article " {ids} {duration}</p>
-            {entry.outcome.reason().map(|reason| view! { <p class="reason">{reason.to_owned()}</p> })}
+            {reason.map(|reason| view! { <p class="reason">{reason}</p> })}
             <details>
                 <summary>"payload"</summary>
                 <pre class="param">{entry.payload}</pre>

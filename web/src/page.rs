@@ -20,10 +20,7 @@ pub const FIRST_CARD_MARK: &str = "reco:first-card";
 /// A card must be this much in view before its batch counts as exposed.
 const EXPOSURE_THRESHOLD: f64 = 0.5;
 
-type Observer = (
-    IntersectionObserver,
-    Closure<dyn FnMut(js_sys::Array, IntersectionObserver)>,
-);
+type Observer = (IntersectionObserver, Closure<dyn FnMut(js_sys::Array, IntersectionObserver)>);
 
 #[derive(Clone, Copy)]
 pub struct Page {
@@ -56,9 +53,11 @@ impl Page {
         page.observer.set_value(page.exposure_observer());
         on_cleanup(move || {
             page.cancel_load();
-            if let Some((observer, _)) = page.observer.try_get_value().flatten() {
-                observer.disconnect();
-            }
+            page.observer.try_with_value(|observer| {
+                if let Some((observer, _)) = observer {
+                    observer.disconnect();
+                }
+            });
         });
         page
     }
@@ -81,10 +80,7 @@ impl Page {
     }
 
     pub fn refresh(&self) {
-        let ticket = self
-            .feed
-            .try_update(|feed| feed.start_refresh(now_ms()))
-            .expect("the feed outlives the page");
+        let ticket = self.feed.try_update(|feed| feed.start_refresh(now_ms())).expect("the feed outlives the page");
         self.load(ticket);
     }
 
@@ -140,12 +136,7 @@ impl Page {
     }
 
     /// Sends one tracking event, logs it, and hands its verdict to `done`.
-    pub fn report(
-        &self,
-        param: &Param,
-        read_duration_ms: Option<i64>,
-        done: impl FnOnce(Outcome) + 'static,
-    ) {
+    pub fn report(&self, param: &Param, read_duration_ms: Option<i64>, done: impl FnOnce(Outcome) + 'static) {
         let id = self
             .log
             .try_update(|log| log.record(param, read_duration_ms, now_ms()))
@@ -154,10 +145,8 @@ impl Page {
         let api = self.api.get_value();
         let raw = param.raw.clone();
         spawn_local(async move {
-            let outcome = api
-                .report(&raw, read_duration_ms)
-                .await
-                .unwrap_or_else(|err| Outcome::Failed(err.to_string()));
+            let outcome =
+                api.report(&raw, read_duration_ms).await.unwrap_or_else(|err| Outcome::Failed(err.to_string()));
             page.log.update(|log| log.resolve(id, outcome.clone()));
             done(outcome);
         });
@@ -181,36 +170,31 @@ impl Page {
     }
 
     pub fn unobserve(&self, element: &web_sys::Element) {
-        if let Some(Some((observer, _))) = self.observer.try_get_value() {
-            observer.unobserve(element);
-        }
+        self.observer.try_with_value(|observer| {
+            if let Some((observer, _)) = observer {
+                observer.unobserve(element);
+            }
+        });
     }
 
     fn exposure_observer(&self) -> Option<Observer> {
         let page = *self;
-        let callback = Closure::new(
-            move |entries: js_sys::Array, observer: IntersectionObserver| {
-                for entry in entries.iter() {
-                    let entry: IntersectionObserverEntry = entry.unchecked_into();
-                    if !entry.is_intersecting() {
-                        continue;
-                    }
-                    let card = entry.target();
-                    observer.unobserve(&card);
-                    if let Some(key) = card
-                        .get_attribute("data-batch")
-                        .and_then(|key| key.parse().ok())
-                    {
-                        page.expose(key);
-                    }
+        let callback = Closure::new(move |entries: js_sys::Array, observer: IntersectionObserver| {
+            for entry in entries.iter() {
+                let entry: IntersectionObserverEntry = entry.unchecked_into();
+                if !entry.is_intersecting() {
+                    continue;
                 }
-            },
-        );
+                let card = entry.target();
+                observer.unobserve(&card);
+                if let Some(key) = card.get_attribute("data-batch").and_then(|key| key.parse().ok()) {
+                    page.expose(key);
+                }
+            }
+        });
         let options = IntersectionObserverInit::new();
         options.set_threshold(&EXPOSURE_THRESHOLD.into());
-        let observer =
-            IntersectionObserver::new_with_options(callback.as_ref().unchecked_ref(), &options)
-                .ok()?;
+        let observer = IntersectionObserver::new_with_options(callback.as_ref().unchecked_ref(), &options).ok()?;
         Some((observer, callback))
     }
 
@@ -233,11 +217,7 @@ pub fn mark_first_card() {
     let Some(performance) = web_sys::window().and_then(|window| window.performance()) else {
         return;
     };
-    if performance
-        .get_entries_by_name(FIRST_CARD_MARK)
-        .length()
-        == 0
-    {
+    if performance.get_entries_by_name(FIRST_CARD_MARK).length() == 0 {
         let _ = performance.mark(FIRST_CARD_MARK);
     }
 }

@@ -18,13 +18,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order the event log offers them as filters.
-    pub const ALL: [Action; 5] = [
-        Action::Exposure,
-        Action::Click,
-        Action::Collect,
-        Action::Share,
-        Action::Read,
-    ];
+    pub const ALL: [Action; 5] = [Action::Exposure, Action::Click, Action::Collect, Action::Share, Action::Read];
     /// The actions a card carries a param for, in the order of the seed's `Track` message.
     pub const CARD: [Action; 4] = [Action::Click, Action::Collect, Action::Share, Action::Read];
 
@@ -104,12 +98,7 @@ impl Param {
     pub fn new(raw: String) -> Param {
         let payload = serde_json::from_str::<Payload>(&raw).map_err(|err| err.to_string());
         let pretty = pretty_json(&raw).unwrap_or_else(|| raw.clone());
-        Param {
-            raw,
-            payload,
-            pretty,
-            check: Check::Pending,
-        }
+        Param { raw, payload, pretty, check: Check::Pending }
     }
 
     pub fn with_check(mut self, check: Check) -> Param {
@@ -118,24 +107,15 @@ impl Param {
     }
 
     pub fn action(&self) -> Option<Action> {
-        self.payload
-            .as_ref()
-            .ok()
-            .and_then(|payload| Action::parse(&payload.action))
+        self.payload.as_ref().ok().and_then(|payload| Action::parse(&payload.action))
     }
 
     pub fn article_ids(&self) -> Vec<i64> {
-        self.payload
-            .as_ref()
-            .map(|payload| payload.article_id.ids())
-            .unwrap_or_default()
+        self.payload.as_ref().map(|payload| payload.article_id.ids()).unwrap_or_default()
     }
 
     pub fn user_id(&self) -> Option<&str> {
-        self.payload
-            .as_ref()
-            .ok()
-            .map(|payload| payload.user_id.as_str())
+        self.payload.as_ref().ok().map(|payload| payload.user_id.as_str())
     }
 }
 
@@ -246,7 +226,8 @@ mod tests {
     use super::*;
 
     const CLICK: &str = r#"{"action":"click","userId":"u1","articleId":123,"algorithmCombine":"v1:fresh+hot","channelId":1,"position":0,"requestId":"k3j2h4g5f6","ts":1763900000000,"sig":"abcdefghijklmnopqrstuv"}"#;
-    const EXPOSURE: &str = r#"{"action":"exposure","userId":"u1","articleId":[5,6,7],"channelId":0,"requestId":"r","ts":1,"sig":"s"}"#;
+    const EXPOSURE: &str =
+        r#"{"action":"exposure","userId":"u1","articleId":[5,6,7],"channelId":0,"requestId":"r","ts":1,"sig":"s"}"#;
 
     #[test]
     fn decodes_a_click_param() {
@@ -295,17 +276,7 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [
-                "action",
-                "userId",
-                "articleId",
-                "algorithmCombine",
-                "channelId",
-                "position",
-                "requestId",
-                "ts",
-                "sig"
-            ]
+            ["action", "userId", "articleId", "algorithmCombine", "channelId", "position", "requestId", "ts", "sig"]
         );
         assert!(pretty.starts_with("{\n  \"action\": \"click\",\n"));
         assert!(pretty.ends_with("\n}"));

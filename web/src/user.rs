@@ -25,9 +25,8 @@ fn storage() -> Option<web_sys::Storage> {
 
 /// The stored user id, or a new anonymous one (stored right away so it survives reloads).
 pub fn load() -> String {
-    let stored = storage()
-        .and_then(|storage| storage.get_item(STORAGE_KEY).ok().flatten())
-        .and_then(|id| normalize(&id));
+    let stored =
+        storage().and_then(|storage| storage.get_item(STORAGE_KEY).ok().flatten()).and_then(|id| normalize(&id));
     stored.unwrap_or_else(|| {
         let id = anonymous_id((js_sys::Math::random() * 2f64.powi(53)) as u64);
         save(&id);

@@ -364,8 +364,10 @@ impl<S: Store> Engine<S> {
         if touched.is_empty() {
             return Ok(());
         }
-        let counters = self.store.counters(touched)?;
+        // Read the counters under the lock: of two concurrent reports, the one that sets last
+        // then also read last, so the index never goes back to older counters.
         let mut hot = self.hot.write().unwrap_or_else(|e| e.into_inner());
+        let counters = self.store.counters(touched)?;
         for (id, c) in touched.iter().zip(counters) {
             if let Some(a) = self.catalog.get(*id) {
                 hot.set(*id, a.channel_id, c.popularity_log2);

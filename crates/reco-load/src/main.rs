@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     stats::Stats,
-    wire::Client,
+    wire::{Client, Transport},
     workload::{Checks, Mode, Outcome, Settings, Workload},
 };
 
@@ -86,6 +86,12 @@ struct Args {
     /// Report the CPU use of this process (the server under test) over the measured window.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// HTTP/2 client stack.
+    #[arg(long, value_enum, default_value_t = Transport::H2)]
+    transport: Transport,
+    /// Print answers per second and the slowest answer of each second to stderr.
+    #[arg(long)]
+    progress: bool,
 }
 
 impl Args {
@@ -100,7 +106,8 @@ impl Args {
             self.concurrency
         );
         ensure!(self.article_num >= 1, "--article-num must be at least 1");
-        for (name, value) in [("--warmup", self.warmup), ("--max-seconds", self.max_seconds), ("--timeout", self.timeout)]
+        for (name, value) in
+            [("--warmup", self.warmup), ("--max-seconds", self.max_seconds), ("--timeout", self.timeout)]
         {
             ensure!(value.is_finite() && value >= 0.0, "{name} must be a number of seconds >= 0");
         }
@@ -136,6 +143,9 @@ struct Control {
     limit: Option<u64>,
     issued: AtomicU64,
     timeout: Duration,
+    /// Answers (any outcome) and the slowest one in microseconds, since the last progress line.
+    answered: AtomicU64,
+    slowest_us: AtomicU64,
 }
 
 /// Why a request counts as an error.
@@ -191,6 +201,8 @@ async fn worker(mut client: Client, mut load: Workload, control: Arc<Control>) -
         }
         let result = call(&mut client, &mut load, control.timeout, unix_ms()).await;
         let done = Instant::now();
+        control.answered.fetch_add(1, Ordering::Relaxed);
+        control.slowest_us.fetch_max((done - start).as_micros() as u64, Ordering::Relaxed);
         if measured {
             record(&mut stats, result, done - start, control.timeout);
             last = Some(done);
@@ -228,7 +240,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let conc = args.concurrency;
     let mut clients = Vec::with_capacity(args.connections());
     for _ in 0..args.connections() {
-        clients.push(Client::connect(&args.addr).await?);
+        clients.push(Client::connect(&args.addr, args.transport).await?);
     }
     let timeout = Duration::from_secs_f64(args.timeout);
     let mut loads: Vec<Workload> = (0..conc)
@@ -281,6 +293,20 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         limit: args.requests,
         issued: AtomicU64::new(0),
         timeout,
+        answered: AtomicU64::new(0),
+        slowest_us: AtomicU64::new(0),
+    });
+    let progress = args.progress.then(|| {
+        let control = control.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+            for second in 1.. {
+                tick.tick().await;
+                let answered = control.answered.swap(0, Ordering::Relaxed);
+                let slowest = control.slowest_us.swap(0, Ordering::Relaxed) as f64 / 1000.0;
+                eprintln!("reco-load: t={second}s answers={answered} slowest_ms={slowest:.1}");
+            }
+        })
     });
     let sampler = {
         let pid = args.server_pid;
@@ -301,6 +327,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         end = end.max(last.unwrap_or(end));
     }
     let (own_cpu, server_cpu) = (stats::own_cpu(), args.server_pid.and_then(stats::process_cpu));
+    if let Some(progress) = progress {
+        progress.abort();
+    }
     let (own_before, server_before) = sampler.await.context("cpu sampler failed")?;
 
     let secs = (end - measure_from).as_secs_f64();

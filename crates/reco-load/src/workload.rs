@@ -309,8 +309,7 @@ mod tests {
 
     #[test]
     fn basic_checks_accept_the_reference_servers_fake_answers() {
-        let mut load =
-            Workload::new(0, 1, 5, "u", 1, Settings { checks: Checks::Basic, ..settings(Mode::Refresh) });
+        let mut load = Workload::new(0, 1, 5, "u", 1, Settings { checks: Checks::Basic, ..settings(Mode::Refresh) });
         let (_, call) = load.next(100);
         assert_eq!(load.check(&call, &answer("exposure param", 1_999_999, &[1, 2, 3])), Outcome::Ok);
     }

@@ -283,6 +283,8 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
     let first_card_ms = client
         .execute(r#"return performance.getEntriesByName("reco:first-card")[0]?.startTime ?? null;"#, vec![])
         .await?;
+    let perf = client.execute(include_str!("/tmp/perf.js"), vec![]).await?;
+    eprintln!("PERF {perf}");
     let first = batches(client).await?;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].kind, "refresh");
