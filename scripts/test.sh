@@ -27,6 +27,8 @@ install_missing() {
     local need=()
     command -v chromium >/dev/null || need+=(chromium)
     command -v chromedriver >/dev/null || need+=(chromium-driver)
+    # Chinese titles and channel names in the browser test's screenshots.
+    fc-list 2>/dev/null | grep -qi "wenquanyi\|zenhei" || need+=(fonts-wqy-zenhei)
     command -v npm >/dev/null || need+=(nodejs npm)
     python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
     if ((${#need[@]})); then apt_install "${need[@]}"; fi

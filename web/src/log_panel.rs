@@ -1,6 +1,7 @@
 //! The event log: every report sent, its decoded payload and the server's verdict.
 
-use leptos::prelude::*;
+use leptos::{prelude::*, task::spawn_local};
+use wasm_bindgen_futures::JsFuture;
 
 use crate::{
     clock,
@@ -82,13 +83,17 @@ pub fn LogPanel() -> impl IntoView {
 
 #[component]
 fn EntryView(entry: LogEntry) -> impl IntoView {
-    let copied = RwSignal::new(false);
+    let copied = RwSignal::new(None::<bool>);
     let json = entry.to_json();
     let copy = move |_| {
         let Some(window) = web_sys::window() else { return };
-        // The promise settles on its own; a refused clipboard leaves the label unchanged.
-        let _ = window.navigator().clipboard().write_text(&json);
-        copied.set(true);
+        let written = JsFuture::from(window.navigator().clipboard().write_text(&json));
+        spawn_local(async move { copied.set(Some(written.await.is_ok())) });
+    };
+    let copy_label = move || match copied.get() {
+        None => "copy json",
+        Some(true) => "copied",
+        Some(false) => "clipboard refused",
     };
     let verdict = entry.outcome.label();
     let action = entry.action_name();
@@ -110,7 +115,7 @@ fn EntryView(entry: LogEntry) -> impl IntoView {
                     {verdict}
                 </span>
                 <button class="copy" data-testid="log-copy" on:click=copy>
-                    {move || if copied.get() { "copied" } else { "copy json" }}
+                    {copy_label}
                 </button>
             </div>
             <p class="entry-ids">"article " {ids} {duration}</p>

@@ -92,13 +92,13 @@ impl Page {
 
     /// Repeats what failed; the channel list too if that failed.
     pub fn retry(&self) {
-        if matches!(self.channels.get_untracked(), Some(Err(_))) {
+        if self.channels.with_untracked(|channels| matches!(channels, Some(Err(_)))) {
             self.channels.refetch();
         }
-        let failed = match self.feed.get_untracked().status() {
+        let failed = self.feed.with_untracked(|feed| match feed.status() {
             Status::Failed { kind, .. } => Some(*kind),
             Status::Idle | Status::Loading(_) => None,
-        };
+        });
         match failed {
             Some(LoadKind::Earlier) => self.load_earlier(),
             Some(LoadKind::Refresh) | None => self.refresh(),
@@ -201,10 +201,11 @@ impl Page {
     /// The name of channel `id`, once the channel list is in.
     pub fn channel_name(&self, id: i32) -> String {
         self.channels
-            .get()
-            .and_then(Result::ok)
-            .and_then(|channels| channels.into_iter().find(|channel| channel.id == id))
-            .map_or_else(|| format!("channel {id}"), |channel| channel.name)
+            .with(|channels| {
+                let channels = channels.as_ref()?.as_ref().ok()?;
+                channels.iter().find(|channel| channel.id == id).map(|channel| channel.name.clone())
+            })
+            .unwrap_or_else(|| format!("channel {id}"))
     }
 }
 

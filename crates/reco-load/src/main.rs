@@ -24,12 +24,14 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
+use prost::Message as _;
+use reco_proto::seed::UserRequest;
 use tokio::task::JoinSet;
 
 use crate::{
     stats::Stats,
     wire::{Client, Transport},
-    workload::{Checks, Mode, Outcome, Settings, Workload},
+    workload::{Call, Checks, Mode, Outcome, Settings, Workload},
 };
 
 #[derive(Parser, Debug)]
@@ -159,22 +161,32 @@ fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-async fn call(client: &mut Client, load: &mut Workload, timeout: Duration, now_ms: i64) -> Result<bool, Failure> {
-    let (request, call) = load.next(now_ms);
+/// A verified answer: whether it was short, and its encoded size.
+struct Verified {
+    short: bool,
+    bytes: usize,
+}
+
+/// Sends one request and verifies the answer.
+async fn exchange(
+    client: &mut Client,
+    load: &mut Workload,
+    (request, call): (UserRequest, Call),
+    timeout: Duration,
+) -> Result<Verified, Failure> {
     match tokio::time::timeout(timeout, client.user_recommend(request)).await {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(status)) => Err(Failure::Status(status)),
         Ok(Ok(answer)) => match load.check(&call, &answer) {
-            Outcome::Ok => Ok(false),
-            Outcome::Short => Ok(true),
             Outcome::Wrong(why) => Err(Failure::Wrong(why)),
+            outcome => Ok(Verified { short: outcome == Outcome::Short, bytes: answer.encoded_len() }),
         },
     }
 }
 
-fn record(stats: &mut Stats, result: Result<bool, Failure>, latency: Duration, timeout: Duration) {
+fn record(stats: &mut Stats, result: Result<Verified, Failure>, latency: Duration, timeout: Duration) {
     match result {
-        Ok(short) => stats.ok(latency, short),
+        Ok(v) => stats.ok(latency, v.short, v.bytes),
         Err(Failure::Status(status)) => {
             stats.error(&format!("{:?}", status.code()), || status.message().to_owned());
         }
@@ -199,7 +211,8 @@ async fn worker(mut client: Client, mut load: Workload, control: Arc<Control>) -
         {
             break;
         }
-        let result = call(&mut client, &mut load, control.timeout, unix_ms()).await;
+        let next = load.next(unix_ms());
+        let result = exchange(&mut client, &mut load, next, control.timeout).await;
         let done = Instant::now();
         control.answered.fetch_add(1, Ordering::Relaxed);
         control.slowest_us.fetch_max((done - start).as_micros() as u64, Ordering::Relaxed);
@@ -214,16 +227,9 @@ async fn worker(mut client: Client, mut load: Workload, control: Arc<Control>) -
 /// Sends one refresh per user (unmeasured) so that history reads have batches to read.
 async fn prime(mut client: Client, mut load: Workload, timeout: Duration) -> (Workload, Stats) {
     let mut stats = Stats::new();
-    for (request, call) in load.priming_calls(unix_ms()) {
+    for next in load.priming_calls(unix_ms()) {
         let start = Instant::now();
-        let result = match tokio::time::timeout(timeout, client.user_recommend(request)).await {
-            Err(_) => Err(Failure::Timeout),
-            Ok(Err(status)) => Err(Failure::Status(status)),
-            Ok(Ok(answer)) => match load.check(&call, &answer) {
-                Outcome::Wrong(why) => Err(Failure::Wrong(why)),
-                outcome => Ok(outcome == Outcome::Short),
-            },
-        };
+        let result = exchange(&mut client, &mut load, next, timeout).await;
         record(&mut stats, result, start.elapsed(), timeout);
     }
     load.finish_priming();
@@ -342,7 +348,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     println!(
         "rps={:.0} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} ok={} errors={} short={} conc={} \
          article_num={} mode={} conns={} threads={} users={} checks={} seconds={:.2} mean_ms={:.3} \
-         p999_ms={:.3} tool_cpu_pct={:.0} server_cpu_pct={}",
+         p999_ms={:.3} answer_bytes={:.0} tool_cpu_pct={:.0} server_cpu_pct={}",
         if secs > 0.0 { total.ok as f64 / secs } else { 0.0 },
         total.quantile_ms(0.50),
         total.quantile_ms(0.90),
@@ -364,6 +370,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         secs,
         total.mean_ms(),
         total.quantile_ms(0.999),
+        if total.ok > 0 { total.bytes as f64 / total.ok as f64 } else { 0.0 },
         pct(own_cpu.saturating_sub(own_before)),
         server_pct,
     );

@@ -13,6 +13,8 @@ pub struct Stats {
     pub latency: Histogram<u64>,
     pub ok: u64,
     pub short: u64,
+    /// Encoded size of the verified answers, in bytes.
+    pub bytes: u64,
     pub errors: u64,
     /// Error kind -> (count, first message).
     pub error_kinds: BTreeMap<String, (u64, String)>,
@@ -21,11 +23,12 @@ pub struct Stats {
 impl Stats {
     pub fn new() -> Self {
         let latency = Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds");
-        Self { latency, ok: 0, short: 0, errors: 0, error_kinds: BTreeMap::new() }
+        Self { latency, ok: 0, short: 0, bytes: 0, errors: 0, error_kinds: BTreeMap::new() }
     }
 
-    /// A verified answer (`short`: fewer articles than asked for).
-    pub fn ok(&mut self, latency: Duration, short: bool) {
+    /// A verified answer (`short`: fewer articles than asked for) of `bytes` encoded bytes.
+    pub fn ok(&mut self, latency: Duration, short: bool, bytes: usize) {
+        self.bytes += bytes as u64;
         self.latency.saturating_record(latency.as_micros().clamp(1, MAX_MICROS as u128) as u64);
         self.ok += 1;
         self.short += u64::from(short);
@@ -45,6 +48,7 @@ impl Stats {
         self.latency.add(&other.latency).expect("histograms with the same bounds");
         self.ok += other.ok;
         self.short += other.short;
+        self.bytes += other.bytes;
         self.errors += other.errors;
         for (kind, (count, message)) in other.error_kinds {
             self.error_kinds.entry(kind).or_insert((0, message)).0 += count;
@@ -96,14 +100,14 @@ mod tests {
     #[test]
     fn merged_stats_add_up() {
         let mut a = Stats::new();
-        a.ok(Duration::from_micros(500), false);
+        a.ok(Duration::from_micros(500), false, 10);
         a.error("Unavailable", || "down".into());
         let mut b = Stats::new();
-        b.ok(Duration::from_millis(3), true);
+        b.ok(Duration::from_millis(3), true, 30);
         b.error("Unavailable", || "later".into());
         b.error("timeout", || "10s".into());
         a.merge(b);
-        assert_eq!((a.ok, a.short, a.errors), (2, 1, 3));
+        assert_eq!((a.ok, a.short, a.bytes, a.errors), (2, 1, 40, 3));
         assert_eq!(a.error_kinds["Unavailable"], (2, "down".to_owned()));
         assert!((a.quantile_ms(0.5) - 0.5).abs() < 0.01);
         assert!((a.max_ms() - 3.0).abs() < 0.01);

@@ -1,21 +1,22 @@
 //! End to end: the feed page in headless Chromium against a real `reco serve`.
 //!
-//! Needs the built page in `<workspace>/dist` (`scripts/build-web.sh`), Debian's `chromium`
-//! and `chromium-driver`. Everything listens on 127.0.0.1; the processes started here are
-//! killed by PID when the test ends, however it ends. Prints the wasm size and the time from
-//! navigation to the first card, and saves screenshots under `target/e2e/`.
+//! Needs the built page in `<workspace>/dist` (`scripts/build-web.sh`; `RECO_WEB_DIST` names
+//! another directory, relative to the workspace), Debian's `chromium` and `chromium-driver`.
+//! Everything listens on 127.0.0.1; the processes started here are killed by PID when the test
+//! ends, however it ends. Prints the wasm size and the time from navigation to the first card,
+//! and saves screenshots under `target/e2e/`.
 
 use std::{
     error::Error,
-    fs,
+    fmt, fs,
     io::Write,
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator, key::Key};
 use reco_proto::v1::{ArticleStatsRequest, tracking_client::TrackingClient};
 use serde::Deserialize;
 use serde_json::json;
@@ -89,16 +90,16 @@ fn free_port() -> TestResult<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_for_port(name: &str, port: u16, process: &mut Process) -> TestResult {
+async fn wait_for_port(name: &str, port: u16, process: &mut Process) -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return Ok(());
         }
         if let Some(status) = process.child.as_mut().and_then(|child| child.try_wait().ok()?) {
             return Err(format!("{name} exited before listening: {status}").into());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(format!("{name} is not listening on 127.0.0.1:{port} after 60 s").into())
 }
@@ -106,11 +107,10 @@ fn wait_for_port(name: &str, port: u16, process: &mut Process) -> TestResult {
 /// The built page's wasm, under whatever name the build gave it.
 fn built_wasm(dist: &Path) -> TestResult<PathBuf> {
     let index = dist.join("index.html");
-    assert!(
-        index.is_file(),
-        "the feed page is not built: {} is missing; run scripts/build-web.sh first",
-        index.display()
-    );
+    if !index.is_file() {
+        let message = format!("the feed page is not built: {} is missing; run scripts/build-web.sh", index.display());
+        return Err(message.into());
+    }
     fs::read_dir(dist)?
         .flatten()
         .map(|entry| entry.path())
@@ -199,6 +199,50 @@ async fn wait_for_batches(client: &Client, what: &str, count: usize) -> TestResu
     wait_until(client, what, &predicate).await
 }
 
+/// When the page got its first card, and the steps before it, in ms since navigation start.
+#[derive(Debug, Deserialize)]
+struct Timing {
+    first_card: f64,
+    wasm_loaded: Option<f64>,
+    feed_asked: Option<f64>,
+}
+
+impl fmt::Display for Timing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = |ms: Option<f64>| ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms:.0} ms"));
+        write!(
+            f,
+            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {})",
+            self.first_card,
+            at(self.wasm_loaded),
+            at(self.feed_asked)
+        )
+    }
+}
+
+async fn load_timing(client: &Client) -> TestResult<Timing> {
+    let value = client
+        .execute(
+            r#"
+            const resource = (suffix) => performance.getEntriesByType("resource")
+                .find((entry) => entry.name.endsWith(suffix));
+            return {
+                first_card: performance.getEntriesByName("reco:first-card")[0]?.startTime ?? null,
+                wasm_loaded: resource(".wasm")?.responseEnd ?? null,
+                feed_asked: resource("/UserRecommend/user_recommend")?.startTime ?? null,
+            };
+            "#,
+            vec![],
+        )
+        .await?;
+    serde_json::from_value(value).map_err(|err| format!("the page set no reco:first-card mark: {err}").into())
+}
+
+async fn input_value(client: &Client, css: &str) -> TestResult<String> {
+    let value = client.find(Locator::Css(css)).await?.prop("value").await?;
+    value.ok_or_else(|| format!("{css} has no value").into())
+}
+
 async fn click(client: &Client, css: &str) -> TestResult {
     client.find(Locator::Css(css)).await?.click().await?;
     Ok(())
@@ -214,7 +258,8 @@ async fn screenshot(client: &Client, path: &Path) -> TestResult {
 #[tokio::test]
 async fn feed_page_works_in_headless_chromium() -> TestResult {
     let root = workspace_root();
-    let dist = root.join("dist");
+    // scripts/build-web.sh honours the same variable.
+    let dist = root.join(std::env::var_os("RECO_WEB_DIST").unwrap_or_else(|| "dist".into()));
     let wasm = fs::read(built_wasm(&dist)?)?;
     let out = root.join("target/e2e");
     fs::create_dir_all(&out)?;
@@ -234,14 +279,14 @@ async fn feed_page_works_in_headless_chromium() -> TestResult {
             .stdout(Stdio::null())
             .stderr(fs::File::create(out.join("server.log"))?),
     )?;
-    wait_for_port("reco serve", port, &mut server)?;
+    wait_for_port("reco serve", port, &mut server).await?;
 
     let driver_port = free_port()?;
     let mut driver = Process::spawn(
         "chromedriver",
         Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}")).stdout(Stdio::null()).stderr(Stdio::null()),
     )?;
-    wait_for_port("chromedriver", driver_port, &mut driver)?;
+    wait_for_port("chromedriver", driver_port, &mut driver).await?;
 
     let profile = BrowserProfile { dir: tempfile::tempdir()? };
     let mut capabilities = serde_json::Map::new();
@@ -280,11 +325,7 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
     // First load: a batch of cards with ids, titles and decoded, server-checked params.
     client.goto(&url).await?;
     wait_for_batches(client, "the first batch", 1).await?;
-    let first_card_ms = client
-        .execute(r#"return performance.getEntriesByName("reco:first-card")[0]?.startTime ?? null;"#, vec![])
-        .await?;
-    let perf = client.execute(include_str!("/tmp/perf.js"), vec![]).await?;
-    eprintln!("PERF {perf}");
+    let cold = load_timing(client).await?;
     let first = batches(client).await?;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].kind, "refresh");
@@ -300,7 +341,6 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
     }
     // The first batch ever served has nothing before it.
     client.find(Locator::Css("[data-testid=no-more]")).await?;
-    screenshot(client, &out.join("feed.png")).await?;
 
     // Exposure is reported once the first cards are on screen.
     wait_until(
@@ -322,6 +362,7 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
     // A reload starts with a third batch; "load earlier" walks back through B, then A.
     client.goto(&url).await?;
     wait_for_batches(client, "the batch after reloading", 1).await?;
+    let warm = load_timing(client).await?;
     let batch_c = batches(client).await?[0].ids();
     assert!(
         batch_c.iter().all(|id| !batch_a.contains(id) && !batch_b.contains(id)),
@@ -356,6 +397,48 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
         .into_inner();
     let clicks = stats.stats.iter().find(|stats| stats.article_id == clicked).map(|stats| stats.clicks);
     assert!(clicks >= Some(1), "the server has no click for {clicked}: {stats:?}");
+
+    // The same param again is a duplicate; the raw toggle shows the param as served.
+    let card = format!("[data-testid=card][data-article-id='{clicked}']");
+    click(client, &format!("{card} [data-testid=act-click]")).await?;
+    wait_until(
+        client,
+        "the duplicate verdict",
+        &format!(r#"return !!document.querySelector("{card} [data-testid=card-verdict][data-verdict=duplicate]");"#),
+    )
+    .await?;
+    click(client, &format!("{card} [data-testid=raw-toggle]")).await?;
+    let raw = client.find(Locator::Css(&format!("{card} [data-testid=param]"))).await?.text().await?;
+    assert!(raw.starts_with(r#"{"action":"click","#) && !raw.contains('\n'), "raw param: {raw}");
+
+    // The event log filtered by action.
+    let filter = client.find(Locator::Css("[data-testid=log-filter]")).await?;
+    filter.select_by_value("click").await?;
+    wait_until(
+        client,
+        "the click filter",
+        r#"const entries = [...document.querySelectorAll("[data-testid=log-entry]")];
+        return entries.length === 2 && entries.every((entry) => entry.dataset.action === "click");"#,
+    )
+    .await?;
+    filter.select_by_value("all").await?;
+    client.execute("window.scrollTo(0, 0);", vec![]).await?;
+    screenshot(client, &out.join("feed.png")).await?;
+
+    // Another user: typed in, used for the params, and remembered across reloads.
+    let user = "e2e-second-user";
+    let input = client.find(Locator::Css("[data-testid=user-id]")).await?;
+    input.clear().await?;
+    input.send_keys(&(user.to_owned() + &Key::Enter)).await?;
+    let for_user = format!(
+        r#"const params = [...document.querySelectorAll("[data-testid=param]")];
+        return params.length > 0 && params.every((param) => param.textContent.includes('"userId": "{user}"'))
+            && !document.querySelector("[data-testid=refresh]").disabled;"#
+    );
+    wait_until(client, "the other user's feed", &for_user).await?;
+    client.goto(&url).await?;
+    wait_until(client, "the other user's feed after a reload", &for_user).await?;
+    assert_eq!(input_value(client, "[data-testid=user-id]").await?, user);
 
     // Another channel: only its articles.
     let tab = client.find(Locator::Css("[data-testid=channel-tab]:not([data-channel-id='0'])")).await?;
@@ -400,9 +483,7 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
         wasm.len() as f64 / 1024.0,
         gzip as f64 / 1024.0
     );
-    match first_card_ms.as_f64() {
-        Some(ms) => eprintln!("first card: {ms:.0} ms after navigation start"),
-        None => return Err("the page set no reco:first-card performance mark".into()),
-    }
+    eprintln!("first card, fresh profile: {cold}");
+    eprintln!("first card, reload: {warm}");
     Ok(())
 }
