@@ -264,10 +264,7 @@ impl<S: Store> Engine<S> {
                 param.algorithm_combine.push_str(&self.config.algorithm);
                 param.algorithm_combine.push(':');
                 param.algorithm_combine.push_str(item.sources.label());
-                let track = Action::TRACKED.map(|action| {
-                    param.action = action;
-                    self.signer.mint(&param)
-                });
+                let track = self.signer.mint_card(&param);
                 FeedItem { article_id: item.article_id, track }
             })
             .collect();

@@ -5,13 +5,13 @@
 //! the scorer mixes freshness with time-decayed popularity; the picker keeps the best. Each
 //! stage is a plain function over plain data, so later rankers can be added as stages.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::catalog::Catalog;
 use crate::hot::HotIndex;
 use crate::model::{ALL_CHANNELS, ArticleId, ChannelId};
 use crate::popularity::PopularityConfig;
-use crate::store::{Sources, UserRecord};
+use crate::store::{ChannelHistory, Sources, UserRecord};
 
 /// Ranking knobs.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,18 +42,19 @@ impl Default for RankConfig {
 /// in that channel or in 推荐, and what they read.
 pub struct Exclusion<'a> {
     user: &'a UserRecord,
-    channel: ChannelId,
+    channel: &'a ChannelHistory,
+    /// 推荐's history, when the refresh is in another channel.
+    all: Option<&'a ChannelHistory>,
 }
 
 impl<'a> Exclusion<'a> {
     pub fn new(user: &'a UserRecord, channel: ChannelId) -> Self {
-        Self { user, channel }
+        let all = (channel != ALL_CHANNELS).then(|| user.channel(ALL_CHANNELS));
+        Self { user, channel: user.channel(channel), all }
     }
 
     pub fn excludes(&self, id: ArticleId) -> bool {
-        self.user.has_read(id)
-            || self.user.channel(self.channel).was_served(id)
-            || (self.channel != ALL_CHANNELS && self.user.channel(ALL_CHANNELS).was_served(id))
+        self.channel.was_served(id) || self.all.is_some_and(|h| h.was_served(id)) || self.user.has_read(id)
     }
 }
 
@@ -116,7 +117,8 @@ pub fn hot_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: usize
 /// Drops excluded ids and merges an id proposed by several sources into one candidate.
 pub fn filter<const N: usize>(exclusion: &Exclusion<'_>, sources: [Vec<Candidate>; N]) -> Vec<Candidate> {
     let mut merged: Vec<Candidate> = Vec::with_capacity(sources.iter().map(Vec::len).sum());
-    let mut slot: HashMap<ArticleId, usize> = HashMap::with_capacity(merged.capacity());
+    let mut slot: FxHashMap<ArticleId, usize> =
+        FxHashMap::with_capacity_and_hasher(merged.capacity(), Default::default());
     for c in sources.into_iter().flatten() {
         if exclusion.excludes(c.id) {
             continue;

@@ -33,13 +33,14 @@ pub struct Channel {
 /// What a user did with an article; the `action` of a tracking param.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum Action {
     /// The batch was shown; carries every id of the batch.
-    Exposure,
-    Click,
-    Collect,
-    Share,
-    Read,
+    Exposure = 0,
+    Click = 1,
+    Collect = 2,
+    Share = 3,
+    Read = 4,
 }
 
 impl Action {

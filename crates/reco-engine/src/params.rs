@@ -2,10 +2,13 @@
 //!
 //! Each is compact JSON with toutiao's keys (`action`, `userId`, `articleId`,
 //! `algorithmCombine`) plus `channelId`, `position` (cards only), `requestId`, `ts` (the batch's
-//! time) and `sig`: HMAC-SHA256 with the server secret over the JSON text before `sig`,
-//! truncated to 128 bits, base64url. The text is canonical (one writer, fixed key order), so a
-//! param is verified by decoding it, writing it again and comparing MACs. Params are a pure
-//! function of the stored batch, so a history read hands out the very strings first served.
+//! time) and `sig`: HMAC-SHA256 with the server secret, truncated to 128 bits, base64url, over
+//! the fields in a fixed binary layout. A card's four params differ only in `action` and are all
+//! handed out together, so they share one MAC over everything but the action (one HMAC per card
+//! instead of four); the exposure's MAC covers its action and id list. So every param the server
+//! accepts is, field for field, one it minted. An event's identity is its MAC plus its action.
+//! Params are a pure function of the stored batch, so a history read hands out the very strings
+//! first served.
 
 use std::fmt::Write as _;
 
@@ -69,41 +72,85 @@ impl Signer {
         Self { mac: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length") }
     }
 
-    /// Writes the signed param for `p` to `out`.
-    pub fn mint_into(&self, p: &TrackParam, out: &mut String) {
-        let start = out.len();
-        write_unsigned(p, out);
-        let sig = self.sign(&out.as_bytes()[start..]);
-        out.push_str(",\"sig\":\"");
-        URL_SAFE_NO_PAD.encode_string(sig, out);
-        out.push_str("\"}");
+    /// The four params of a card (`Action::TRACKED` order); `p.action` is ignored.
+    pub fn mint_card(&self, p: &TrackParam) -> [String; 4] {
+        let sig = self.sign(p, false);
+        // Everything after the action is the same for the four.
+        let mut rest = String::with_capacity(200);
+        write_fields(p, false, &mut rest);
+        push_sig(&mut rest, &sig);
+        Action::TRACKED.map(|action| {
+            let mut out = String::with_capacity(rest.len() + 24);
+            push_action(&mut out, action);
+            out.push_str(&rest);
+            out
+        })
     }
 
+    /// One signed param: an exposure, or a single card action.
     pub fn mint(&self, p: &TrackParam) -> String {
         let mut out = String::with_capacity(200);
-        self.mint_into(p, &mut out);
+        let exposure = p.action == Action::Exposure;
+        push_action(&mut out, p.action);
+        write_fields(p, exposure, &mut out);
+        push_sig(&mut out, &self.sign(p, exposure));
         out
     }
 
     /// Decodes `text` and checks that this server minted it.
     pub fn verify(&self, text: &str) -> Result<Verified, ParamError> {
         let (param, sig) = decode(text)?;
-        let mut canonical = String::with_capacity(text.len());
-        write_unsigned(&param, &mut canonical);
-        let mut mac = self.mac.clone();
-        mac.update(canonical.as_bytes());
-        mac.verify_truncated_left(&sig).map_err(|_| ParamError::BadSignature)?;
-        Ok(Verified { param, key: EventKey(sig) })
+        self.mac_of(&param, param.action == Action::Exposure)
+            .verify_truncated_left(&sig)
+            .map_err(|_| ParamError::BadSignature)?;
+        let mut key = [0; SIG_BYTES];
+        key[..SIG_BYTES - 1].copy_from_slice(&sig[..SIG_BYTES - 1]);
+        key[SIG_BYTES - 1] = param.action as u8;
+        Ok(Verified { param, key: EventKey(key) })
     }
 
-    fn sign(&self, bytes: &[u8]) -> [u8; SIG_BYTES] {
-        let mut mac = self.mac.clone();
-        mac.update(bytes);
-        let full = mac.finalize().into_bytes();
+    fn sign(&self, p: &TrackParam, exposure: bool) -> [u8; SIG_BYTES] {
+        let full = self.mac_of(p, exposure).finalize().into_bytes();
         let mut sig = [0; SIG_BYTES];
         sig.copy_from_slice(&full[..SIG_BYTES]);
         sig
     }
+
+    /// The MAC state over `p` in the signed layout: a version tag, then the fields,
+    /// length-prefixed where their length varies. Card actions are not part of it; whether it is
+    /// an exposure is.
+    fn mac_of(&self, p: &TrackParam, exposure: bool) -> Hmac<Sha256> {
+        let mut buf = Vec::with_capacity(64 + p.user_id.len() + p.algorithm_combine.len() + 8 * p.article_ids.len());
+        buf.extend_from_slice(b"reco-track-1");
+        buf.push(if exposure { Action::Exposure as u8 } else { 0xff });
+        for field in [p.user_id.as_bytes(), p.algorithm_combine.as_bytes()] {
+            buf.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            buf.extend_from_slice(field);
+        }
+        buf.extend_from_slice(&p.channel_id.to_le_bytes());
+        buf.extend_from_slice(&p.position.unwrap_or(u32::MAX).to_le_bytes());
+        buf.extend_from_slice(&p.request_id.to_le_bytes());
+        buf.extend_from_slice(&p.ts.to_le_bytes());
+        buf.extend_from_slice(&(p.article_ids.len() as u32).to_le_bytes());
+        for id in &p.article_ids {
+            buf.extend_from_slice(&id.to_le_bytes());
+        }
+        let mut mac = self.mac.clone();
+        mac.update(&buf);
+        mac
+    }
+}
+
+fn push_action(out: &mut String, action: Action) {
+    out.push_str("{\"action\":\"");
+    out.push_str(action.as_str());
+    out.push_str("\",");
+}
+
+fn push_sig(out: &mut String, sig: &[u8; SIG_BYTES]) {
+    out.push_str(",\"sig\":\"");
+    URL_SAFE_NO_PAD.encode_string(sig, out);
+    out.push_str("\"}");
 }
 
 /// Decodes a param without checking its signature (for display); returns it and the raw signature.
@@ -166,28 +213,26 @@ enum WireIds {
     Many(Vec<ArticleId>),
 }
 
-/// The canonical text of `p` up to (not including) `,"sig":...}`.
-fn write_unsigned(p: &TrackParam, out: &mut String) {
-    out.push_str("{\"action\":\"");
-    out.push_str(p.action.as_str());
-    out.push_str("\",\"userId\":");
+/// The JSON fields of `p` after the action, up to (not including) `,"sig":...}`.
+fn write_fields(p: &TrackParam, exposure: bool, out: &mut String) {
+    out.push_str("\"userId\":");
     push_json_str(out, &p.user_id);
     out.push_str(",\"articleId\":");
-    if p.action == Action::Exposure {
+    let mut num = itoa::Buffer::new();
+    if exposure {
         out.push('[');
         for (i, id) in p.article_ids.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(itoa::Buffer::new().format(*id));
+            out.push_str(num.format(*id));
         }
         out.push(']');
     } else {
-        out.push_str(itoa::Buffer::new().format(p.article_ids.first().copied().unwrap_or_default()));
+        out.push_str(num.format(p.article_ids.first().copied().unwrap_or_default()));
     }
     out.push_str(",\"algorithmCombine\":");
     push_json_str(out, &p.algorithm_combine);
-    let mut num = itoa::Buffer::new();
     out.push_str(",\"channelId\":");
     out.push_str(num.format(p.channel_id));
     if let Some(pos) = p.position {
@@ -246,6 +291,15 @@ mod tests {
     }
 
     #[test]
+    fn a_card_mints_the_same_strings_as_single_mints() {
+        let s = Signer::new(b"secret");
+        let card_params = s.mint_card(&card(Action::Click));
+        for (text, action) in card_params.iter().zip(Action::TRACKED) {
+            assert_eq!(text, &s.mint(&card(action)));
+        }
+    }
+
+    #[test]
     fn each_action_has_its_own_key() {
         let s = Signer::new(b"secret");
         let keys: std::collections::HashSet<_> =
@@ -266,8 +320,13 @@ mod tests {
         let text = s.mint(&card(Action::Click));
         let forged = text.replace("\"articleId\":42", "\"articleId\":43");
         assert_eq!(s.verify(&forged), Err(ParamError::BadSignature));
+        // Another action of the same card is exactly the param minted for it...
         let swapped = text.replace("\"click\"", "\"share\"");
-        assert_eq!(s.verify(&swapped), Err(ParamError::BadSignature));
+        assert_eq!(swapped, s.mint(&card(Action::Share)));
+        // ...but a card param never passes for an exposure.
+        let exposure = text.replace("\"click\"", "\"exposure\"").replace("\"articleId\":42", "\"articleId\":[42]");
+        let exposure = exposure.replace(",\"position\":3", "");
+        assert_eq!(s.verify(&exposure), Err(ParamError::BadSignature));
         assert_eq!(Signer::new(b"other").verify(&text), Err(ParamError::BadSignature));
         assert!(matches!(s.verify("click param 1"), Err(ParamError::BadJson(_))));
         assert_eq!(s.verify(""), Err(ParamError::Empty));

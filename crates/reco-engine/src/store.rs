@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Action, Article, ArticleId, ChannelId};
@@ -68,7 +69,7 @@ pub struct Batch {
 #[derive(Clone, Debug, Default)]
 pub struct ChannelHistory {
     batches: BTreeMap<i64, Arc<Batch>>,
-    served: HashSet<ArticleId>,
+    served: FxHashSet<ArticleId>,
 }
 
 impl ChannelHistory {
@@ -106,8 +107,8 @@ impl ChannelHistory {
 /// Everything the feed rules need to know about one user.
 #[derive(Clone, Debug, Default)]
 pub struct UserRecord {
-    channels: HashMap<ChannelId, ChannelHistory>,
-    read: HashSet<ArticleId>,
+    channels: FxHashMap<ChannelId, ChannelHistory>,
+    read: FxHashSet<ArticleId>,
 }
 
 static EMPTY_HISTORY: std::sync::LazyLock<ChannelHistory> = std::sync::LazyLock::new(ChannelHistory::default);

@@ -1,10 +1,10 @@
 //! `reco-load`: a closed-loop gRPC load generator for `/UserRecommend/user_recommend`.
 //!
-//! `--concurrency` workers each keep one request in flight over HTTP/2 connections opened up
-//! front (one per worker unless `--connections` says otherwise). Unlike h2load, which repeats one
-//! request body, every request names one of many users and, in refresh mode, a `time_stamp` newer
-//! than that user's last batch in the channel, so the server does its real work (rank, filter,
-//! store) on every call. Every answer is verified; the run is bounded by `--requests` and/or
+//! `--concurrency` workers each keep one request in flight over connections opened up front:
+//! HTTP/2 (one per worker unless `--connections` says otherwise) or, with `--proto grpc-web`,
+//! HTTP/1.1 (one per worker). Unlike h2load, which repeats one request body, every request names
+//! one of many users and, in refresh mode, a `time_stamp` newer than that user's last batch in the
+//! channel, so the server does its real work (rank, filter, store) on every call. Every answer is verified; the run is bounded by `--requests` and/or
 //! `--duration` and always ends by itself. The last line printed is stable and greppable:
 //! `rps=... p50_ms=... p90_ms=... p99_ms=... max_ms=... ok=... errors=... short=... conc=...
 //! article_num=... mode=...` followed by more `key=value` pairs.
@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     stats::Stats,
-    wire::{Client, Transport},
+    wire::{Client, Proto, Transport},
     workload::{Call, Checks, Mode, Outcome, Settings, Workload},
 };
 
@@ -88,7 +88,10 @@ struct Args {
     /// Report the CPU use of this process (the server under test) over the measured window.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// HTTP/2 client stack.
+    /// Wire protocol.
+    #[arg(long, value_enum, default_value_t = Proto::Grpc)]
+    proto: Proto,
+    /// HTTP/2 client stack (for --proto grpc).
     #[arg(long, value_enum, default_value_t = Transport::H2)]
     transport: Transport,
     /// Print answers per second and the slowest answer of each second to stderr.
@@ -101,6 +104,10 @@ impl Args {
         ensure!(self.concurrency >= 1, "--concurrency must be at least 1");
         let conns = self.connections();
         ensure!((1..=self.concurrency).contains(&conns), "--connections must be in 1..={}", self.concurrency);
+        ensure!(
+            self.proto == Proto::Grpc || conns == self.concurrency,
+            "--proto grpc-web runs one request at a time per HTTP/1.1 connection: --connections must equal --concurrency"
+        );
         ensure!(
             self.users >= self.concurrency,
             "--users ({}) must be at least --concurrency ({}): users are split between the workers",
@@ -225,7 +232,7 @@ async fn worker(mut client: Client, mut load: Workload, control: Arc<Control>) -
 }
 
 /// Sends one refresh per user (unmeasured) so that history reads have batches to read.
-async fn prime(mut client: Client, mut load: Workload, timeout: Duration) -> (Workload, Stats) {
+async fn prime(mut client: Client, mut load: Workload, timeout: Duration) -> (Client, Workload, Stats) {
     let mut stats = Stats::new();
     for next in load.priming_calls(unix_ms()) {
         let start = Instant::now();
@@ -233,7 +240,7 @@ async fn prime(mut client: Client, mut load: Workload, timeout: Duration) -> (Wo
         record(&mut stats, result, start.elapsed(), timeout);
     }
     load.finish_priming();
-    (load, stats)
+    (client, load, stats)
 }
 
 fn print_errors(what: &str, stats: &Stats) {
@@ -244,35 +251,40 @@ fn print_errors(what: &str, stats: &Stats) {
 
 async fn run(args: Args) -> anyhow::Result<bool> {
     let conc = args.concurrency;
-    let mut clients = Vec::with_capacity(args.connections());
+    let mut connections = Vec::with_capacity(args.connections());
     for _ in 0..args.connections() {
-        clients.push(Client::connect(&args.addr, args.transport).await?);
+        connections.push(Client::connect(&args.addr, args.proto, args.transport).await?);
     }
+    // One client per worker: HTTP/2 connections are shared round-robin, HTTP/1.1 ones are not
+    // (validate() made --connections equal --concurrency for them).
+    let shared: Option<Vec<Client>> = (0..conc).map(|w| connections[w % connections.len()].share()).collect();
+    let clients = match shared {
+        Some(shared) => shared,
+        None => connections,
+    };
     let timeout = Duration::from_secs_f64(args.timeout);
-    let mut loads: Vec<Workload> = (0..conc)
-        .map(|w| {
-            let settings = Settings {
-                mode: args.mode,
-                checks: args.checks,
-                article_num: args.article_num,
-                refresh_ratio: args.refresh_ratio,
-            };
-            Workload::new(w, conc, args.users, &args.user_prefix, args.seed, settings)
-        })
-        .collect();
+    let loads = (0..conc).map(|w| {
+        let settings = Settings {
+            mode: args.mode,
+            checks: args.checks,
+            article_num: args.article_num,
+            refresh_ratio: args.refresh_ratio,
+        };
+        Workload::new(w, conc, args.users, &args.user_prefix, args.seed, settings)
+    });
+    let mut pairs: Vec<(Client, Workload)> = clients.into_iter().zip(loads).collect();
 
     if args.mode != Mode::Refresh {
         let started = Instant::now();
         let mut set = JoinSet::new();
-        for (w, load) in loads.drain(..).enumerate() {
-            set.spawn(prime(clients[w % clients.len()].clone(), load, timeout));
+        for (client, load) in pairs.drain(..) {
+            set.spawn(prime(client, load, timeout));
         }
-        let mut primed = Vec::with_capacity(conc);
         let mut stats = Stats::new();
         while let Some(done) = set.join_next().await {
-            let (load, s) = done.context("priming task failed")?;
+            let (client, load, s) = done.context("priming task failed")?;
             stats.merge(s);
-            primed.push(load);
+            pairs.push((client, load));
         }
         print_errors("priming", &stats);
         eprintln!(
@@ -284,10 +296,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         if stats.ok == 0 && args.mode == Mode::History {
             bail!("priming served no batch: nothing to read back in history mode");
         }
-        loads = primed;
         if args.mode == Mode::History {
             // A worker whose every priming call failed has nothing to read.
-            loads.retain(Workload::has_history);
+            pairs.retain(|(_, load)| load.has_history());
         }
     }
 
@@ -322,8 +333,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         })
     };
     let mut set = JoinSet::new();
-    for (w, load) in loads.into_iter().enumerate() {
-        set.spawn(worker(clients[w % clients.len()].clone(), load, control.clone()));
+    for (client, load) in pairs {
+        set.spawn(worker(client, load, control.clone()));
     }
     let mut total = Stats::new();
     let mut end = measure_from;
@@ -347,7 +358,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     print_errors("errors", &total);
     println!(
         "rps={:.0} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} ok={} errors={} short={} conc={} \
-         article_num={} mode={} conns={} threads={} users={} checks={} seconds={:.2} mean_ms={:.3} \
+         article_num={} mode={} proto={} conns={} threads={} users={} checks={} seconds={:.2} mean_ms={:.3} \
          p999_ms={:.3} answer_bytes={:.0} tool_cpu_pct={:.0} server_cpu_pct={}",
         if secs > 0.0 { total.ok as f64 / secs } else { 0.0 },
         total.quantile_ms(0.50),
@@ -360,6 +371,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         conc,
         args.article_num,
         args.mode.name(),
+        match args.proto {
+            Proto::Grpc => "grpc",
+            Proto::GrpcWeb => "grpc-web",
+        },
         args.connections(),
         args.threads,
         args.users,

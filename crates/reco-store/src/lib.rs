@@ -68,6 +68,9 @@ struct State {
     counters: RwLock<HashMap<ArticleId, ArticleCounters>>,
     /// Set once a commit failed: every later write is refused with this message.
     failure: OnceLock<String>,
+    /// Written-behind batches, taken by the writer on its own schedule: queuing one wakes no
+    /// thread (a wake-up per refresh cost more than the write itself).
+    behind: Mutex<Vec<Command>>,
 }
 
 impl RedbStore {
@@ -95,6 +98,7 @@ impl RedbStore {
             users: RwLock::default(),
             counters: RwLock::new(counters),
             failure: OnceLock::new(),
+            behind: Mutex::default(),
         });
         let (commands, queue) = mpsc::channel();
         let writer = std::thread::Builder::new()
@@ -271,7 +275,11 @@ impl Store for RedbStore {
         if let AppendOutcome::Appended { .. } = outcome {
             let command =
                 Command::Batch { user: user.to_owned(), channel, time: batch.time, value: codec::encode_batch(&batch) };
-            self.commands.send(command).map_err(|_| self.state.stopped())?;
+            self.state.check()?;
+            if !self.writer.as_ref().is_some_and(|w| !w.is_finished()) {
+                return Err(self.state.stopped());
+            }
+            self.state.behind.lock().unwrap_or_else(PoisonError::into_inner).push(command);
         }
         Ok(outcome)
     }

@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::time::{Duration, Instant};
+use std::sync::PoisonError;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::Duration;
 
 use reco_engine::model::{ArticleId, ChannelId};
 use reco_engine::store::{ArticleCounters, EventRecord, StoreError};
@@ -72,16 +73,29 @@ impl Command {
     }
 }
 
-/// How long written-behind batches may wait for company before they are committed. Nobody
+/// How often the writer takes the written-behind batches when no command wakes it. Nobody
 /// waits for them, so fewer, larger commits (fewer fsyncs and page copies) cost nothing.
-const WRITE_BEHIND_WINDOW: Duration = Duration::from_millis(50);
+const WRITE_BEHIND_WINDOW: Duration = Duration::from_millis(10);
 
 pub(crate) fn run(state: &State, commands: Receiver<Command>) {
-    while let Ok(first) = commands.recv() {
-        let mut group = vec![first];
-        group.extend(commands.try_iter());
-        if group.iter().all(|c| matches!(c, Command::Batch { .. })) {
-            gather_behind(&commands, &mut group);
+    loop {
+        let (mut group, hung_up) = match commands.recv_timeout(WRITE_BEHIND_WINDOW) {
+            Ok(first) => {
+                let mut group = vec![first];
+                group.extend(commands.try_iter());
+                (group, false)
+            }
+            Err(RecvTimeoutError::Timeout) => (Vec::new(), false),
+            Err(RecvTimeoutError::Disconnected) => (Vec::new(), true),
+        };
+        // Batches queued before these commands go first, so a flush covers what came before it.
+        let behind = std::mem::take(&mut *state.behind.lock().unwrap_or_else(PoisonError::into_inner));
+        group.splice(0..0, behind);
+        if group.is_empty() {
+            if hung_up {
+                return;
+            }
+            continue;
         }
         let closing = group.iter().any(|c| matches!(c, Command::Close { .. }));
         match commit(state, &group) {
@@ -105,22 +119,7 @@ pub(crate) fn run(state: &State, commands: Receiver<Command>) {
                 return;
             }
         }
-        if closing {
-            return;
-        }
-    }
-}
-
-/// Adds what arrives within [`WRITE_BEHIND_WINDOW`] to a group of written-behind batches, and
-/// stops early when a command arrives that someone waits for.
-fn gather_behind(commands: &Receiver<Command>, group: &mut Vec<Command>) {
-    let deadline = Instant::now() + WRITE_BEHIND_WINDOW;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let Ok(command) = commands.recv_timeout(left) else { return };
-        let waited_for = !matches!(command, Command::Batch { .. });
-        group.push(command);
-        if waited_for {
-            group.extend(commands.try_iter());
+        if closing || hung_up {
             return;
         }
     }

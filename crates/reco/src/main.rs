@@ -123,7 +123,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Refuse a bad allow-list before opening the port.
     reco_server::cors_layer(&config.cors_origins).map(drop).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // One core (e.g. pinned with taskset): a current-thread runtime skips the work-stealing
+    // scheduler's overhead; more cores get a worker each.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+    };
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
