@@ -9,8 +9,9 @@
 # start reco on a fresh temp data dir the same way, run the matrix, stop it. Every request of
 # the matrix is a refresh for one of USERS distinct users (reco ranks, filters, mints signed
 # tracking params and stores the batch). Medians over the repeats go into a markdown table.
-# Then one h2load run (../shared/bench/grpc_load.sh) against reco as a third-party cross-check
-# (identical requests: after the first, those are history reads), and one reco-load history run.
+# Then, against reco only: reco-load in history mode, reco-load refreshes over gRPC-Web (HTTP/1.1),
+# and one h2load run (../shared/bench/grpc_load.sh) as a third-party cross-check (identical
+# requests: after the first, those are history reads).
 #
 # environment (all optional):
 #   MATRIX="16:10 16:100 64:10 64:100"  concurrency:article_num cells
@@ -132,7 +133,7 @@ busiest_core() {  # busiest core's busy % over one second, as "PCT cpu0=.. cpu1=
       n = (NF - 2) / 2; name = $1; t1 = 0; t2 = 0
       for (i = 2; i <= n + 1; i++) t1 += $i
       for (i = n + 3; i <= NF; i++) t2 += $i
-      idle1 = $5 + $6; idle2 = $(n + 5) + $(n + 6)
+      idle1 = $5 + $6; idle2 = $(n + 6) + $(n + 7)
       busy = (t2 - t1) > 0 ? 100 * (1 - (idle2 - idle1) / (t2 - t1)) : 0
       if (busy > max) max = busy
       s = s sprintf(" %s=%.0f", name, busy)
@@ -193,14 +194,19 @@ for rep in $(seq "$REPEAT"); do
   if (( rep < REPEAT )); then stop_server; fi
 done
 
-# reco is still running (last repeat): cross-checks.
-log "== reco-load history mode (what identical requests measure) against reco, conc 16, article_num 10"
-wait_idle
-out=$(taskset -c "$TOOL_CPUS" "$LOAD" --addr "http://127.0.0.1:$RECO_PORT" --concurrency 16 --article-num 10 \
-  --duration "$DURATION" --warmup "$WARMUP" --users 10000 --user-prefix hist- --mode history \
-  --server-pid "$SERVER_PID" 2>>"$RES/load-stderr.txt" | tail -1) || true
-log "server=reco-history $out $IDLE_NOTE"
-echo "server=reco-history $out $IDLE_NOTE" >> "$RUNS"
+# reco is still running (last repeat): cross-checks at conc 16, article_num 10.
+extra() {  # name, then reco-load arguments
+  local name=$1 out
+  shift
+  wait_idle
+  out=$(taskset -c "$TOOL_CPUS" "$LOAD" --addr "http://127.0.0.1:$RECO_PORT" --concurrency 16 --article-num 10 \
+    --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" "$@" 2>>"$RES/load-stderr.txt" | tail -1) || true
+  log "server=$name $out $IDLE_NOTE"
+  echo "server=$name $out $IDLE_NOTE" >> "$RUNS"
+}
+log "== reco-load cross-checks against reco, conc 16, article_num 10: history reads; refreshes over gRPC-Web"
+extra reco-history --users 10000 --user-prefix hist- --mode history
+extra reco-grpc-web-refresh --users "$USERS" --user-prefix web- --mode refresh --proto grpc-web
 
 if [[ $H2LOAD == 1 ]]; then
   log "== h2load cross-check against reco: grpc_load.sh conc 16, article_num 10, ${DURATION}s (SKIP_CHECK=1)"
