@@ -276,7 +276,7 @@ impl Store for RedbStore {
             let command =
                 Command::Batch { user: user.to_owned(), channel, time: batch.time, value: codec::encode_batch(&batch) };
             self.state.check()?;
-            if !self.writer.as_ref().is_some_and(|w| !w.is_finished()) {
+            if self.writer.as_ref().is_none_or(JoinHandle::is_finished) {
                 return Err(self.state.stopped());
             }
             self.state.behind.lock().unwrap_or_else(PoisonError::into_inner).push(command);
