@@ -1,0 +1,109 @@
+//! The synthetic fixture, end to end: generate, write, read, replay with the baselines.
+
+use reco_eval::fixture::{FixtureConfig, generate};
+use reco_eval::mind::{count_by_kind, read_behaviors, read_news};
+use reco_eval::{NewsIndex, Popularity, Random, RecentCtr, Report, Scorer, replay};
+
+fn baselines() -> Vec<Box<dyn Scorer>> {
+    vec![Box::new(Random::new(7)), Box::new(Popularity::default()), Box::new(RecentCtr::default())]
+}
+
+fn run(config: &FixtureConfig) -> Report {
+    let fixture = generate(config);
+    let news = reco_eval::mind::parse_news(&fixture.news_tsv);
+    let behaviors = reco_eval::mind::parse_behaviors(&fixture.behaviors_tsv);
+    replay(&behaviors.records, &NewsIndex::new(news.records), &mut baselines()).unwrap()
+}
+
+#[test]
+fn generation_is_deterministic_per_seed() {
+    let config = FixtureConfig::default();
+    let (a, b) = (generate(&config), generate(&config));
+    assert_eq!(a.news_tsv, b.news_tsv);
+    assert_eq!(a.behaviors_tsv, b.behaviors_tsv);
+    let other = generate(&FixtureConfig { seed: 43, ..config });
+    assert_ne!(a.behaviors_tsv, other.behaviors_tsv);
+}
+
+#[test]
+fn skips_match_what_the_generator_injected() {
+    let fixture = generate(&FixtureConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    fixture.write_to(dir.path()).unwrap();
+    let news = read_news(&dir.path().join("news.tsv")).unwrap();
+    let behaviors = read_behaviors(&dir.path().join("behaviors.tsv")).unwrap();
+    let injected = &fixture.injected;
+
+    assert_eq!(news.records.len(), FixtureConfig::default().news);
+    let news_skips = count_by_kind(&news.skipped);
+    let expected = [
+        ("duplicate_news", injected.news_duplicate),
+        ("empty_news_id", injected.news_empty_id),
+        ("too_few_fields", injected.news_too_few_fields),
+    ];
+    assert_eq!(news_skips, expected.into_iter().collect());
+
+    let behavior_skips = count_by_kind(&behaviors.skipped);
+    let expected = [
+        ("bad_candidate", injected.behaviors_bad_candidate),
+        ("bad_impression_id", injected.behaviors_bad_impression_id),
+        ("bad_time", injected.behaviors_bad_time),
+        ("too_few_fields", injected.behaviors_too_few_fields),
+    ];
+    assert_eq!(behavior_skips, expected.into_iter().collect());
+    assert!(behavior_skips.values().all(|&n| n > 0));
+
+    let report = replay(&behaviors.records, &NewsIndex::new(news.records), &mut baselines()).unwrap();
+    let counts = &report.counts;
+    assert_eq!(counts.impressions, injected.impressions);
+    assert_eq!(counts.users, injected.users);
+    assert_eq!(counts.users_without_history, injected.users_without_history);
+    assert_eq!(counts.unknown_candidates, injected.unknown_candidates);
+    assert_eq!(counts.unknown_history, injected.unknown_history);
+    let expected = [
+        ("no_known_candidates", injected.no_known_candidates),
+        ("no_negative", injected.no_negative),
+        ("no_positive", injected.no_positive),
+    ];
+    assert_eq!(counts.skipped, expected.into_iter().collect());
+    assert!(counts.skipped.values().all(|&n| n > 0));
+    assert!(counts.users_without_history > 0 && counts.unknown_history > 0);
+    assert_eq!(counts.scored, FixtureConfig::default().impressions);
+    for s in &report.scorers {
+        assert_eq!(s.metrics.impressions, counts.scored, "{}", s.name);
+    }
+}
+
+#[test]
+fn popularity_beats_random_on_the_fixture() {
+    let report = run(&FixtureConfig::default());
+    println!("{}\n{report}", report.counts);
+    let metric = |name: &str| report.scorer(name).unwrap().metrics;
+    let (random, popularity) = (metric("random"), metric("popularity"));
+    assert!((random.auc() - 0.5).abs() < 0.03, "{report}");
+    assert!(popularity.auc() > random.auc() + 0.05, "{report}");
+    assert!(popularity.mrr() > random.mrr(), "{report}");
+    assert!(popularity.ndcg10() > random.ndcg10(), "{report}");
+    assert!(metric("recent_ctr").auc() > random.auc(), "{report}");
+}
+
+#[test]
+fn the_report_prints_one_line_per_scorer() {
+    let report = run(&FixtureConfig { impressions: 200, ..FixtureConfig::default() });
+    let text = report.to_string();
+    let names: Vec<&str> = text
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let keys: Vec<&str> = fields.iter().map(|f| f.split('=').next().unwrap()).collect();
+            assert_eq!(keys, ["scorer", "impressions", "auc", "mrr", "ndcg5", "ndcg10"]);
+            assert_eq!(fields[1], "impressions=200", "{line}");
+            for f in &fields[2..] {
+                let value = f.split_once('=').unwrap().1;
+                assert_eq!(value.split_once('.').unwrap().1.len(), 4, "{line}");
+            }
+            fields[0]
+        })
+        .collect();
+    assert_eq!(names, ["scorer=random", "scorer=popularity", "scorer=recent_ctr"]);
+}
