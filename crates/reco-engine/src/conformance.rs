@@ -46,6 +46,9 @@ fn event(key: u8, user: &str, action: Action, ids: &[i64]) -> EventRecord {
         time: 1_700_000_000_000,
         read_ms: if action == Action::Read { 5000 } else { 0 },
         popularity_log2: if action == Action::Exposure { f64::NEG_INFINITY } else { 1.0 },
+        sources: ids.iter().map(|_| Sources::FRESH.union(Sources::SIMILAR)).collect(),
+        position: (action != Action::Exposure).then_some(3),
+        bucket: 1,
     }
 }
 
@@ -105,21 +108,37 @@ pub fn events<S: Store>(store: &S) {
         event(2, user, Action::Click, &[10]),
         event(3, user, Action::Read, &[11]),
     ];
-    assert_eq!(store.record_events(&evs).unwrap(), vec![true, true, true]);
+    assert_eq!(store.record_events(&evs).unwrap(), vec![Some(1), Some(2), Some(3)], "new events are numbered from 1");
     assert_eq!(
         store.record_events(&[evs[1].clone(), event(4, user, Action::Share, &[10])]).unwrap(),
-        vec![false, true],
+        vec![None, Some(4)],
         "a known key is a duplicate"
     );
-    let c = store.counters(&[10, 11, 12]).unwrap();
+    let disliked = event(5, user, Action::Dislike, &[12]);
+    assert_eq!(store.record_events(std::slice::from_ref(&disliked)).unwrap(), vec![Some(5)]);
+    let c = store.counters(&[10, 11, 12, 13]).unwrap();
     assert_eq!((c[0].exposures, c[0].clicks, c[0].shares, c[0].reads), (1, 1, 1, 0));
     assert_eq!((c[1].exposures, c[1].reads, c[1].read_ms), (1, 1, 5000));
     assert!((c[0].popularity_log2 - 2.0).abs() < 1e-9, "two weight-2^1 events sum to 2^2: {}", c[0].popularity_log2);
-    assert_eq!(c[2], Default::default(), "an article without events has zero counters");
+    assert_eq!(c[2].dislikes, 1, "a dislike is counted");
+    assert_eq!(c[3], Default::default(), "an article without events has zero counters");
     let mut all = store.all_counters().unwrap();
     all.sort_by_key(|(id, _)| *id);
-    assert_eq!(all.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![10, 11]);
+    assert_eq!(all.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![10, 11, 12]);
     assert!(store.with_user(user, |u| u.has_read(11) && !u.has_read(10)).unwrap(), "read events fill the read set");
+    assert!(store.with_user(user, |u| u.has_read(12)).unwrap(), "a dislike hides the article like a read");
+
+    let mut logged = Vec::new();
+    store.scan_events(0, &mut |seq, e| logged.push((seq, e))).unwrap();
+    let expected = [&evs[0], &evs[1], &evs[2], &event(4, user, Action::Share, &[10]), &disliked];
+    assert_eq!(logged.len(), expected.len(), "the log holds each new event once");
+    for ((seq, got), (i, want)) in logged.iter().zip(expected.iter().enumerate()) {
+        assert_eq!(*seq, i as u64 + 1);
+        assert_eq!(got, *want, "logged events come back as stored, in order");
+    }
+    let mut tail = Vec::new();
+    store.scan_events(3, &mut |seq, e| tail.push((seq, e.key))).unwrap();
+    assert_eq!(tail, vec![(4, EventKey([4; 16])), (5, EventKey([5; 16]))], "a scan starts after the given number");
     store.flush().unwrap();
 }
 

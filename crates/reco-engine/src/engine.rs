@@ -80,6 +80,8 @@ pub struct ReportedEvent {
     /// ms; 0 means now.
     pub action_time: i64,
     pub read_duration_ms: i64,
+    /// "Not interested", reported with one of a card's params instead of its action.
+    pub dislike: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -263,7 +265,7 @@ impl<S: Store> Engine<S> {
                 param.algorithm_combine.clear();
                 param.algorithm_combine.push_str(&self.config.algorithm);
                 param.algorithm_combine.push(':');
-                param.algorithm_combine.push_str(item.sources.label());
+                item.sources.write_label(&mut param.algorithm_combine);
                 let track = self.signer.mint_card(&param);
                 FeedItem { article_id: item.article_id, track }
             })
@@ -299,8 +301,8 @@ impl<S: Store> Engine<S> {
         if !records.is_empty() {
             let fresh = self.store.record_events(&records)?;
             let mut touched: Vec<ArticleId> = Vec::new();
-            for ((slot, is_new), record) in record_slots.iter().zip(fresh).zip(&records) {
-                if is_new {
+            for ((slot, seq), record) in record_slots.iter().zip(fresh).zip(&records) {
+                if seq.is_some() {
                     touched.extend(&record.article_ids);
                 } else if let Some(Verdict::Accepted(p)) = verdicts[*slot].take() {
                     verdicts[*slot] = Some(Verdict::Duplicate(p));
@@ -315,13 +317,21 @@ impl<S: Store> Engine<S> {
     #[allow(clippy::result_large_err)]
     fn check_event(&self, ev: &ReportedEvent, now_ms: i64) -> Result<(Verified, EventRecord), Verdict> {
         let reject = |reason: String, param: Option<&TrackParam>| Verdict::Rejected { reason, param: param.cloned() };
-        let verified = self.signer.verify(&ev.param).map_err(|e| {
+        let mut verified = self.signer.verify(&ev.param).map_err(|e| {
             let param = match e {
                 ParamError::BadSignature => crate::params::decode(&ev.param).ok().map(|(p, _)| p),
                 _ => None,
             };
             Verdict::Rejected { reason: e.to_string(), param }
         })?;
+        if ev.dislike {
+            if verified.param.action == Action::Exposure {
+                let p = Some(&verified.param);
+                return Err(reject("a dislike is reported with one of a card's params, not an exposure".into(), p));
+            }
+            verified.param.action = Action::Dislike;
+            verified.key.0[15] = Action::Dislike as u8;
+        }
         let p = &verified.param;
         if let Some(unknown) = p.article_ids.iter().find(|id| !self.catalog.contains(**id)) {
             return Err(reject(format!("unknown article {unknown}"), Some(p)));
@@ -353,6 +363,9 @@ impl<S: Store> Engine<S> {
             time: action_time,
             read_ms,
             popularity_log2: self.config.rank.popularity.event_log2(p.action, action_time, read_ms),
+            sources: Vec::new(),
+            position: p.position,
+            bucket: 0,
         };
         Ok((verified, record))
     }

@@ -41,6 +41,9 @@ pub enum Action {
     Collect = 2,
     Share = 3,
     Read = 4,
+    /// "Not interested": reported with any of a card's params; hides the article for good and
+    /// demotes its topic for the user.
+    Dislike = 5,
 }
 
 impl Action {
@@ -54,7 +57,26 @@ impl Action {
             Action::Collect => "collect",
             Action::Share => "share",
             Action::Read => "read",
+            Action::Dislike => "dislike",
         }
+    }
+
+    /// The inverse of [`Action::as_str`].
+    pub fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "exposure" => Action::Exposure,
+            "click" => Action::Click,
+            "collect" => Action::Collect,
+            "share" => Action::Share,
+            "read" => Action::Read,
+            "dislike" => Action::Dislike,
+            _ => return None,
+        })
+    }
+
+    /// Whether the action tells that the user liked the article.
+    pub fn is_positive(self) -> bool {
+        matches!(self, Action::Click | Action::Collect | Action::Share | Action::Read)
     }
 }
 

@@ -35,11 +35,11 @@ impl Default for PopularityConfig {
 }
 
 impl PopularityConfig {
-    /// log2 of the event's contribution to `P`; `-inf` for exposures (they count, but do not
-    /// make an article popular).
+    /// log2 of the event's contribution to `P`; `-inf` for exposures and dislikes (they count,
+    /// but do not make an article popular).
     pub fn event_log2(&self, action: Action, time_ms: i64, read_ms: u64) -> f64 {
         let weight = match action {
-            Action::Exposure => return f64::NEG_INFINITY,
+            Action::Exposure | Action::Dislike => return f64::NEG_INFINITY,
             Action::Click => self.click,
             Action::Collect => self.collect,
             Action::Share => self.share,

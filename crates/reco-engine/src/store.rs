@@ -29,7 +29,25 @@ pub struct Sources(pub u8);
 
 impl Sources {
     pub const FRESH: Sources = Sources(1);
-    pub const HOT: Sources = Sources(2);
+    pub const HOT: Sources = Sources(1 << 1);
+    /// Content-similar to what the user recently liked.
+    pub const SIMILAR: Sources = Sources(1 << 2);
+    /// Co-engaged: people who liked what the user liked also liked it.
+    pub const COENGAGED: Sources = Sources(1 << 3);
+    /// From the user's channel and keyword affinities.
+    pub const AFFINITY: Sources = Sources(1 << 4);
+    /// Exploration: an article with few exposures so far.
+    pub const EXPLORE: Sources = Sources(1 << 5);
+
+    /// Every source with its name, in label order.
+    pub const NAMED: [(Sources, &'static str); 6] = [
+        (Self::FRESH, "fresh"),
+        (Self::HOT, "hot"),
+        (Self::SIMILAR, "similar"),
+        (Self::COENGAGED, "coengaged"),
+        (Self::AFFINITY, "affinity"),
+        (Self::EXPLORE, "explore"),
+    ];
 
     pub fn union(self, other: Sources) -> Sources {
         Sources(self.0 | other.0)
@@ -39,14 +57,37 @@ impl Sources {
         self.0 & other.0 == other.0
     }
 
-    /// `fresh+hot`, `fresh`, `hot`; empty when no known source is set.
-    pub fn label(self) -> &'static str {
-        match (self.contains(Self::FRESH), self.contains(Self::HOT)) {
-            (true, true) => "fresh+hot",
-            (true, false) => "fresh",
-            (false, true) => "hot",
-            (false, false) => "",
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The names of the set sources, in label order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMED.into_iter().filter(move |(s, _)| self.contains(*s)).map(|(_, n)| n)
+    }
+
+    /// Appends `fresh+hot`-style names joined by `+`; nothing when no known source is set.
+    pub fn write_label(self, out: &mut String) {
+        for (i, name) in self.names().enumerate() {
+            if i > 0 {
+                out.push('+');
+            }
+            out.push_str(name);
         }
+    }
+
+    pub fn label(self) -> String {
+        let mut out = String::new();
+        self.write_label(&mut out);
+        out
+    }
+
+    /// The inverse of [`Sources::label`]; unknown names are ignored.
+    pub fn parse(label: &str) -> Sources {
+        label
+            .split('+')
+            .filter_map(|n| Self::NAMED.iter().find(|(_, name)| *name == n).map(|(s, _)| *s))
+            .fold(Sources::default(), Sources::union)
     }
 }
 
@@ -122,6 +163,7 @@ impl UserRecord {
         self.channels.iter().map(|(c, h)| (*c, h))
     }
 
+    /// Whether the user read or disliked `id`: it is never shown to them again.
     pub fn has_read(&self, id: ArticleId) -> bool {
         self.read.contains(&id)
     }
@@ -142,9 +184,10 @@ impl UserRecord {
         AppendOutcome::Appended { previous: latest }
     }
 
-    /// What a stored event changes in its user's record: a read adds to the read set.
+    /// What a stored event changes in its user's record: a read or a dislike hides the article
+    /// for good (both go to the read set).
     pub fn apply_event(&mut self, event: &EventRecord) {
-        if event.action == Action::Read {
+        if event.hides() {
             self.read.extend(event.article_ids.iter().copied());
         }
     }
@@ -180,6 +223,19 @@ pub struct EventRecord {
     pub read_ms: u64,
     /// log2 of this event's popularity weight at the decay reference; `-inf` adds nothing.
     pub popularity_log2: f64,
+    /// Per id of `article_ids`, the sources that proposed it (empty when unknown).
+    pub sources: Vec<Sources>,
+    /// The card's 0-based position in its batch; `None` for an exposure.
+    pub position: Option<u32>,
+    /// The user's A/B bucket when the batch was served.
+    pub bucket: u8,
+}
+
+impl EventRecord {
+    /// Whether the event hides its articles from the user for good (read, dislike).
+    pub fn hides(&self) -> bool {
+        matches!(self.action, Action::Read | Action::Dislike)
+    }
 }
 
 /// Per-article engagement counters, updated by every stored event.
@@ -191,6 +247,7 @@ pub struct ArticleCounters {
     pub shares: u64,
     pub reads: u64,
     pub read_ms: u64,
+    pub dislikes: u64,
     /// log2 of the decayed popularity sum at the decay reference (see `popularity`).
     pub popularity_log2: f64,
 }
@@ -204,6 +261,7 @@ impl Default for ArticleCounters {
             shares: 0,
             reads: 0,
             read_ms: 0,
+            dislikes: 0,
             popularity_log2: f64::NEG_INFINITY,
         }
     }
@@ -220,6 +278,7 @@ impl ArticleCounters {
                 self.reads += 1;
                 self.read_ms += event.read_ms;
             }
+            Action::Dislike => self.dislikes += 1,
         }
         self.popularity_log2 = crate::popularity::log2_add(self.popularity_log2, event.popularity_log2);
     }
@@ -242,8 +301,12 @@ pub trait Store: Send + Sync + 'static {
     fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError>;
 
     /// Stores the events whose keys are new, atomically with their counter and read-set
-    /// updates; answers per event whether it was new (`false`: a duplicate, nothing changed).
-    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<bool>, StoreError>;
+    /// updates, and appends them to the event log. Answers per event its log sequence number
+    /// when it was new (numbers grow from 1 in commit order), `None` for a duplicate (nothing
+    /// changed).
+    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError>;
+    /// Calls `f` with every logged event whose sequence number is above `after`, in order.
+    fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError>;
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError>;
     fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError>;
 
@@ -263,6 +326,7 @@ struct MemInner {
     meta: HashMap<String, Vec<u8>>,
     users: HashMap<String, UserRecord>,
     events: HashSet<EventKey>,
+    log: Vec<EventRecord>,
     counters: HashMap<ArticleId, ArticleCounters>,
 }
 
@@ -312,22 +376,31 @@ impl Store for MemStore {
         Ok(self.lock().users.entry(user.to_owned()).or_default().append(channel, Arc::new(batch)))
     }
 
-    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<bool>, StoreError> {
+    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         Ok(events
             .iter()
             .map(|event| {
                 if !inner.events.insert(event.key) {
-                    return false;
+                    return None;
                 }
                 inner.users.entry(event.user.clone()).or_default().apply_event(event);
                 for &id in &event.article_ids {
                     inner.counters.entry(id).or_default().apply(event);
                 }
-                true
+                inner.log.push(event.clone());
+                Some(inner.log.len() as u64)
             })
             .collect())
+    }
+
+    fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError> {
+        let events: Vec<EventRecord> = self.lock().log.iter().skip(after as usize).cloned().collect();
+        for (i, e) in events.into_iter().enumerate() {
+            f(after + 1 + i as u64, e);
+        }
+        Ok(())
     }
 
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {

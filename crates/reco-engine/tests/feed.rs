@@ -27,7 +27,7 @@ fn ids(r: &FeedResponse) -> Vec<i64> {
 }
 
 fn event(param: &str) -> ReportedEvent {
-    ReportedEvent { param: param.into(), action_time: 0, read_duration_ms: 0 }
+    ReportedEvent { param: param.into(), action_time: 0, read_duration_ms: 0, dislike: false }
 }
 
 #[derive(Clone, Debug)]

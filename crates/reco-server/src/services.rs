@@ -89,7 +89,12 @@ impl<S: Store> Tracking for Reco<S> {
             .into_inner()
             .events
             .into_iter()
-            .map(|e| ReportedEvent { param: e.param, action_time: e.action_time, read_duration_ms: e.read_duration_ms })
+            .map(|e| ReportedEvent {
+                param: e.param,
+                action_time: e.action_time,
+                read_duration_ms: e.read_duration_ms,
+                dislike: e.dislike,
+            })
             .collect();
         let engine = Arc::clone(&self.engine);
         // Waits for the store's durable commit: off the async workers.
