@@ -1,17 +1,31 @@
-//! Ranking v1 as named stages: candidates -> filter -> score -> pick.
+//! Ranking as named stages: candidate sources -> filter -> score -> pick.
 //!
-//! Sources propose candidates from the catalog (fresh: newest first; hot: most popular now);
-//! the filter drops what the user must not see again and merges duplicates across sources;
-//! the scorer mixes freshness with time-decayed popularity; the picker keeps the best. Each
-//! stage is a plain function over plain data, so later rankers can be added as stages.
+//! Sources propose candidates, each tagged with its [`Sources`] bit so events can be
+//! attributed: `fresh` (newest in the channel), `hot` (most popular now, time-decayed),
+//! `similar` (sharing tokens with what the user recently liked), `coengaged` (liked by people
+//! who liked what the user liked), `affinity` (newest in the user's favourite channels and
+//! topics) and `explore` (articles with few exposures). The filter drops what the user must not
+//! see again and merges an id proposed by several sources. The scorer is the learned model's
+//! click probability times the user's topic demotion (or, in a variant without the ranker,
+//! freshness plus popularity). The picker fills the batch best-first under the diversity rule
+//! and gives a share of the slots to exploration.
+//!
+//! Diversity rule: in 推荐 no two adjacent cards share a channel or a first keyword, and no
+//! channel takes more than a third of the batch (rounded up); in a single channel no two
+//! adjacent cards share a first keyword. When no candidate fits, the best remaining one is
+//! taken, so a batch is never short because of the rule.
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
 
 use crate::catalog::Catalog;
 use crate::hot::HotIndex;
-use crate::model::{ALL_CHANNELS, ArticleId, ChannelId};
+use crate::learn::{Context, LearnConfig, Learner, Profile, World};
+use crate::model::{ALL_CHANNELS, Article, ArticleId, ChannelId};
 use crate::popularity::PopularityConfig;
 use crate::store::{ChannelHistory, Sources, UserRecord};
+use crate::text::{TextIndex, Token};
 
 /// Ranking knobs.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +38,10 @@ pub struct RankConfig {
     pub candidate_factor: usize,
     pub min_candidates: usize,
     pub popularity: PopularityConfig,
+    /// An article with fewer exposures than this is an exploration candidate.
+    pub explore_max_exposures: u32,
+    /// How many articles the exploration and affinity sources look at, at most.
+    pub scan_limit: usize,
 }
 
 impl Default for RankConfig {
@@ -34,12 +52,72 @@ impl Default for RankConfig {
             candidate_factor: 3,
             min_candidates: 30,
             popularity: PopularityConfig::default(),
+            explore_max_exposures: 20,
+            scan_limit: 2_000,
         }
     }
 }
 
+/// An A/B variant: what the users of one bucket get.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    pub name: String,
+    /// Rank with the learned model; else with freshness and popularity (engine v1).
+    pub ranker: bool,
+    /// Expected share of each batch given to exploration, in `0..=1`.
+    pub explore_rate: f64,
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Self { name: "main".to_owned(), ranker: true, explore_rate: 0.1 }
+    }
+}
+
+impl Variant {
+    /// Parses `name:ranker=on,explore=0.1;other:ranker=off` (keys optional, defaults as
+    /// [`Variant::default`]).
+    pub fn parse_list(text: &str) -> Result<Vec<Variant>, String> {
+        let mut out = Vec::new();
+        for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, opts) = part.split_once(':').unwrap_or((part, ""));
+            let name = name.trim();
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(format!("variant name {name:?} must be non-empty ASCII letters, digits, - or _"));
+            }
+            let mut v = Variant { name: name.to_owned(), ..Variant::default() };
+            for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                match opt.split_once('=') {
+                    Some(("ranker", "on")) => v.ranker = true,
+                    Some(("ranker", "off")) => v.ranker = false,
+                    Some(("explore", x)) => {
+                        v.explore_rate =
+                            x.parse::<f64>().ok().filter(|r| (0.0..=1.0).contains(r)).ok_or_else(|| {
+                                format!("variant {name}: explore must be a number in 0..=1, got {x:?}")
+                            })?;
+                    }
+                    _ => {
+                        return Err(format!("variant {name}: unknown option {opt:?} (use ranker=on|off, explore=0..1)"));
+                    }
+                }
+            }
+            if out.iter().any(|o: &Variant| o.name == v.name) {
+                return Err(format!("variant {name} is listed twice"));
+            }
+            out.push(v);
+        }
+        if out.is_empty() {
+            return Err("no variant given".to_owned());
+        }
+        if out.len() > 255 {
+            return Err("at most 255 variants".to_owned());
+        }
+        Ok(out)
+    }
+}
+
 /// What the user must not be shown again on a refresh in `channel`: what was served to them
-/// in that channel or in 推荐, and what they read.
+/// in that channel or in 推荐, and what they read or disliked.
 pub struct Exclusion<'a> {
     user: &'a UserRecord,
     channel: &'a ChannelHistory,
@@ -75,20 +153,58 @@ pub struct Scored {
 pub struct RankInput<'a> {
     pub catalog: &'a Catalog,
     pub hot: &'a HotIndex,
+    pub text: &'a TextIndex,
+    pub learner: &'a Learner,
+    pub learn: &'a LearnConfig,
+    pub user: &'a str,
     pub channel: ChannelId,
     pub article_num: usize,
     pub now_ms: i64,
     pub config: &'a RankConfig,
+    pub variant: &'a Variant,
+    /// Seeds the exploration draw (the request id: reproducible per batch).
+    pub seed: u64,
+}
+
+impl RankInput<'_> {
+    fn world(&self) -> World<'_> {
+        World { catalog: self.catalog, text: self.text, hot: self.hot, popularity: &self.config.popularity }
+    }
+
+    fn in_channel(&self, a: &Article) -> bool {
+        self.channel == ALL_CHANNELS || a.channel_id == self.channel
+    }
+
+    fn limit(&self) -> usize {
+        (self.article_num * self.config.candidate_factor).max(self.config.min_candidates)
+    }
 }
 
 /// Runs every stage for one refresh.
 pub fn rank(input: &RankInput<'_>, exclusion: &Exclusion<'_>) -> Vec<Scored> {
-    let limit = (input.article_num * input.config.candidate_factor).max(input.config.min_candidates);
-    let fresh = fresh_source(input, exclusion, limit);
-    let hot = hot_source(input, exclusion, limit);
-    let candidates = filter(exclusion, [fresh, hot]);
+    let candidates = candidates(input, exclusion);
     let scored = score(input, candidates);
-    pick(scored, input.article_num)
+    pick(input, scored)
+}
+
+/// Every source's proposals, filtered and merged.
+pub fn candidates(input: &RankInput<'_>, exclusion: &Exclusion<'_>) -> Vec<Candidate> {
+    let limit = input.limit();
+    let profile = input.learner.profile(input.user);
+    let personal = |f: fn(&RankInput<'_>, &Exclusion<'_>, &Profile, usize) -> Vec<Candidate>| {
+        profile.map(|p| f(input, exclusion, p, limit)).unwrap_or_default()
+    };
+    filter(
+        exclusion,
+        [
+            fresh_source(input, exclusion, limit),
+            hot_source(input, exclusion, limit),
+            personal(similar_source),
+            personal(coengaged_source),
+            personal(affinity_source),
+            if input.variant.explore_rate > 0.0 { explore_source(input, exclusion, limit) } else { Vec::new() },
+        ],
+    )
 }
 
 /// Newest articles of the channel. Sources skip excluded ids themselves so that they return
@@ -114,6 +230,103 @@ pub fn hot_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: usize
         .collect()
 }
 
+/// Tokens looked up per personal source, and postings walked per token.
+const QUERY_TOKENS: usize = 12;
+const POSTINGS_WALK: usize = 300;
+
+/// Articles sharing tokens (keywords, title bigrams) with the user's last five liked ones,
+/// weighted by rarity.
+pub fn similar_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Profile, limit: usize) -> Vec<Candidate> {
+    let mut query: FxHashMap<Token, f32> = FxHashMap::default();
+    for &liked in profile.recent.iter().rev().take(5) {
+        for &t in input.text.tokens(liked) {
+            *query.entry(t).or_default() += input.text.idf(t);
+        }
+    }
+    let mut query: Vec<(Token, f32)> = query.into_iter().collect();
+    query.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    query.truncate(QUERY_TOKENS);
+    let recent = |id: ArticleId| profile.recent.contains(&id);
+    by_postings(input, ex, &query, limit, Sources::SIMILAR, &recent)
+}
+
+/// Articles that people who liked the user's recent articles liked too.
+pub fn coengaged_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Profile, limit: usize) -> Vec<Candidate> {
+    let mut acc: FxHashMap<ArticleId, f32> = FxHashMap::default();
+    for &liked in profile.recent.iter().rev().take(10) {
+        for &(other, w) in input.learner.coengaged(liked) {
+            if !ex.excludes(other) && input.catalog.get(other).is_some_and(|a| input.in_channel(a)) {
+                *acc.entry(other).or_default() += w;
+            }
+        }
+    }
+    top(acc, limit, Sources::COENGAGED)
+}
+
+/// Newest articles of the user's favourite channels (in 推荐) and keywords.
+pub fn affinity_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Profile, limit: usize) -> Vec<Candidate> {
+    let mut out = Vec::with_capacity(limit);
+    if input.channel == ALL_CHANNELS {
+        let channels = profile.top_channels(3);
+        let per = limit.div_ceil(2 * channels.len().max(1));
+        for (c, _) in channels {
+            out.extend(
+                input
+                    .catalog
+                    .newest_first(c)
+                    .take(input.config.scan_limit)
+                    .filter(|a| !ex.excludes(a.id))
+                    .take(per)
+                    .map(|a| Candidate { id: a.id, sources: Sources::AFFINITY }),
+            );
+        }
+    }
+    let keywords: Vec<(Token, f32)> = profile.top_tokens(4);
+    let never = |_: ArticleId| false;
+    out.extend(by_postings(input, ex, &keywords, limit - out.len().min(limit), Sources::AFFINITY, &never));
+    out
+}
+
+/// Articles with few exposures so far, newest first: new articles get a chance.
+pub fn explore_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate> {
+    let max = input.config.explore_max_exposures;
+    input
+        .catalog
+        .newest_first(input.channel)
+        .take(input.config.scan_limit)
+        .filter(|a| !exclusion.excludes(a.id) && input.learner.exposures(a.id) < max)
+        .take(limit)
+        .map(|a| Candidate { id: a.id, sources: Sources::EXPLORE })
+        .collect()
+}
+
+fn by_postings(
+    input: &RankInput<'_>,
+    ex: &Exclusion<'_>,
+    query: &[(Token, f32)],
+    limit: usize,
+    source: Sources,
+    skip: &dyn Fn(ArticleId) -> bool,
+) -> Vec<Candidate> {
+    let mut acc: FxHashMap<ArticleId, f32> = FxHashMap::default();
+    for &(t, w) in query {
+        for &id in input.text.postings(t).iter().take(POSTINGS_WALK) {
+            if ex.excludes(id) || skip(id) || !input.catalog.get(id).is_some_and(|a| input.in_channel(a)) {
+                continue;
+            }
+            *acc.entry(id).or_default() += w;
+        }
+    }
+    top(acc, limit, source)
+}
+
+fn top(acc: FxHashMap<ArticleId, f32>, limit: usize, sources: Sources) -> Vec<Candidate> {
+    let mut v: Vec<(ArticleId, f32)> = acc.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+    v.truncate(limit);
+    v.into_iter().map(|(id, _)| Candidate { id, sources }).collect()
+}
+
 /// Drops excluded ids and merges an id proposed by several sources into one candidate.
 pub fn filter<const N: usize>(exclusion: &Exclusion<'_>, sources: [Vec<Candidate>; N]) -> Vec<Candidate> {
     let mut merged: Vec<Candidate> = Vec::with_capacity(sources.iter().map(Vec::len).sum());
@@ -134,24 +347,87 @@ pub fn filter<const N: usize>(exclusion: &Exclusion<'_>, sources: [Vec<Candidate
     merged
 }
 
-/// `2^(-age / freshness_half_life) + popularity_weight * ln(1 + popularity now)`.
-pub fn score(input: &RankInput<'_>, candidates: Vec<Candidate>) -> Vec<Scored> {
+/// Engine v1's score: `2^(-age / freshness_half_life) + popularity_weight * ln(1 + popularity)`.
+pub fn baseline_score(input: &RankInput<'_>, article: &Article) -> f64 {
     let cfg = input.config;
+    let age = (input.now_ms - article.publish_time).max(0) as f64;
+    let freshness = (-age / cfg.freshness_half_life_ms).exp2();
+    let popularity = cfg.popularity.value(input.hot.popularity_log2(article.id), input.now_ms);
+    freshness + cfg.popularity_weight * popularity.ln_1p()
+}
+
+/// The score of one candidate: with the ranker, the click probability times the demotion,
+/// plus a thousandth of the v1 score (which orders a model that knows nothing yet).
+pub fn score_one(input: &RankInput<'_>, article: &Article, sources: Sources) -> f64 {
+    let base = baseline_score(input, article);
+    if !input.variant.ranker {
+        let demotion = input.learner.profile(input.user).map_or(1.0, |p| p.demotion(article));
+        return base * demotion;
+    }
+    let ctx = Context { now_ms: input.now_ms, position: None, sources };
+    let p = input.learner.predict(input.learn, &input.world(), input.user, article, &ctx);
+    p.probability * p.demotion + 1e-3 * base
+}
+
+pub fn score(input: &RankInput<'_>, candidates: Vec<Candidate>) -> Vec<Scored> {
     candidates
         .into_iter()
         .filter_map(|c| {
             let article = input.catalog.get(c.id)?;
-            let age = (input.now_ms - article.publish_time).max(0) as f64;
-            let freshness = (-age / cfg.freshness_half_life_ms).exp2();
-            let popularity = cfg.popularity.value(input.hot.popularity_log2(c.id), input.now_ms);
-            Some(Scored { id: c.id, sources: c.sources, score: freshness + cfg.popularity_weight * popularity.ln_1p() })
+            Some(Scored { id: c.id, sources: c.sources, score: score_one(input, article, c.sources) })
         })
         .collect()
 }
 
-/// The `n` best by score; ties go to the higher (newer) id.
-pub fn pick(mut scored: Vec<Scored>, n: usize) -> Vec<Scored> {
+/// Fills `article_num` slots: exploration slots (on average `explore_rate` of them, at random
+/// positions) take random exploration candidates; the others take the best-scored candidate
+/// that keeps the diversity rule.
+pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
+    let n = input.article_num.min(scored.len());
     scored.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(b.id.cmp(&a.id)));
-    scored.truncate(n);
-    scored
+    let mut rng = ChaCha8Rng::seed_from_u64(input.seed);
+    let rate = input.variant.explore_rate;
+    let mut explore_slots = (rate * n as f64 + rng.random::<f64>()).floor() as usize;
+    let pool: Vec<usize> = (0..scored.len()).filter(|&i| scored[i].sources.contains(Sources::EXPLORE)).collect();
+    explore_slots = explore_slots.min(pool.len()).min(n);
+    let chosen: Vec<usize> =
+        rand::seq::index::sample(&mut rng, pool.len(), explore_slots).into_iter().map(|i| pool[i]).collect();
+    let slots: Vec<usize> = rand::seq::index::sample(&mut rng, n, explore_slots).into_vec();
+
+    let mut explore: Vec<Scored> = Vec::with_capacity(explore_slots);
+    let mut rest: Vec<Scored> = Vec::with_capacity(scored.len());
+    for (i, s) in scored.into_iter().enumerate() {
+        if chosen.contains(&i) { explore.push(s) } else { rest.push(s) }
+    }
+    let mut explore = explore.into_iter();
+    let cap = n.div_ceil(3);
+    let mut per_channel: FxHashMap<ChannelId, usize> = FxHashMap::default();
+    let mut out: Vec<Scored> = Vec::with_capacity(n);
+    for slot in 0..n {
+        let next = if slots.contains(&slot) { explore.next() } else { None };
+        let next = next.or_else(|| {
+            let prev = out.last().and_then(|s| input.catalog.get(s.id));
+            let fits = |s: &Scored| {
+                let Some(a) = input.catalog.get(s.id) else { return true };
+                let Some(p) = prev else {
+                    return input.channel != ALL_CHANNELS || per_channel.get(&a.channel_id).copied().unwrap_or(0) < cap;
+                };
+                let same_topic = a.keywords.first().is_some_and(|k| p.keywords.first() == Some(k));
+                if input.channel != ALL_CHANNELS {
+                    return !same_topic;
+                }
+                !same_topic
+                    && a.channel_id != p.channel_id
+                    && per_channel.get(&a.channel_id).copied().unwrap_or(0) < cap
+            };
+            let i = rest.iter().position(fits).or(if rest.is_empty() { None } else { Some(0) })?;
+            Some(rest.remove(i))
+        });
+        let Some(s) = next else { break };
+        if let Some(a) = input.catalog.get(s.id) {
+            *per_channel.entry(a.channel_id).or_default() += 1;
+        }
+        out.push(s);
+    }
+    out
 }

@@ -9,15 +9,21 @@
 pub mod catalog;
 mod engine;
 pub mod feed;
+pub mod ftrl;
 pub mod hot;
+pub mod learn;
 pub mod model;
 pub mod params;
 pub mod popularity;
+pub mod stats;
 pub mod store;
+pub mod text;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 pub use engine::{
-    ArticleStats, Engine, EngineConfig, EngineError, FeedItem, FeedRequest, FeedResponse, ReportedEvent, Verdict,
+    ArticleStats, Engine, EngineConfig, EngineError, Explanation, FeedItem, FeedRequest, FeedResponse, Observation,
+    ReportedEvent, StatsReport, Verdict,
 };
+pub use feed::Variant;

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use reco_engine::catalog::demo_articles;
 use reco_engine::model::{Action, Article};
 use reco_engine::params::TrackParam;
-use reco_engine::store::MemStore;
+use reco_engine::store::{MemStore, Sources};
 use reco_engine::{Engine, EngineConfig, EngineError, FeedRequest, FeedResponse, ReportedEvent, Verdict};
 
 const NOW: i64 = 1_763_900_000_000;
@@ -162,12 +162,18 @@ fn params_carry_the_toutiao_keys_and_verify() {
             assert_eq!(json["channelId"], 18);
             assert_eq!(json["position"], pos);
             assert_eq!(json["ts"], 1234);
-            assert!(json["algorithmCombine"].as_str().unwrap().starts_with("v1:"), "{json}");
+            let combine = json["algorithmCombine"].as_str().unwrap();
+            let sources = combine.strip_prefix("v2.b0:").unwrap_or_else(|| panic!("{json}"));
+            assert!(
+                !sources.is_empty() && sources.split('+').all(|s| Sources::parse(s) != Sources::default()),
+                "{json}"
+            );
             assert!(json["requestId"].is_string() && json["sig"].is_string());
         }
     }
     let exposure: serde_json::Value = serde_json::from_str(&r.exposure).unwrap();
     assert_eq!(exposure["action"], "exposure");
+    assert_eq!(exposure["algorithmCombine"], "v2.b0");
     assert_eq!(exposure["articleId"], serde_json::json!(ids(&r)));
     let mut all: Vec<String> = r.items.iter().flat_map(|i| i.track.clone()).collect();
     all.push(r.exposure.clone());
