@@ -100,10 +100,15 @@ pub fn decode_batch(time: i64, bytes: &[u8]) -> Result<Batch, StoreError> {
     Ok(Batch { time, request_id, items })
 }
 
-/// Six `u64` counts, then `popularity_log2` as `f64`.
-pub fn encode_counters(c: &ArticleCounters) -> [u8; 56] {
-    let mut out = [0; 56];
-    let fields = [c.exposures, c.clicks, c.collects, c.shares, c.reads, c.read_ms, c.popularity_log2.to_bits()];
+const COUNTERS_LEN: usize = 64;
+
+/// Six `u64` counts, `popularity_log2` as `f64`, then `dislikes` as `u64`. Values written before
+/// dislikes existed end after `popularity_log2` (56 bytes) and decode with no dislikes; the
+/// next update of the article rewrites them in this layout.
+pub fn encode_counters(c: &ArticleCounters) -> [u8; COUNTERS_LEN] {
+    let mut out = [0; COUNTERS_LEN];
+    let fields =
+        [c.exposures, c.clicks, c.collects, c.shares, c.reads, c.read_ms, c.popularity_log2.to_bits(), c.dislikes];
     for (chunk, field) in out.chunks_exact_mut(8).zip(fields) {
         chunk.copy_from_slice(&field.to_le_bytes());
     }
@@ -112,7 +117,7 @@ pub fn encode_counters(c: &ArticleCounters) -> [u8; 56] {
 
 pub fn decode_counters(bytes: &[u8]) -> Result<ArticleCounters, StoreError> {
     let mut r = Reader::new(bytes, "counters");
-    let counters = ArticleCounters {
+    let mut counters = ArticleCounters {
         exposures: r.u64()?,
         clicks: r.u64()?,
         collects: r.u64()?,
@@ -120,7 +125,11 @@ pub fn decode_counters(bytes: &[u8]) -> Result<ArticleCounters, StoreError> {
         reads: r.u64()?,
         read_ms: r.u64()?,
         popularity_log2: r.f64()?,
+        dislikes: 0,
     };
+    if !r.bytes.is_empty() {
+        counters.dislikes = r.u64()?;
+    }
     r.finish()?;
     Ok(counters)
 }
@@ -132,6 +141,7 @@ fn action_code(action: Action) -> u8 {
         Action::Collect => 2,
         Action::Share => 3,
         Action::Read => 4,
+        Action::Dislike => 5,
     }
 }
 
@@ -142,19 +152,40 @@ fn action_from_code(code: u8) -> Result<Action, StoreError> {
         2 => Action::Collect,
         3 => Action::Share,
         4 => Action::Read,
+        5 => Action::Dislike,
         _ => return Err(StoreError::Corrupt(format!("event value has unknown action code {code}"))),
     })
 }
 
-/// `action u8, channel i32, time i64, read_ms u64, popularity_log2 f64`, then the user as
-/// `u32` length + UTF-8 and the article ids as `u32` count + `i64`s; the key is the table key.
+/// The first byte of an event value in the current layout. The first layout had no version
+/// byte and began with the action code, which is far below `0x80`: a first byte with the high
+/// bit set names a layout version, anything else is a value of the first layout.
+const EVENT_V1: u8 = 0x81;
+const VERSIONED: u8 = 0x80;
+
+/// [`EVENT_V1`], `action u8, channel i32, time i64, read_ms u64, popularity_log2 f64,
+/// bucket u8`, the position as a `u8` tag (0 none, 1 some) and, when some, a `u32`; then the
+/// user as `u32` length + UTF-8, the article ids as `u32` count + `i64`s and the sources as
+/// `u32` count + `u8`s. The key is the table key.
+///
+/// Values written before the version byte lack it, the bucket, the position and the sources;
+/// they decode with bucket 0, no position and no sources.
 pub fn encode_event(e: &EventRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(37 + e.user.len() + 4 + 8 * e.article_ids.len());
+    let mut out = Vec::with_capacity(36 + 4 + e.user.len() + 4 + 8 * e.article_ids.len() + 4 + e.sources.len());
+    out.push(EVENT_V1);
     out.push(action_code(e.action));
     out.extend_from_slice(&e.channel.to_le_bytes());
     out.extend_from_slice(&e.time.to_le_bytes());
     out.extend_from_slice(&e.read_ms.to_le_bytes());
     out.extend_from_slice(&e.popularity_log2.to_le_bytes());
+    out.push(e.bucket);
+    match e.position {
+        None => out.push(0),
+        Some(position) => {
+            out.push(1);
+            out.extend_from_slice(&position.to_le_bytes());
+        }
+    }
     // Users and batches are far below 4 GiB; the engine caps both long before.
     out.extend_from_slice(&(e.user.len() as u32).to_le_bytes());
     out.extend_from_slice(e.user.as_bytes());
@@ -162,24 +193,60 @@ pub fn encode_event(e: &EventRecord) -> Vec<u8> {
     for id in &e.article_ids {
         out.extend_from_slice(&id.to_le_bytes());
     }
+    out.extend_from_slice(&(e.sources.len() as u32).to_le_bytes());
+    out.extend(e.sources.iter().map(|s| s.0));
     out
 }
 
 pub fn decode_event(key: EventKey, bytes: &[u8]) -> Result<EventRecord, StoreError> {
     let mut r = Reader::new(bytes, "event");
-    let action = action_from_code(r.u8()?)?;
+    let first = r.u8()?;
+    let versioned = first & VERSIONED != 0;
+    if versioned && first != EVENT_V1 {
+        return Err(StoreError::Corrupt(format!("event value has unknown layout version {first:#04x}")));
+    }
+    let action = action_from_code(if versioned { r.u8()? } else { first })?;
     let channel: ChannelId = r.i32()?;
     let time = r.i64()?;
     let read_ms = r.u64()?;
     let popularity_log2 = r.f64()?;
+    let (bucket, position) = if versioned {
+        let bucket = r.u8()?;
+        let position = match r.u8()? {
+            0 => None,
+            1 => Some(r.u32()?),
+            tag => return Err(StoreError::Corrupt(format!("event value has unknown position tag {tag}"))),
+        };
+        (bucket, position)
+    } else {
+        (0, None)
+    };
     let user_len = r.count(1)?;
     let user = std::str::from_utf8(r.take_slice(user_len)?)
         .map_err(|_| StoreError::Corrupt("event user is not UTF-8".to_owned()))?
         .to_owned();
     let n = r.count(8)?;
     let article_ids = (0..n).map(|_| r.i64()).collect::<Result<Vec<ArticleId>, _>>()?;
+    let sources = if versioned {
+        let n = r.count(1)?;
+        r.take_slice(n)?.iter().map(|&bits| Sources(bits)).collect()
+    } else {
+        Vec::new()
+    };
     r.finish()?;
-    Ok(EventRecord { key, user, channel, action, article_ids, time, read_ms, popularity_log2 })
+    Ok(EventRecord {
+        key,
+        user,
+        channel,
+        action,
+        article_ids,
+        time,
+        read_ms,
+        popularity_log2,
+        sources,
+        position,
+        bucket,
+    })
 }
 
 pub fn encode_article(article: &Article) -> Result<Vec<u8>, StoreError> {
@@ -191,7 +258,7 @@ pub fn decode_article(id: ArticleId, bytes: &[u8]) -> Result<Article, StoreError
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn event() -> EventRecord {
@@ -204,7 +271,36 @@ mod tests {
             time: 1_700_000_000_123,
             read_ms: 4_500,
             popularity_log2: f64::NEG_INFINITY,
+            sources: vec![Sources::FRESH, Sources::SIMILAR.union(Sources::EXPLORE), Sources(0xff)],
+            position: Some(u32::MAX),
+            bucket: 255,
         }
+    }
+
+    /// The event layout before the version byte: `action u8, channel i32, time i64, read_ms u64,
+    /// popularity_log2 f64`, the user, the article ids. Written out by hand so that the test pins
+    /// what existing data dirs hold, whatever the encoder does now.
+    pub(crate) fn encode_event_v0(e: &EventRecord) -> Vec<u8> {
+        let mut out = vec![action_code(e.action)];
+        out.extend_from_slice(&e.channel.to_le_bytes());
+        out.extend_from_slice(&e.time.to_le_bytes());
+        out.extend_from_slice(&e.read_ms.to_le_bytes());
+        out.extend_from_slice(&e.popularity_log2.to_le_bytes());
+        out.extend_from_slice(&(e.user.len() as u32).to_le_bytes());
+        out.extend_from_slice(e.user.as_bytes());
+        out.extend_from_slice(&(e.article_ids.len() as u32).to_le_bytes());
+        for id in &e.article_ids {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        out
+    }
+
+    /// The counters layout before dislikes: six `u64` counts, then `popularity_log2`.
+    pub(crate) fn encode_counters_v0(c: &ArticleCounters) -> Vec<u8> {
+        [c.exposures, c.clicks, c.collects, c.shares, c.reads, c.read_ms, c.popularity_log2.to_bits()]
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect()
     }
 
     #[test]
@@ -228,6 +324,7 @@ mod tests {
             shares: 4,
             reads: 5,
             read_ms: 6,
+            dislikes: 8,
             popularity_log2: 7.5,
         };
         assert_eq!(decode_counters(&encode_counters(&counters)).unwrap(), counters);
@@ -236,6 +333,68 @@ mod tests {
 
         let e = event();
         assert_eq!(decode_event(e.key, &encode_event(&e)).unwrap(), e);
+        let exposure = EventRecord {
+            action: Action::Exposure,
+            sources: vec![],
+            position: None,
+            bucket: 0,
+            popularity_log2: 0.25,
+            ..event()
+        };
+        assert_eq!(decode_event(exposure.key, &encode_event(&exposure)).unwrap(), exposure);
+        let dislike = EventRecord { action: Action::Dislike, article_ids: vec![], position: Some(0), ..event() };
+        assert_eq!(decode_event(dislike.key, &encode_event(&dislike)).unwrap(), dislike);
+    }
+
+    #[test]
+    fn values_of_the_first_layouts_decode_with_defaults() {
+        for action in [Action::Exposure, Action::Click, Action::Collect, Action::Share, Action::Read] {
+            let e = EventRecord { action, ..event() };
+            let old = encode_event_v0(&e);
+            assert_eq!(
+                decode_event(e.key, &old).unwrap(),
+                EventRecord { sources: vec![], position: None, bucket: 0, ..e },
+                "{action} event of the first layout"
+            );
+        }
+        // The exact bytes of a click by "u" on article 9, as the first layout stored it.
+        let mut old = vec![1];
+        old.extend_from_slice(&2i32.to_le_bytes());
+        old.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
+        old.extend_from_slice(&0u64.to_le_bytes());
+        old.extend_from_slice(&1.5f64.to_le_bytes());
+        old.extend_from_slice(&[1, 0, 0, 0, b'u', 1, 0, 0, 0]);
+        old.extend_from_slice(&9i64.to_le_bytes());
+        assert_eq!(
+            decode_event(EventKey([1; 16]), &old).unwrap(),
+            EventRecord {
+                key: EventKey([1; 16]),
+                user: "u".to_owned(),
+                channel: 2,
+                action: Action::Click,
+                article_ids: vec![9],
+                time: 1_700_000_000_000,
+                read_ms: 0,
+                popularity_log2: 1.5,
+                sources: vec![],
+                position: None,
+                bucket: 0,
+            }
+        );
+
+        let counters = ArticleCounters {
+            exposures: 10,
+            clicks: 9,
+            collects: 8,
+            shares: 7,
+            reads: 6,
+            read_ms: 5,
+            dislikes: 0,
+            popularity_log2: -1.25,
+        };
+        let old = encode_counters_v0(&counters);
+        assert_eq!(old.len(), 56);
+        assert_eq!(decode_counters(&old).unwrap(), counters, "counters of the first layout have no dislikes");
     }
 
     fn corrupt<T>(r: Result<T, StoreError>) -> bool {
@@ -254,20 +413,43 @@ mod tests {
             assert!(corrupt(decode_batch(1, &batch[..len])), "batch cut to {len} bytes");
         }
         let counters = encode_counters(&ArticleCounters::default());
-        assert!(corrupt(decode_counters(&counters[..55])));
+        // 56 bytes is a whole value of the first layout.
+        for len in (0..counters.len()).filter(|&len| len != 56) {
+            assert!(corrupt(decode_counters(&counters[..len])), "counters cut to {len} bytes");
+        }
         assert!(corrupt(decode_counters(&[counters.as_slice(), &[0]].concat())));
 
+        // The version byte makes every cut of a current value detectable, even one that ends
+        // where a value of the first layout would.
         let e = encode_event(&event());
         for len in 0..e.len() {
             assert!(corrupt(decode_event(EventKey([0; 16]), &e[..len])), "event cut to {len} bytes");
         }
+        assert!(corrupt(decode_event(EventKey([0; 16]), &[e.as_slice(), &[0]].concat())));
+        let old = encode_event_v0(&event());
+        for len in 0..old.len() {
+            assert!(corrupt(decode_event(EventKey([0; 16]), &old[..len])), "old event cut to {len} bytes");
+        }
         let mut bad_action = e.clone();
-        bad_action[0] = 99;
+        bad_action[1] = 99;
         assert!(corrupt(decode_event(EventKey([0; 16]), &bad_action)));
+        let mut bad_old_action = old.clone();
+        bad_old_action[0] = 99;
+        assert!(corrupt(decode_event(EventKey([0; 16]), &bad_old_action)));
+        let mut bad_version = e.clone();
+        bad_version[0] = 0x82;
+        assert!(corrupt(decode_event(EventKey([0; 16]), &bad_version)));
+        let mut bad_position = e.clone();
+        bad_position[31] = 2;
+        assert!(corrupt(decode_event(EventKey([0; 16]), &bad_position)));
         // A huge user length must not allocate or read past the end.
         let mut huge = e.clone();
-        huge[29..33].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge[36..40].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(corrupt(decode_event(EventKey([0; 16]), &huge)));
+        let mut huge_sources = e.clone();
+        let at = huge_sources.len() - 3 - 4;
+        huge_sources[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(corrupt(decode_event(EventKey([0; 16]), &huge_sources)));
 
         assert!(corrupt(decode_article(1, b"{not json")));
     }

@@ -13,6 +13,12 @@
 //! [`Store::flush`]). Counters are all loaded at open and read from memory. One writer thread
 //! owns every write transaction and commits in groups (see `writer`); `record_events`,
 //! `upsert_articles`, `put_meta` and `flush` wait for their group's fsync.
+//!
+//! The event log: every new event gets a sequence number (1, 2, 3, ... in commit order, no
+//! gaps), written to the `event_log` table in the transaction that stores the event, so a
+//! number that `record_events` answered is as durable as its event. The log keeps only the
+//! event's key; the event itself stays in `events`, the dedup table, so it is stored once.
+//! [`Store::scan_events`] walks the log in chunks, each from its own read transaction.
 
 mod codec;
 mod writer;
@@ -32,8 +38,12 @@ use crate::writer::{Command, Reply};
 /// The file inside the data dir.
 pub const FILE_NAME: &str = "reco.redb";
 
-/// Bumped when a stored layout changes; a file with a newer version is refused.
-const SCHEMA_VERSION: u32 = 1;
+/// Bumped when a stored layout changes; a file with a newer version is refused, an older one is
+/// upgraded in place at open (the decoders read every older layout).
+///
+/// 2: the event log, and events and counters with the fields of learning (sources, position,
+/// bucket; dislikes). A build that reads only version 1 would take the new values for corrupt.
+const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &str = "reco_store.schema_version";
 
 const ARTICLES: TableDefinition<ArticleId, &[u8]> = TableDefinition::new("articles");
@@ -42,8 +52,14 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const BATCHES: TableDefinition<(&str, ChannelId, i64), &[u8]> = TableDefinition::new("batches");
 /// The read sets: `(user, article)`.
 const READS: TableDefinition<(&str, ArticleId), ()> = TableDefinition::new("reads");
-/// The event log, keyed by [`EventKey`] for dedup: `codec::encode_event`.
+/// Every stored event, keyed by [`EventKey`] for dedup: `codec::encode_event`.
 const EVENTS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("events");
+/// The event log: sequence number -> key of the event in [`EVENTS`].
+///
+/// Files from before schema version 2 had no log: the events they hold are in [`EVENTS`] but
+/// not in the log (a scan never returns them), and the log of such a file starts at 1 with the
+/// first event recorded after the upgrade.
+const EVENT_LOG: TableDefinition<u64, &[u8; 16]> = TableDefinition::new("event_log");
 const COUNTERS: TableDefinition<ArticleId, &[u8]> = TableDefinition::new("counters");
 
 /// A [`Store`] on a redb file. Dropping it (or [`RedbStore::close`]) commits what is pending
@@ -91,7 +107,8 @@ impl RedbStore {
     fn with_database(db: Database, path: PathBuf) -> Result<Self, StoreError> {
         prepare(&db, &path)?;
         let counters = load_counters(&db)?;
-        tracing::info!(path = %path.display(), counters = counters.len(), "store opened");
+        let last_seq = last_logged(&db)?;
+        tracing::info!(path = %path.display(), counters = counters.len(), last_seq, "store opened");
         let state = Arc::new(State {
             db,
             path,
@@ -105,7 +122,7 @@ impl RedbStore {
             .name("store-writer".to_owned())
             .spawn({
                 let state = Arc::clone(&state);
-                move || writer::run(&state, queue)
+                move || writer::run(&state, queue, last_seq)
             })
             .map_err(|e| StoreError::Backend(format!("cannot start the store writer thread: {e}")))?;
         Ok(Self { state, commands, writer: Some(writer) })
@@ -117,8 +134,9 @@ impl RedbStore {
         self.shutdown()
     }
 
-    /// Calls `f` with every stored tracking event, in key order: the event log that offline
-    /// learning reads.
+    /// Calls `f` with every stored tracking event, in key order. Unlike [`Store::scan_events`]
+    /// it also returns the events stored before the event log existed (schema version 1), and
+    /// it reads them all in one read transaction.
     pub fn for_each_event(&self, mut f: impl FnMut(EventRecord)) -> Result<(), StoreError> {
         let txn = self.state.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(EVENTS).map_err(db_error)?;
@@ -212,6 +230,26 @@ impl State {
         Ok(f(record))
     }
 
+    /// The logged events numbered `after + 1 ..= end`, at most [`SCAN_CHUNK`] of them, in order.
+    fn log_chunk(&self, after: u64, end: u64) -> Result<Vec<(u64, EventRecord)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let log = txn.open_table(EVENT_LOG).map_err(db_error)?;
+        let events = txn.open_table(EVENTS).map_err(db_error)?;
+        let mut chunk = Vec::with_capacity(SCAN_CHUNK.min(usize::try_from(end - after).unwrap_or(SCAN_CHUNK)));
+        for row in log.range(after + 1..=end).map_err(db_error)?.take(SCAN_CHUNK) {
+            let (seq, key) = row.map_err(db_error)?;
+            let (seq, key) = (seq.value(), *key.value());
+            let value = events
+                .get(&key)
+                .map_err(db_error)?
+                .ok_or_else(|| StoreError::Corrupt(format!("event log entry {seq} names a missing event")))?;
+            let event = codec::decode_event(EventKey(key), value.value())
+                .map_err(|e| at_row(e, || format!("event log entry {seq}")))?;
+            chunk.push((seq, event));
+        }
+        Ok(chunk)
+    }
+
     fn load_user(&self, user: &str) -> Result<UserRecord, StoreError> {
         let mut record = UserRecord::default();
         let txn = self.db.begin_read().map_err(db_error)?;
@@ -284,11 +322,28 @@ impl Store for RedbStore {
         Ok(outcome)
     }
 
-    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<bool>, StoreError> {
+    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         self.request(|reply| Command::Events { events: events.to_vec(), reply })
+    }
+
+    fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError> {
+        // The scan ends at the log's end as of its start, as a snapshot would: a reader that
+        // keeps up with a busy writer still returns.
+        let end = last_logged(&self.state.db)?;
+        let mut after = after;
+        while after < end {
+            let chunk = self.state.log_chunk(after, end)?;
+            let Some(&(last, _)) = chunk.last() else { break };
+            // `f` runs outside any read transaction: a slow consumer pins no pages.
+            for (seq, event) in chunk {
+                f(seq, event);
+            }
+            after = last;
+        }
+        Ok(())
     }
 
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {
@@ -305,7 +360,14 @@ impl Store for RedbStore {
     }
 }
 
-/// Creates the tables and checks (or writes) the schema version.
+/// Events a scan decodes per read transaction. It bounds the scan's memory (a few hundred KiB)
+/// and keeps each read transaction short: redb cannot reuse the pages that later commits free
+/// while a read transaction that may still see them is open, so one transaction over a log of
+/// millions would grow the file under a busy writer.
+const SCAN_CHUNK: usize = 4096;
+
+/// Creates the tables, and checks the schema version: writes it into a new file, upgrades an
+/// older one.
 fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(db_error)?;
     {
@@ -313,6 +375,7 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
         txn.open_table(BATCHES).map_err(db_error)?;
         txn.open_table(READS).map_err(db_error)?;
         txn.open_table(EVENTS).map_err(db_error)?;
+        txn.open_table(EVENT_LOG).map_err(db_error)?;
         txn.open_table(COUNTERS).map_err(db_error)?;
         let mut meta = txn.open_table(META).map_err(db_error)?;
         let stored = meta.get(SCHEMA_KEY).map_err(db_error)?.map(|v| v.value().to_vec());
@@ -331,6 +394,12 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
                         path.display()
                     )));
                 }
+                if version < SCHEMA_VERSION {
+                    // Old values stay as they are (the decoders read them); recording the new
+                    // version keeps older builds from opening a file they would misread.
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db_error)?;
+                    tracing::info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "store schema upgraded");
+                }
             }
         }
     }
@@ -348,6 +417,13 @@ fn load_counters(db: &Database) -> Result<HashMap<ArticleId, ArticleCounters>, S
         counters.insert(id, c);
     }
     Ok(counters)
+}
+
+/// The newest sequence number in the event log, 0 when it is empty.
+fn last_logged(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let log = txn.open_table(EVENT_LOG).map_err(db_error)?;
+    Ok(log.last().map_err(db_error)?.map_or(0, |(seq, _)| seq.value()))
 }
 
 /// Names the row whose value is corrupt.
@@ -425,6 +501,9 @@ mod tests {
             time: 1_700_000_000_000,
             read_ms: 1_000,
             popularity_log2: 1.0,
+            sources: vec![Sources::HOT],
+            position: Some(0),
+            bucket: 3,
         }
     }
 
@@ -450,7 +529,7 @@ mod tests {
             }
             barrier.wait();
             loader.join().unwrap();
-            assert_eq!(recorder.join().unwrap(), vec![true]);
+            assert_eq!(recorder.join().unwrap(), vec![Some(1)]);
         });
         ungate(user);
         assert!(store.with_user(user, |u| u.has_read(7)).unwrap(), "the committed read reached the cached record");
@@ -488,11 +567,11 @@ mod tests {
     }
 
     /// Writes `value` under `key` in `table` of the closed store in `dir`.
-    fn overwrite<K: redb::Key + 'static>(
+    fn overwrite<K: redb::Key + 'static, V: redb::Value + 'static>(
         dir: &Path,
-        table: TableDefinition<K, &[u8]>,
+        table: TableDefinition<K, V>,
         key: K::SelfType<'_>,
-        value: &[u8],
+        value: V::SelfType<'_>,
     ) {
         let db = Database::create(dir.join(FILE_NAME)).unwrap();
         let txn = db.begin_write().unwrap();
@@ -513,9 +592,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         RedbStore::open(dir.path()).unwrap().close().unwrap();
 
-        overwrite(dir.path(), BATCHES, ("u", 1, 10), &[1, 2, 3]);
-        overwrite(dir.path(), ARTICLES, 5, b"{not json");
-        overwrite(dir.path(), EVENTS, &[9; 16], &[200]);
+        overwrite(dir.path(), BATCHES, ("u", 1, 10), &[1u8, 2, 3][..]);
+        overwrite(dir.path(), ARTICLES, 5, &b"{not json"[..]);
+        overwrite(dir.path(), EVENTS, &[9; 16], &[200u8][..]);
         let store = RedbStore::open(dir.path()).unwrap();
         assert_corrupt(store.with_user("u", |_| ()), "user \"u\", channel 1, time 10");
         assert_corrupt(store.load_articles(), "article 5");
@@ -523,8 +602,125 @@ mod tests {
         assert!(store.with_user("other", |u| u.read_count()).is_ok(), "other users still load");
         store.close().unwrap();
 
-        overwrite(dir.path(), COUNTERS, 7, &[0; 55]);
+        overwrite(dir.path(), COUNTERS, 7, &[0u8; 55][..]);
         assert_corrupt(RedbStore::open(dir.path()), "article 7");
+    }
+
+    #[test]
+    fn a_corrupt_log_is_reported_not_panicked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(store.record_events(&[read_event(1, "u", 1)]).unwrap(), vec![Some(1)]);
+        store.close().unwrap();
+
+        overwrite(dir.path(), EVENT_LOG, 2, &[8; 16]);
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_corrupt(store.scan_events(0, &mut |_, _| ()), "event log entry 2 names a missing event");
+        store.close().unwrap();
+
+        overwrite(dir.path(), EVENTS, &[8; 16], &[4u8, 1][..]);
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_corrupt(store.scan_events(1, &mut |_, _| ()), "event log entry 2: event value is truncated");
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn a_scan_spans_chunks_and_ends_where_the_log_ended_at_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let n = 2 * SCAN_CHUNK as u64 + 5;
+        let event = |i: u64| EventRecord {
+            key: EventKey(u128::from(i).to_le_bytes()),
+            action: if i.is_multiple_of(2) { Action::Click } else { Action::Dislike },
+            position: Some(i as u32),
+            ..read_event(0, "scanner", i as ArticleId)
+        };
+        let seqs = store.record_events(&(1..=n).map(event).collect::<Vec<_>>()).unwrap();
+        assert_eq!(seqs, (1..=n).map(Some).collect::<Vec<_>>());
+        for after in [0, 1, SCAN_CHUNK as u64 - 1, SCAN_CHUNK as u64, n - 1, n, n + 10] {
+            let mut next = after + 1;
+            store
+                .scan_events(after, &mut |seq, e| {
+                    assert_eq!((seq, &e), (next, &event(next)), "scan from {after}");
+                    next += 1;
+                })
+                .unwrap();
+            assert_eq!(next, n.max(after) + 1, "scan from {after} ends at the log's end");
+        }
+
+        // An event committed while a scan runs is left to the next scan.
+        let mut scanned = 0;
+        store
+            .scan_events(0, &mut |seq, _| {
+                if seq == 1 {
+                    assert_eq!(store.record_events(&[event(n + 1)]).unwrap(), vec![Some(n + 1)]);
+                }
+                scanned += 1;
+            })
+            .unwrap();
+        assert_eq!(scanned, n);
+        let mut tail = Vec::new();
+        store.scan_events(n, &mut |seq, e| tail.push((seq, e))).unwrap();
+        assert_eq!(tail, vec![(n + 1, event(n + 1))]);
+        store.close().unwrap();
+    }
+
+    /// A data dir written by the build before the event log: schema version 1, no log table,
+    /// events and counters in their first layouts.
+    fn write_version_1_store(dir: &Path, old_event: &EventRecord, old_counters: &ArticleCounters) {
+        RedbStore::open(dir).unwrap().close().unwrap();
+        let db = Database::create(dir.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(EVENT_LOG).unwrap());
+        txn.open_table(META).unwrap().insert(SCHEMA_KEY, 1u32.to_le_bytes().as_slice()).unwrap();
+        txn.open_table(EVENTS)
+            .unwrap()
+            .insert(&old_event.key.0, codec::tests::encode_event_v0(old_event).as_slice())
+            .unwrap();
+        for &id in &old_event.article_ids {
+            txn.open_table(COUNTERS)
+                .unwrap()
+                .insert(id, codec::tests::encode_counters_v0(old_counters).as_slice())
+                .unwrap();
+            txn.open_table(READS).unwrap().insert((old_event.user.as_str(), id), ()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_version_1_store_opens_and_starts_its_log_at_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = EventRecord { sources: vec![], position: None, bucket: 0, ..read_event(1, "u", 7) };
+        let mut old_counters = ArticleCounters::default();
+        old_counters.apply(&old);
+        write_version_1_store(dir.path(), &old, &old_counters);
+
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(store.counters(&[7]).unwrap(), vec![old_counters], "old counters decode, with no dislikes");
+        assert!(store.with_user("u", |u| u.has_read(7)).unwrap());
+        let mut all = Vec::new();
+        store.for_each_event(|e| all.push(e)).unwrap();
+        assert_eq!(all, vec![old.clone()], "old events decode with the new fields at their defaults");
+        let mut logged = Vec::new();
+        store.scan_events(0, &mut |seq, e| logged.push((seq, e))).unwrap();
+        assert!(logged.is_empty(), "events from before the log are not in it");
+
+        let dislike = EventRecord { action: Action::Dislike, ..read_event(2, "u", 7) };
+        assert_eq!(
+            store.record_events(&[old.clone(), dislike.clone()]).unwrap(),
+            vec![None, Some(1)],
+            "an old event is still a duplicate; the log starts at 1"
+        );
+        let c = store.counters(&[7]).unwrap()[0];
+        assert_eq!((c.reads, c.dislikes), (1, 1), "old counters go on counting");
+        store.close().unwrap();
+
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(store.get_meta(SCHEMA_KEY).unwrap(), Some(SCHEMA_VERSION.to_le_bytes().to_vec()), "upgraded");
+        assert_eq!(store.counters(&[7]).unwrap()[0].dislikes, 1);
+        store.scan_events(0, &mut |seq, e| logged.push((seq, e))).unwrap();
+        assert_eq!(logged, vec![(1, dislike)]);
+        store.close().unwrap();
     }
 
     #[test]
@@ -589,7 +785,7 @@ mod tests {
         let backend = FlakyBackend { inner: InMemoryBackend::new(), broken: Arc::clone(&broken) };
         let db = Database::builder().create_with_backend(backend).unwrap();
         let store = RedbStore::with_database(db, PathBuf::from("flaky")).unwrap();
-        assert_eq!(store.record_events(&[read_event(1, "u", 1)]).unwrap(), vec![true]);
+        assert_eq!(store.record_events(&[read_event(1, "u", 1)]).unwrap(), vec![Some(1)]);
 
         broken.store(true, Ordering::SeqCst);
         assert!(

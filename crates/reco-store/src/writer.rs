@@ -4,6 +4,11 @@
 //! with [`Durability::Immediate`] (one fsync for the whole group), publishes the committed
 //! changes to the in-memory counters and user records, then answers the waiters. A failed
 //! commit answers every waiter with the error, is remembered by the store, and stops the thread.
+//!
+//! The writer also numbers the event log: being the only writer, it hands out sequence numbers
+//! in commit order, and writes each one in the transaction that stores its event. A number is
+//! only taken for good once its commit succeeded; a failed commit stops the thread, so no
+//! number is ever handed out twice or skipped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +20,9 @@ use reco_engine::model::{ArticleId, ChannelId};
 use reco_engine::store::{ArticleCounters, EventRecord, StoreError};
 use redb::{Durability, ReadableTable, Table};
 
-use crate::{ARTICLES, BATCHES, COUNTERS, EVENTS, META, READS, State, codec, db_error, read_lock, write_lock};
+use crate::{
+    ARTICLES, BATCHES, COUNTERS, EVENT_LOG, EVENTS, META, READS, State, codec, db_error, read_lock, write_lock,
+};
 
 pub(crate) type Reply<T> = SyncSender<Result<T, StoreError>>;
 
@@ -29,7 +36,7 @@ pub(crate) enum Command {
     },
     Events {
         events: Vec<EventRecord>,
-        reply: Reply<Vec<bool>>,
+        reply: Reply<Vec<Option<u64>>>,
     },
     Articles {
         rows: Vec<(ArticleId, Vec<u8>)>,
@@ -55,7 +62,7 @@ impl Command {
     }
 
     /// Answers the waiter, if any; `Ok` carries the per-event answer of an `Events` command.
-    fn answer(self, result: Result<Vec<bool>, &str>) {
+    fn answer(self, result: Result<Vec<Option<u64>>, &str>) {
         let failed = |msg: &str| StoreError::Backend(format!("commit failed: {msg}"));
         // A waiter that is gone has nothing left to learn, so send errors are ignored.
         match self {
@@ -77,7 +84,9 @@ impl Command {
 /// waits for them, so fewer, larger commits (fewer fsyncs and page copies) cost nothing.
 const WRITE_BEHIND_WINDOW: Duration = Duration::from_millis(10);
 
-pub(crate) fn run(state: &State, commands: Receiver<Command>) {
+/// Runs until the store closes or a commit fails; `last_seq` is the newest number in the event
+/// log at open (0 for an empty log).
+pub(crate) fn run(state: &State, commands: Receiver<Command>, mut last_seq: u64) {
     loop {
         let (mut group, hung_up) = match commands.recv_timeout(WRITE_BEHIND_WINDOW) {
             Ok(first) => {
@@ -98,9 +107,10 @@ pub(crate) fn run(state: &State, commands: Receiver<Command>) {
             continue;
         }
         let closing = group.iter().any(|c| matches!(c, Command::Close { .. }));
-        match commit(state, &group) {
-            Ok(Committed { fresh, counters }) => {
-                tracing::trace!(commands = group.len(), "store group committed");
+        match commit(state, &group, last_seq) {
+            Ok(Committed { fresh, counters, last_seq: committed_seq }) => {
+                tracing::trace!(commands = group.len(), last_seq = committed_seq, "store group committed");
+                last_seq = committed_seq;
                 publish(state, &group, &fresh, counters);
                 for (command, fresh) in group.into_iter().zip(fresh) {
                     command.answer(Ok(fresh));
@@ -127,13 +137,16 @@ pub(crate) fn run(state: &State, commands: Receiver<Command>) {
 
 /// What a committed group changed, for the in-memory state.
 struct Committed {
-    /// Per command, in order: for `Events`, whether each event was new; empty otherwise.
-    fresh: Vec<Vec<bool>>,
+    /// Per command, in order: for `Events`, each event's log sequence number when it was new,
+    /// `None` for a duplicate; empty otherwise.
+    fresh: Vec<Vec<Option<u64>>>,
     counters: HashMap<ArticleId, ArticleCounters>,
+    /// The newest number in the event log after the commit.
+    last_seq: u64,
 }
 
-fn commit(state: &State, group: &[Command]) -> Result<Committed, StoreError> {
-    let mut committed = Committed { fresh: Vec::with_capacity(group.len()), counters: HashMap::new() };
+fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, StoreError> {
+    let mut committed = Committed { fresh: Vec::with_capacity(group.len()), counters: HashMap::new(), last_seq };
     if !group.iter().any(Command::writes) {
         committed.fresh.resize(group.len(), Vec::new());
         return Ok(committed);
@@ -146,7 +159,9 @@ fn commit(state: &State, group: &[Command]) -> Result<Committed, StoreError> {
         let mut meta = txn.open_table(META).map_err(db_error)?;
         let mut events = EventTables {
             events: txn.open_table(EVENTS).map_err(db_error)?,
+            log: txn.open_table(EVENT_LOG).map_err(db_error)?,
             reads: txn.open_table(READS).map_err(db_error)?,
+            last_seq,
         };
         for command in group {
             let mut fresh = Vec::new();
@@ -171,6 +186,7 @@ fn commit(state: &State, group: &[Command]) -> Result<Committed, StoreError> {
             }
             committed.fresh.push(fresh);
         }
+        committed.last_seq = events.last_seq;
         let mut counters = txn.open_table(COUNTERS).map_err(db_error)?;
         for (id, c) in &committed.counters {
             counters.insert(*id, codec::encode_counters(c).as_slice()).map_err(db_error)?;
@@ -182,24 +198,32 @@ fn commit(state: &State, group: &[Command]) -> Result<Committed, StoreError> {
 
 struct EventTables<'txn> {
     events: Table<'txn, &'static [u8; 16], &'static [u8]>,
+    log: Table<'txn, u64, &'static [u8; 16]>,
     reads: Table<'txn, (&'static str, ArticleId), ()>,
+    /// The newest number in the log, this transaction's entries included.
+    last_seq: u64,
 }
 
 impl EventTables<'_> {
-    /// Stores `event` unless its key is known, with its read-set rows; folds it into `counters`
-    /// (which start from the committed in-memory values). Answers whether it was new.
+    /// Stores `event` unless its key is known, with its log entry and read-set rows; folds it
+    /// into `counters` (which start from the committed in-memory values). Answers its sequence
+    /// number when it was new. A key seen earlier in the same transaction is a duplicate too:
+    /// the transaction reads its own writes.
     fn record(
         &mut self,
         state: &State,
         event: &EventRecord,
         counters: &mut HashMap<ArticleId, ArticleCounters>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         if self.events.get(&event.key.0).map_err(db_error)?.is_some() {
-            return Ok(false);
+            return Ok(None);
         }
         self.events.insert(&event.key.0, codec::encode_event(event).as_slice()).map_err(db_error)?;
-        // The durable side of `UserRecord::apply_event`: a read joins the read set.
-        if event.action == reco_engine::model::Action::Read {
+        let seq = self.last_seq + 1;
+        self.log.insert(seq, &event.key.0).map_err(db_error)?;
+        self.last_seq = seq;
+        // The durable side of `UserRecord::apply_event`: a read or a dislike joins the read set.
+        if event.hides() {
             for &id in &event.article_ids {
                 self.reads.insert((event.user.as_str(), id), ()).map_err(db_error)?;
             }
@@ -210,14 +234,19 @@ impl EventTables<'_> {
                 .or_insert_with(|| read_lock(&state.counters).get(&id).copied().unwrap_or_default())
                 .apply(event);
         }
-        Ok(true)
+        Ok(Some(seq))
     }
 }
 
 /// Makes a committed group visible in memory. Runs after the commit, so a user whose slot is
 /// not in the map yet will load the commit; a slot being loaded is waited for (see
 /// `State::user`), and one whose load failed is skipped.
-fn publish(state: &State, group: &[Command], fresh: &[Vec<bool>], counters: HashMap<ArticleId, ArticleCounters>) {
+fn publish(
+    state: &State,
+    group: &[Command],
+    fresh: &[Vec<Option<u64>>],
+    counters: HashMap<ArticleId, ArticleCounters>,
+) {
     write_lock(&state.counters).extend(counters);
     let updates: Vec<_> = {
         let users = read_lock(&state.users);
@@ -229,7 +258,7 @@ fn publish(state: &State, group: &[Command], fresh: &[Vec<bool>], counters: Hash
                 _ => None,
             })
             .flatten()
-            .filter(|(_, new)| **new)
+            .filter(|(_, seq)| seq.is_some())
             .filter_map(|(event, _)| Some((Arc::clone(users.get(&event.user)?), event)))
             .collect()
     };

@@ -1,7 +1,8 @@
 //! An acknowledged event survives `kill -9`: this test re-runs its own binary as a child that
-//! records events from several threads and prints an `ack` line for each acknowledged call;
-//! the parent checks that the live child's data dir is locked, kills the child with SIGKILL
-//! mid-stream, reopens the store and checks every ack.
+//! records events from several threads and prints an `ack` line for each acknowledged call,
+//! with the log sequence number of each event; the parent checks that the live child's data
+//! dir is locked, kills the child with SIGKILL mid-stream, reopens the store and checks every
+//! ack: the event is stored, and logged once under the number the child was given.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -26,16 +27,24 @@ fn key(thread: u64, call: u64, n: u64) -> EventKey {
 }
 
 fn event(thread: u64, call: u64, n: u64) -> EventRecord {
-    let action = [Action::Exposure, Action::Click, Action::Read, Action::Share][((call + n) % 4) as usize];
+    let action =
+        [Action::Exposure, Action::Click, Action::Read, Action::Share, Action::Dislike][((call + n) % 5) as usize];
     EventRecord {
         key: key(thread, call, n),
         user: format!("user-{}", call % 7),
         channel: 1,
         action,
-        article_ids: if action == Action::Exposure { vec![1, 2, 3] } else { vec![((call + n) % 5) as i64 + 1] },
+        article_ids: if action == Action::Exposure { vec![1, 2, 3] } else { vec![((call + n) % 6) as i64 + 1] },
         time: 1_700_000_000_000 + call as i64,
         read_ms: if action == Action::Read { 1_000 * n } else { 0 },
         popularity_log2: if action == Action::Exposure { f64::NEG_INFINITY } else { (call % 3) as f64 },
+        sources: if action == Action::Exposure {
+            vec![Sources::FRESH, Sources::HOT, Sources::SIMILAR.union(Sources::EXPLORE)]
+        } else {
+            vec![Sources::AFFINITY]
+        },
+        position: (action != Action::Exposure).then_some((n % 3) as u32),
+        bucket: (thread % 2) as u8,
     }
 }
 
@@ -52,7 +61,7 @@ fn child(dir: &Path) {
                         return;
                     }
                     let events: Vec<_> = (0..=call % 3).map(|n| event(thread, call, n)).collect();
-                    store.record_events(&events).expect("record events");
+                    let seqs = store.record_events(&events).expect("record events");
                     store
                         .append_batch(
                             &format!("user-{thread}"),
@@ -64,7 +73,12 @@ fn child(dir: &Path) {
                             },
                         )
                         .expect("append batch");
-                    let keys: Vec<String> = events.iter().map(|e| hex(&e.key)).collect();
+                    // Every key is new: each event gets a number.
+                    let keys: Vec<String> = events
+                        .iter()
+                        .zip(seqs)
+                        .map(|(e, seq)| format!("{}:{}", hex(&e.key), seq.expect("a new key gets a number")))
+                        .collect();
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ack {}", keys.join(",")).expect("print ack");
                     out.flush().expect("flush ack");
@@ -93,7 +107,8 @@ fn acknowledged_events_survive_kill_9() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut acked: Vec<String> = Vec::new();
+    // (key, sequence number) of each acknowledged event.
+    let mut acked: Vec<(String, u64)> = Vec::new();
     let mut killed = false;
     let mut locked_checked = false;
     let mut line = String::new();
@@ -104,7 +119,10 @@ fn acknowledged_events_survive_kill_9() {
         }
         // A line cut short by the kill was never a full ack.
         if let Some(keys) = line.strip_prefix("ack ").and_then(|l| l.strip_suffix('\n')) {
-            acked.extend(keys.split(',').map(str::to_owned));
+            acked.extend(keys.split(',').map(|ack| {
+                let (key, seq) = ack.split_once(':').expect("key:seq");
+                (key.to_owned(), seq.parse().expect("a sequence number"))
+            }));
         }
         if !locked_checked && !acked.is_empty() {
             // The live child holds the data dir: another process cannot open it.
@@ -131,8 +149,32 @@ fn acknowledged_events_survive_kill_9() {
             stored.insert(hex(&e.key), e);
         })
         .unwrap();
-    let missing: Vec<_> = acked.iter().filter(|k| !stored.contains_key(*k)).collect();
+    let missing: Vec<_> = acked.iter().filter(|(k, _)| !stored.contains_key(k)).collect();
     assert!(missing.is_empty(), "{} of {} acknowledged events are lost: {missing:?}", missing.len(), acked.len());
+
+    // The log holds every stored event once, numbered 1, 2, 3, ... and each acknowledged event
+    // under the number its caller was given.
+    let mut logged: Vec<(u64, EventRecord)> = Vec::new();
+    store.scan_events(0, &mut |seq, e| logged.push((seq, e))).unwrap();
+    assert!(
+        logged.iter().map(|(seq, _)| *seq).eq(1..=logged.len() as u64),
+        "the log is numbered from 1 without gap or repeat"
+    );
+    assert_eq!(logged.len(), stored.len(), "every stored event is logged");
+    let mut log_seq: HashMap<String, u64> = HashMap::new();
+    for (seq, e) in &logged {
+        let key = hex(&e.key);
+        assert_eq!(&stored[&key], e, "the log gives the stored event");
+        assert!(log_seq.insert(key, *seq).is_none(), "event {} is logged twice", hex(&e.key));
+    }
+    for (key, seq) in &acked {
+        assert_eq!(log_seq[key], *seq, "event {key} is logged under its acknowledged number");
+    }
+    let last = logged.last().map_or(0, |(seq, _)| *seq);
+    assert!(last >= acked.len() as u64);
+    let mut beyond = 0;
+    store.scan_events(last, &mut |_, _| beyond += 1).unwrap();
+    assert_eq!(beyond, 0, "nothing is logged after the last number");
 
     // Counters and read sets were committed with their events: they match the log exactly.
     let mut expected: HashMap<i64, ArticleCounters> = HashMap::new();
@@ -153,7 +195,7 @@ fn acknowledged_events_survive_kill_9() {
             "article {id}"
         );
     }
-    for e in stored.values().filter(|e| e.action == Action::Read) {
+    for e in stored.values().filter(|e| e.hides()) {
         assert!(
             store.with_user(&e.user, |u| e.article_ids.iter().all(|&id| u.has_read(id))).unwrap(),
             "read set of {}",
@@ -165,10 +207,12 @@ fn acknowledged_events_survive_kill_9() {
         store.with_user(&format!("user-{thread}"), |u| u.channel(1).batches().count()).unwrap();
     }
     // Replaying every acknowledged event changes nothing.
-    let replay: Vec<EventRecord> = acked.iter().map(|k| stored[k].clone()).collect();
+    let replay: Vec<EventRecord> = acked.iter().map(|(k, _)| stored[k].clone()).collect();
     assert!(
-        store.record_events(&replay).unwrap().iter().all(|new| !new),
+        store.record_events(&replay).unwrap().iter().all(Option::is_none),
         "acknowledged events are duplicates after restart"
     );
+    // The numbering goes on after the last number the killed process committed.
+    assert_eq!(store.record_events(&[event(CHILD_THREADS, 0, 0)]).unwrap(), vec![Some(last + 1)]);
     store.close().unwrap();
 }

@@ -50,6 +50,9 @@ fn event(key: u16, user: &str, action: Action, ids: &[i64]) -> EventRecord {
         time: 1_700_000_000_000 + i64::from(key),
         read_ms: if action == Action::Read { 30_000 } else { 0 },
         popularity_log2: if action == Action::Exposure { f64::NEG_INFINITY } else { f64::from(key) / 7.0 },
+        sources: ids.iter().map(|&id| Sources(1 << (id % 6))).collect(),
+        position: (action != Action::Exposure).then_some(u32::from(key) % 10),
+        bucket: (key % 4) as u8,
     }
 }
 
@@ -84,6 +87,7 @@ fn everything_survives_close_and_reopen() {
         event(3, user, Action::Read, &[10]),
         event(4, "user-2", Action::Read, &[11]),
         event(5, user, Action::Share, &[12]),
+        event(6, "user-2", Action::Dislike, &[12]),
     ];
     let counters_before;
     {
@@ -99,7 +103,7 @@ fn everything_survives_close_and_reopen() {
             store.append_batch(user, ALL_CHANNELS, batch(150, &[13])).unwrap(),
             AppendOutcome::Appended { previous: 0 }
         );
-        assert_eq!(store.record_events(&events).unwrap(), vec![true; 5]);
+        assert_eq!(store.record_events(&events).unwrap(), (1..=6).map(Some).collect::<Vec<_>>());
         counters_before = sorted_counters(&store);
         // Batches are written behind: close commits them.
         store.close().unwrap();
@@ -123,25 +127,41 @@ fn everything_survives_close_and_reopen() {
             assert_eq!(u.read_count(), 1);
         })
         .unwrap();
-    assert!(store.with_user("user-2", |u| u.has_read(11)).unwrap());
+    assert!(
+        store.with_user("user-2", |u| u.has_read(11) && u.has_read(12) && u.read_count() == 2).unwrap(),
+        "a dislike joins the read set of a user loaded after the restart"
+    );
     // The refresh rule keeps working on the reloaded record.
     assert_eq!(store.append_batch(user, 3, batch(200, &[1])).unwrap(), AppendOutcome::Stale { latest: 200 });
     assert_eq!(sorted_counters(&store), counters_before);
     assert_eq!(store.counters(&[10]).unwrap()[0].reads, 1);
+    assert_eq!(store.counters(&[12]).unwrap()[0].dislikes, 1);
+    let later = event(7, user, Action::Click, &[11]);
     assert_eq!(
-        store.record_events(&[events[2].clone(), event(6, user, Action::Click, &[11])]).unwrap(),
-        vec![false, true],
-        "an event recorded before the restart is still a duplicate"
+        store.record_events(&[events[2].clone(), later.clone()]).unwrap(),
+        vec![None, Some(7)],
+        "an event recorded before the restart is still a duplicate; numbers go on after the restart"
     );
     assert_eq!(store.counters(&[10]).unwrap()[0], counters_before[0].1, "a duplicate changes no counter");
 
-    let mut logged = Vec::new();
-    store.for_each_event(|e| logged.push(e)).unwrap();
-    logged.sort_by_key(|e| e.key);
     let mut expected = events.to_vec();
-    expected.push(event(6, user, Action::Click, &[11]));
+    expected.push(later);
+    let mut logged = Vec::new();
+    store.scan_events(0, &mut |seq, e| logged.push((seq, e))).unwrap();
+    assert_eq!(
+        logged,
+        expected.iter().cloned().enumerate().map(|(i, e)| (i as u64 + 1, e)).collect::<Vec<_>>(),
+        "the event log keeps every new event as recorded, in order"
+    );
+    let mut tail = Vec::new();
+    store.scan_events(5, &mut |seq, e| tail.push((seq, e.key))).unwrap();
+    assert_eq!(tail, vec![(6, expected[5].key), (7, expected[6].key)]);
+
+    let mut stored = Vec::new();
+    store.for_each_event(|e| stored.push(e)).unwrap();
+    stored.sort_by_key(|e| e.key);
     expected.sort_by_key(|e| e.key);
-    assert_eq!(logged, expected, "the event log keeps every new event as recorded");
+    assert_eq!(stored, expected, "the events table holds the same events");
 }
 
 #[test]
@@ -201,8 +221,9 @@ fn open_creates_missing_dirs() {
 fn concurrent_callers_record_each_event_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(dir.path()));
-    // 8 threads report overlapping keys: every key must be new for exactly one of them.
-    let fresh_keys = std::thread::scope(|s| {
+    // 8 threads report overlapping keys: every key must be new for exactly one of them, and get
+    // one number.
+    let fresh = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8u16)
             .map(|t| {
                 let store = &store;
@@ -213,9 +234,11 @@ fn concurrent_callers_record_each_event_exactly_once() {
                             event(i, "racer", Action::Click, &[1]),
                             event(1_000 + t * 100 + i, "racer", Action::Read, &[2]),
                         ];
-                        for (e, new) in batch.iter().zip(store.record_events(&batch).unwrap()) {
-                            if new {
-                                fresh.push(e.key);
+                        let seqs = store.record_events(&batch).unwrap();
+                        assert_eq!(seqs.len(), batch.len());
+                        for (e, seq) in batch.iter().zip(seqs) {
+                            if let Some(seq) = seq {
+                                fresh.push((seq, e.key));
                             }
                         }
                     }
@@ -225,9 +248,15 @@ fn concurrent_callers_record_each_event_exactly_once() {
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect::<Vec<_>>()
     });
-    let unique: HashSet<_> = fresh_keys.iter().collect();
-    assert_eq!(unique.len(), fresh_keys.len(), "no key is new twice");
-    assert_eq!(fresh_keys.len(), 40 + 8 * 40);
+    let unique: HashSet<_> = fresh.iter().map(|(_, key)| key).collect();
+    assert_eq!(unique.len(), fresh.len(), "no key is new twice");
+    assert_eq!(fresh.len(), 40 + 8 * 40);
+    let mut by_seq = fresh.clone();
+    by_seq.sort();
+    assert!(by_seq.iter().map(|(seq, _)| *seq).eq(1..=fresh.len() as u64), "the numbers have no gap and no repeat");
+    let mut logged = Vec::new();
+    store.scan_events(0, &mut |seq, e| logged.push((seq, e.key))).unwrap();
+    assert_eq!(logged, by_seq, "the log answers each event under the number its caller got");
     let c = store.counters(&[1, 2]).unwrap();
     assert_eq!((c[0].clicks, c[1].reads), (40, 320));
 }
