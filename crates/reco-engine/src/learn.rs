@@ -565,3 +565,116 @@ impl Learner {
         postcard::from_bytes(bytes).map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn article(id: ArticleId, keyword: &str) -> Article {
+        Article {
+            id,
+            channel_id: 1,
+            title: format!("{keyword}新闻"),
+            author: String::new(),
+            publish_time: 0,
+            keywords: vec![keyword.to_owned()],
+            summary: String::new(),
+            cover: String::new(),
+        }
+    }
+
+    struct Setup {
+        catalog: Catalog,
+        text: TextIndex,
+        hot: HotIndex,
+        pop: PopularityConfig,
+        cfg: LearnConfig,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let catalog = Catalog::new(vec![article(1, "足球"), article(2, "篮球"), article(3, "足球")]);
+            let text = TextIndex::new(&catalog);
+            Self {
+                catalog,
+                text,
+                hot: HotIndex::default(),
+                pop: PopularityConfig::default(),
+                cfg: LearnConfig::default(),
+            }
+        }
+
+        fn world(&self) -> World<'_> {
+            World { catalog: &self.catalog, text: &self.text, hot: &self.hot, popularity: &self.pop }
+        }
+
+        fn event(&self, seq_key: u8, user: &str, action: Action, ids: &[ArticleId], time: i64) -> EventRecord {
+            EventRecord {
+                key: crate::store::EventKey([seq_key; 16]),
+                user: user.to_owned(),
+                channel: 0,
+                action,
+                article_ids: ids.to_vec(),
+                time,
+                read_ms: 0,
+                popularity_log2: f64::NEG_INFINITY,
+                sources: Vec::new(),
+                position: (action != Action::Exposure).then_some(0),
+                bucket: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn an_exposure_without_a_click_becomes_a_negative_when_its_window_closes() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        l.apply(&s.cfg, &s.world(), Some(1), &s.event(1, "u", Action::Exposure, &[1, 2], 0));
+        l.apply(&s.cfg, &s.world(), Some(2), &s.event(2, "u", Action::Click, &[1], 1_000));
+        assert_eq!((l.pending(), l.negatives), (1, 0), "the click consumed article 1's window");
+        l.advance(&s.cfg, s.cfg.negative_window_ms - 1);
+        assert_eq!(l.negatives, 0);
+        l.advance(&s.cfg, s.cfg.negative_window_ms);
+        assert_eq!((l.pending(), l.negatives), (0, 1));
+        let p = |id| l.predict(&s.cfg, &s.world(), "u", s.catalog.get(id).unwrap(), &Context::default()).logit;
+        assert!(p(1) > 0.0 && p(2) < 0.0 && p(3) > 0.0, "clicked up, skipped down, same topic up");
+    }
+
+    #[test]
+    fn applied_sequence_numbers_are_not_applied_twice() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        let click = s.event(1, "u", Action::Click, &[1], 0);
+        l.apply(&s.cfg, &s.world(), Some(2), &click);
+        l.apply(&s.cfg, &s.world(), Some(2), &click);
+        assert_eq!((l.events, l.applied()), (1, 0), "2 is ahead of a gap at 1");
+        l.apply(&s.cfg, &s.world(), Some(1), &click);
+        assert_eq!((l.events, l.applied()), (2, 2));
+        l.apply(&s.cfg, &s.world(), Some(1), &click);
+        assert_eq!(l.events, 2);
+    }
+
+    #[test]
+    fn a_dislike_demotes_the_topic_and_forgets_the_article() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        l.apply(&s.cfg, &s.world(), Some(1), &s.event(1, "u", Action::Click, &[1], 0));
+        l.apply(&s.cfg, &s.world(), Some(2), &s.event(2, "u", Action::Dislike, &[1], 0));
+        let profile = l.profile("u").unwrap();
+        assert!(profile.recent.is_empty());
+        assert_eq!(profile.demotion(s.catalog.get(3).unwrap()), 0.5 * 0.7f64.powf(0.5));
+        assert_eq!(profile.demotion(&Article { channel_id: 9, ..article(4, "篮球") }), 1.0);
+    }
+
+    #[test]
+    fn the_checkpoint_round_trips() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        l.apply(&s.cfg, &s.world(), Some(1), &s.event(1, "u", Action::Exposure, &[1, 2, 3], 0));
+        l.apply(&s.cfg, &s.world(), Some(2), &s.event(2, "v", Action::Click, &[2], 5));
+        l.apply(&s.cfg, &s.world(), Some(3), &s.event(3, "v", Action::Click, &[3], 6));
+        let back = Learner::decode(&l.encode().unwrap()).unwrap();
+        assert_eq!(back, l);
+        assert!(Learner::decode(b"\xff\xff").is_err());
+    }
+}

@@ -416,3 +416,50 @@ impl Store for MemStore {
         Ok(())
     }
 }
+
+/// A shared store is a store: an engine and its owner (a test, a restart) can hold the same one.
+impl<S: Store> Store for Arc<S> {
+    fn load_articles(&self) -> Result<Vec<Article>, StoreError> {
+        (**self).load_articles()
+    }
+
+    fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError> {
+        (**self).upsert_articles(articles)
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get_meta(key)
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        (**self).put_meta(key, value)
+    }
+
+    fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
+        (**self).with_user(user, f)
+    }
+
+    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
+        (**self).append_batch(user, channel, batch)
+    }
+
+    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError> {
+        (**self).record_events(events)
+    }
+
+    fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError> {
+        (**self).scan_events(after, f)
+    }
+
+    fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {
+        (**self).counters(ids)
+    }
+
+    fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError> {
+        (**self).all_counters()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
+}
