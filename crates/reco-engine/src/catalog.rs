@@ -1,7 +1,7 @@
 //! The article catalog in memory: lookups by id, per-channel lists newest first, the channel
 //! list, the deterministic demo catalog, and JSON Lines import.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io::BufRead;
 
 use rand::seq::IndexedRandom;
@@ -63,7 +63,7 @@ impl Catalog {
             let a = &articles[i as usize];
             (std::cmp::Reverse(a.publish_time), std::cmp::Reverse(a.id))
         });
-        let mut fresh: HashMap<ChannelId, Vec<u32>> = HashMap::new();
+        let mut fresh: HashMap<ChannelId, Vec<u32>> = HashMap::default();
         for &i in &order {
             fresh.entry(articles[i as usize].channel_id).or_default().push(i);
         }

@@ -234,8 +234,8 @@ pub fn hot_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: usize
 }
 
 /// Tokens looked up per personal source, and postings walked per token.
-const QUERY_TOKENS: usize = 12;
-const POSTINGS_WALK: usize = 300;
+const QUERY_TOKENS: usize = 8;
+const POSTINGS_WALK: usize = 120;
 
 /// Articles sharing tokens (keywords, title bigrams) with the user's last five liked ones,
 /// weighted by rarity.
