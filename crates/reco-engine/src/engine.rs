@@ -294,7 +294,9 @@ impl<S: Store> Engine<S> {
                     now_ms,
                     config: &self.config.rank,
                     variant: &self.config.variants[usize::from(bucket)],
-                    seed: request_id,
+                    // The exploration draw is a function of the request: reproducible runs.
+                    seed: text::hash_str(b'x', &req.user_id)
+                        ^ text::mix(req.time_stamp as u64 ^ u64::from(req.channel_id as u32)),
                 };
                 Plan::Refresh(feed::rank(&input, &Exclusion::new(user, req.channel_id)))
             })?;
