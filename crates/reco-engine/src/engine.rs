@@ -609,11 +609,11 @@ impl<S: Store> Engine<S> {
         let score = feed::score_one(&input, article, sources);
         let world = self.world(&hot);
         let ctx = Context { now_ms, position: None, sources };
-        let prediction = learner.predict(&self.config.learn, &world, user_id, article, &ctx);
+        let prediction = learner.predict(&world, user_id, article, &ctx);
         let names = text::named_tokens(article);
         let token_text = |t| names.iter().find(|n| n.token == t).map(|n| n.text.clone());
         let mut contributions: Vec<(String, f64)> = learner
-            .contributions(&self.config.learn, &world, user_id, article, &ctx)
+            .contributions(&world, user_id, article, &ctx)
             .into_iter()
             .filter(|(_, w)| *w != 0.0)
             .map(|(f, w): (Feature, f64)| (f.describe(&token_text), w))

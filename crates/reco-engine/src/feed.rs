@@ -368,7 +368,7 @@ pub fn score_one(input: &RankInput<'_>, article: &Article, sources: Sources) -> 
         return base * demotion;
     }
     let ctx = Context { now_ms: input.now_ms, position: None, sources };
-    let p = input.learner.predict(input.learn, &input.world(), input.user, article, &ctx);
+    let p = input.learner.predict(&input.world(), input.user, article, &ctx);
     p.probability * p.demotion + 1e-3 * base
 }
 
@@ -383,7 +383,7 @@ pub fn score(input: &RankInput<'_>, candidates: Vec<Candidate>) -> Vec<Scored> {
 }
 
 /// Fills `article_num` slots: exploration slots (on average `explore_rate` of them, at random
-/// positions) take random exploration candidates; the others take the best-scored candidate
+/// positions after the first) take random exploration candidates; the others take the best-scored candidate
 /// that keeps the diversity rule.
 pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
     let n = input.article_num.min(scored.len());
@@ -392,43 +392,53 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
     let rate = input.variant.explore_rate;
     let mut explore_slots = (rate * n as f64 + rng.random::<f64>()).floor() as usize;
     let pool: Vec<usize> = (0..scored.len()).filter(|&i| scored[i].sources.contains(Sources::EXPLORE)).collect();
-    explore_slots = explore_slots.min(pool.len()).min(n);
+    // The top card is always the best-scored one: exploration takes slots 1.. only.
+    explore_slots = explore_slots.min(pool.len()).min(n.saturating_sub(1));
     let chosen: Vec<usize> =
         rand::seq::index::sample(&mut rng, pool.len(), explore_slots).into_iter().map(|i| pool[i]).collect();
-    let slots: Vec<usize> = rand::seq::index::sample(&mut rng, n, explore_slots).into_vec();
+    let slots: Vec<usize> =
+        rand::seq::index::sample(&mut rng, n.saturating_sub(1), explore_slots).into_iter().map(|i| i + 1).collect();
 
     let mut explore: Vec<Scored> = Vec::with_capacity(explore_slots);
     let mut rest: Vec<Scored> = Vec::with_capacity(scored.len());
     for (i, s) in scored.into_iter().enumerate() {
         if chosen.contains(&i) { explore.push(s) } else { rest.push(s) }
     }
-    let mut explore = explore.into_iter();
     let cap = n.div_ceil(3);
     let mut per_channel: FxHashMap<ChannelId, usize> = FxHashMap::default();
     let mut out: Vec<Scored> = Vec::with_capacity(n);
+    // Exploration slots reached but not filled yet (their candidates did not fit there).
+    let mut owed = 0;
     for slot in 0..n {
-        let next = if slots.contains(&slot) { explore.next() } else { None };
-        let next = next.or_else(|| {
-            let prev = out.last().and_then(|s| input.catalog.get(s.id));
-            let room = |a: &Article| {
-                input.channel != ALL_CHANNELS || per_channel.get(&a.channel_id).copied().unwrap_or(0) < cap
-            };
-            let apart = |a: &Article| {
-                prev.is_none_or(|p| {
-                    let same_topic = a.keywords.first().is_some_and(|k| p.keywords.first() == Some(k));
-                    !same_topic && (input.channel != ALL_CHANNELS || a.channel_id != p.channel_id)
-                })
-            };
-            let article = |s: &Scored| input.catalog.get(s.id);
+        owed += usize::from(slots.contains(&slot));
+        let prev = out.last().and_then(|s| input.catalog.get(s.id));
+        let room =
+            |a: &Article| input.channel != ALL_CHANNELS || per_channel.get(&a.channel_id).copied().unwrap_or(0) < cap;
+        let apart = |a: &Article| {
+            prev.is_none_or(|p| {
+                let same_topic = a.keywords.first().is_some_and(|k| p.keywords.first() == Some(k));
+                !same_topic && (input.channel != ALL_CHANNELS || a.channel_id != p.channel_id)
+            })
+        };
+        let article = |s: &Scored| input.catalog.get(s.id);
+        let fits = |s: &Scored| article(s).is_none_or(|a| room(a) && apart(a));
+        let explored = if owed > 0 { explore.iter().position(fits) } else { None };
+        let s = if let Some(i) = explored {
+            owed -= 1;
+            explore.remove(i)
+        } else {
             // The whole rule; else keep the channel cap and let neighbours repeat; else the best.
             let i = rest
                 .iter()
-                .position(|s| article(s).is_none_or(|a| room(a) && apart(a)))
+                .position(fits)
                 .or_else(|| rest.iter().position(|s| article(s).is_none_or(room)))
-                .or(if rest.is_empty() { None } else { Some(0) })?;
-            Some(rest.remove(i))
-        });
-        let Some(s) = next else { break };
+                .or(if rest.is_empty() { None } else { Some(0) });
+            match i {
+                Some(i) => rest.remove(i),
+                None if !explore.is_empty() => explore.remove(0),
+                None => break,
+            }
+        };
         if let Some(a) = input.catalog.get(s.id) {
             *per_channel.entry(a.channel_id).or_default() += 1;
         }

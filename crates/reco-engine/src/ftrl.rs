@@ -24,35 +24,38 @@ impl Default for FtrlConfig {
     }
 }
 
-/// Per feature: FTRL's `z` and `n` accumulators.
+/// Per feature: FTRL's `z` and `n` accumulators, and the weight they give (kept so that a
+/// prediction is one lookup per feature; it changes only on update).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ftrl {
-    slots: FxHashMap<u64, [f32; 2]>,
+    slots: FxHashMap<u64, [f32; 3]>,
     pub updates: u64,
 }
 
 impl Ftrl {
     /// The weight of one feature now.
-    pub fn weight(&self, cfg: &FtrlConfig, feature: u64) -> f64 {
-        self.slots.get(&feature).map_or(0.0, |&[z, n]| weight(cfg, f64::from(z), f64::from(n)))
+    /// The weight of one feature now (as of its last update: the model is trained with one
+    /// configuration).
+    pub fn weight(&self, feature: u64) -> f64 {
+        self.slots.get(&feature).map_or(0.0, |s| f64::from(s[2]))
     }
 
     /// The logit of a feature set.
-    pub fn logit(&self, cfg: &FtrlConfig, features: &[u64]) -> f64 {
-        features.iter().map(|f| self.weight(cfg, *f)).sum()
+    pub fn logit(&self, features: &[u64]) -> f64 {
+        features.iter().map(|f| self.weight(*f)).sum()
     }
 
     /// One gradient step towards `label` with importance `weight`.
     pub fn update(&mut self, cfg: &FtrlConfig, features: &[u64], label: bool, importance: f64) {
-        let p = sigmoid(self.logit(cfg, features));
+        let p = sigmoid(self.logit(features));
         let g = (p - f64::from(u8::from(label))) * importance;
         for &f in features {
             let slot = self.slots.entry(f).or_default();
             let (z, n) = (f64::from(slot[0]), f64::from(slot[1]));
             let w = weight(cfg, z, n);
             let sigma = ((n + g * g).sqrt() - n.sqrt()) / cfg.alpha;
-            slot[0] = (z + g - sigma * w) as f32;
-            slot[1] = (n + g * g) as f32;
+            let (z, n) = (z + g - sigma * w, n + g * g);
+            *slot = [z as f32, n as f32, weight(cfg, z, n) as f32];
         }
         self.updates += 1;
     }
@@ -91,9 +94,9 @@ mod tests {
             m.update(&cfg, &[0, 1], i % 5 != 0, 1.0);
             m.update(&cfg, &[0, 2], i % 5 == 0, 1.0);
         }
-        let (p1, p2) = (sigmoid(m.logit(&cfg, &[0, 1])), sigmoid(m.logit(&cfg, &[0, 2])));
+        let (p1, p2) = (sigmoid(m.logit(&[0, 1])), sigmoid(m.logit(&[0, 2])));
         assert!((p1 - 0.8).abs() < 0.05 && (p2 - 0.2).abs() < 0.05, "p1={p1} p2={p2}");
-        assert_eq!(m.weight(&cfg, 3), 0.0, "an unseen feature weighs nothing");
+        assert_eq!(m.weight(3), 0.0, "an unseen feature weighs nothing");
     }
 
     #[test]
@@ -101,11 +104,11 @@ mod tests {
         let cfg = FtrlConfig { l1: 1.0, ..FtrlConfig::default() };
         let mut m = Ftrl::default();
         m.update(&cfg, &[9], true, 1.0);
-        assert_eq!(m.weight(&cfg, 9), 0.0);
+        assert_eq!(m.weight(9), 0.0);
         for _ in 0..10 {
             m.update(&cfg, &[9], true, 1.0);
         }
-        assert!(m.weight(&cfg, 9) > 0.0, "repeated evidence overcomes l1");
+        assert!(m.weight(9) > 0.0, "repeated evidence overcomes l1");
     }
 
     #[test]
@@ -114,6 +117,6 @@ mod tests {
         let (mut a, mut b) = (Ftrl::default(), Ftrl::default());
         a.update(&cfg, &[1], true, 1.0);
         b.update(&cfg, &[1], true, 3.0);
-        assert!(b.weight(&cfg, 1) > a.weight(&cfg, 1));
+        assert!(b.weight(1) > a.weight(1));
     }
 }

@@ -82,8 +82,10 @@ impl Default for LearnConfig {
 pub struct Profile {
     /// Articles liked, oldest first.
     pub recent: VecDeque<ArticleId>,
-    /// Token affinities (keywords and title tokens), decayed, largest kept.
+    /// Token affinities (keywords and title tokens), decayed, largest kept; sorted by token.
     pub tokens: Vec<(Token, f32)>,
+    /// The sum of the token weights.
+    pub token_mass: f32,
     pub channels: Vec<(ChannelId, f32)>,
     /// Disliked topics: keyword tokens and channel tokens.
     pub dislikes: Vec<(Token, f32)>,
@@ -91,18 +93,17 @@ pub struct Profile {
 }
 
 impl Profile {
-    fn token_mass(&self) -> f32 {
-        self.tokens.iter().map(|(_, w)| w).sum()
-    }
-
-    /// The share of the user's token mass that `tokens` cover, in 0..=1.
+    /// The share of the user's token mass that `tokens` (distinct) cover, in 0..=1.
     pub fn similarity(&self, tokens: &[Token]) -> f32 {
-        let mass = self.token_mass();
-        if mass <= 0.0 {
+        if self.token_mass <= 0.0 {
             return 0.0;
         }
-        let hit: f32 = self.tokens.iter().filter(|(t, _)| tokens.contains(t)).map(|(_, w)| w).sum();
-        hit / mass
+        let hit: f32 = tokens
+            .iter()
+            .filter_map(|t| self.tokens.binary_search_by_key(t, |(k, _)| *k).ok())
+            .map(|i| self.tokens[i].1)
+            .sum();
+        (hit / self.token_mass).min(1.0)
     }
 
     /// The share of the user's channel mass in `channel`, in 0..=1.
@@ -385,17 +386,10 @@ impl Learner {
     }
 
     /// The model's view of `article` for `user` now.
-    pub fn predict(
-        &self,
-        cfg: &LearnConfig,
-        world: &World<'_>,
-        user: &str,
-        article: &Article,
-        ctx: &Context,
-    ) -> Prediction {
+    pub fn predict(&self, world: &World<'_>, user: &str, article: &Article, ctx: &Context) -> Prediction {
         let key = user_key(user);
         let mut logit = 0.0;
-        self.features(world, user, article, ctx, &mut |f| logit += self.model.weight(&cfg.ftrl, f.hash(key)));
+        self.features(world, user, article, ctx, &mut |f| logit += self.model.weight(f.hash(key)));
         let demotion = self.profiles.get(user).map_or(1.0, |p| p.demotion(article));
         Prediction { logit, probability: sigmoid(logit), demotion }
     }
@@ -403,7 +397,6 @@ impl Learner {
     /// Each feature with its weight now.
     pub fn contributions(
         &self,
-        cfg: &LearnConfig,
         world: &World<'_>,
         user: &str,
         article: &Article,
@@ -411,7 +404,7 @@ impl Learner {
     ) -> Vec<(Feature, f64)> {
         let key = user_key(user);
         let mut out = Vec::new();
-        self.features(world, user, article, ctx, &mut |f| out.push((f, self.model.weight(&cfg.ftrl, f.hash(key)))));
+        self.features(world, user, article, ctx, &mut |f| out.push((f, self.model.weight(f.hash(key)))));
         out
     }
 
@@ -512,6 +505,8 @@ impl Learner {
         for &t in tokens {
             bump(&mut profile.tokens, t, world.text.idf(t).max(0.1), cfg.profile_tokens);
         }
+        profile.tokens.sort_unstable_by_key(|(t, _)| *t);
+        profile.token_mass = profile.tokens.iter().map(|(_, w)| w).sum();
         bump(&mut profile.channels, article.channel_id, 1.0, 32);
         let recent: Vec<ArticleId> = profile.recent.iter().rev().take(10).copied().collect();
         profile.recent.push_back(article.id);
@@ -636,7 +631,7 @@ mod tests {
         assert_eq!(l.negatives, 0);
         l.advance(&s.cfg, s.cfg.negative_window_ms);
         assert_eq!((l.pending(), l.negatives), (0, 1));
-        let p = |id| l.predict(&s.cfg, &s.world(), "u", s.catalog.get(id).unwrap(), &Context::default()).logit;
+        let p = |id| l.predict(&s.world(), "u", s.catalog.get(id).unwrap(), &Context::default()).logit;
         assert!(p(1) > 0.0 && p(2) < 0.0 && p(3) > 0.0, "clicked up, skipped down, same topic up");
     }
 
