@@ -50,8 +50,8 @@ impl Default for RankConfig {
         Self {
             freshness_half_life_ms: 3.0 * 24.0 * 3_600_000.0,
             popularity_weight: 0.5,
-            candidate_factor: 3,
-            min_candidates: 30,
+            candidate_factor: 2,
+            min_candidates: 20,
             popularity: PopularityConfig::default(),
             explore_max_exposures: 20,
             scan_limit: 2_000,
@@ -313,8 +313,8 @@ fn by_postings(
 ) -> Vec<Candidate> {
     let mut acc: FxHashMap<ArticleId, f32> = FxHashMap::default();
     for &(t, w) in query {
-        for &id in input.text.postings(t).iter().take(POSTINGS_WALK) {
-            if ex.excludes(id) || skip(id) || !input.catalog.get(id).is_some_and(|a| input.in_channel(a)) {
+        for &(id, channel) in input.text.postings(t).iter().take(POSTINGS_WALK) {
+            if (input.channel != ALL_CHANNELS && channel != input.channel) || ex.excludes(id) || skip(id) {
                 continue;
             }
             *acc.entry(id).or_default() += w;

@@ -9,7 +9,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::catalog::Catalog;
-use crate::model::{Article, ArticleId};
+use crate::model::{Article, ArticleId, ChannelId};
 
 /// A hashed token.
 pub type Token = u64;
@@ -104,20 +104,21 @@ pub fn tokens(article: &Article) -> Vec<Token> {
 }
 
 /// Per article its tokens (keywords first, then title tokens by rarity), and per token the
-/// articles that have it, newest first.
+/// articles that have it, newest first, with their channels (so a channel feed filters
+/// postings without a catalog lookup).
 #[derive(Debug, Default)]
 pub struct TextIndex {
     by_article: FxHashMap<ArticleId, Box<[Token]>>,
-    postings: FxHashMap<Token, Vec<ArticleId>>,
+    postings: FxHashMap<Token, Vec<(ArticleId, ChannelId)>>,
     articles: usize,
 }
 
 /// Title tokens kept per article beyond its keywords (the rarest ones).
-const TITLE_TOKENS: usize = 8;
+const TITLE_TOKENS: usize = 4;
 
 impl TextIndex {
     pub fn new(catalog: &Catalog) -> Self {
-        let mut all: Vec<(ArticleId, Vec<NamedToken>)> = Vec::with_capacity(catalog.len());
+        let mut all: Vec<(ArticleId, ChannelId, Vec<NamedToken>)> = Vec::with_capacity(catalog.len());
         let mut df: FxHashMap<Token, u32> = FxHashMap::default();
         // newest_first(ALL) visits every article once, newest first: postings come out sorted.
         for a in catalog.newest_first(crate::model::ALL_CHANNELS) {
@@ -125,16 +126,16 @@ impl TextIndex {
             for t in &toks {
                 *df.entry(t.token).or_default() += 1;
             }
-            all.push((a.id, toks));
+            all.push((a.id, a.channel_id, toks));
         }
         let mut index = TextIndex { articles: all.len(), ..TextIndex::default() };
-        for (id, toks) in all {
+        for (id, channel, toks) in all {
             let (keywords, mut title): (Vec<NamedToken>, Vec<NamedToken>) = toks.into_iter().partition(|t| t.keyword);
             title.sort_by_key(|t| (df[&t.token], t.token));
             title.truncate(TITLE_TOKENS);
             let kept: Box<[Token]> = keywords.iter().chain(&title).map(|t| t.token).collect();
             for &t in kept.iter() {
-                index.postings.entry(t).or_default().push(id);
+                index.postings.entry(t).or_default().push((id, channel));
             }
             index.by_article.insert(id, kept);
         }
@@ -146,8 +147,8 @@ impl TextIndex {
         self.by_article.get(&id).map_or(&[], |t| t)
     }
 
-    /// Articles that have `token`, newest first.
-    pub fn postings(&self, token: Token) -> &[ArticleId] {
+    /// Articles that have `token` and their channels, newest first.
+    pub fn postings(&self, token: Token) -> &[(ArticleId, ChannelId)] {
         self.postings.get(&token).map_or(&[], Vec::as_slice)
     }
 
@@ -198,7 +199,7 @@ mod tests {
             article(3, "篮球比赛", &["篮球"]),
         ]);
         let index = TextIndex::new(&catalog);
-        assert_eq!(index.postings(keyword_token("足球")), [2, 1]);
+        assert_eq!(index.postings(keyword_token("足球")), [(2, 1), (1, 1)]);
         assert!(index.idf(keyword_token("篮球")) > index.idf(keyword_token("足球")));
         assert_eq!(index.idf(keyword_token("网球")), 0.0);
         assert_eq!(index.tokens(3)[0], keyword_token("篮球"), "keywords come first");
