@@ -95,7 +95,8 @@ impl fmt::Display for Report {
 /// [`Feedback::History`]. Each impression's candidates missing from `news` are dropped;
 /// an impression with none left, or without both a click and a non-click, is skipped
 /// (its feedback is still given); the others are scored by every scorer. Then every
-/// candidate is fed back as an exposure, and each clicked one as a click.
+/// candidate is fed back as an exposure, and each clicked one as a click, with its index in
+/// the impression line as position.
 pub fn replay(
     impressions: &[Impression],
     news: &NewsIndex,
@@ -110,10 +111,11 @@ pub fn replay(
     let mut seen_users = FxHashSet::default();
     let mut ids: Vec<NewsId> = Vec::new();
     let mut labels: Vec<bool> = Vec::new();
+    let mut positions: Vec<Option<u32>> = Vec::new();
 
     for imp in order {
-        let feed = |scorers: &mut [Box<dyn Scorer>], news: &NewsId, kind| {
-            let event = Event { user: &imp.user, news, time_ms: imp.time_ms, kind };
+        let feed = |scorers: &mut [Box<dyn Scorer>], news: &NewsId, kind, position| {
+            let event = Event { user: &imp.user, news, time_ms: imp.time_ms, kind, position };
             scorers.iter_mut().for_each(|s| s.observe(&event));
         };
 
@@ -122,7 +124,7 @@ pub fn replay(
             counts.users_without_history += usize::from(imp.history.is_empty());
             for id in &imp.history {
                 if news.contains(id.as_str()) {
-                    feed(scorers, id, Feedback::History);
+                    feed(scorers, id, Feedback::History, None);
                 } else {
                     counts.unknown_history += 1;
                 }
@@ -131,10 +133,12 @@ pub fn replay(
 
         ids.clear();
         labels.clear();
-        for c in &imp.candidates {
+        positions.clear();
+        for (position, c) in imp.candidates.iter().enumerate() {
             if news.contains(c.news.as_str()) {
                 ids.push(c.news.clone());
                 labels.push(c.clicked);
+                positions.push(u32::try_from(position).ok());
             } else {
                 counts.unknown_candidates += 1;
             }
@@ -170,10 +174,10 @@ pub fn replay(
             }
         }
 
-        for (id, &clicked) in ids.iter().zip(&labels) {
-            feed(scorers, id, Feedback::Exposure);
+        for ((id, &clicked), &position) in ids.iter().zip(&labels).zip(&positions) {
+            feed(scorers, id, Feedback::Exposure, position);
             if clicked {
-                feed(scorers, id, Feedback::Click);
+                feed(scorers, id, Feedback::Click, position);
             }
         }
     }
@@ -218,7 +222,8 @@ mod tests {
         }
 
         fn observe(&mut self, e: &Event<'_>) {
-            let call = format!("{:?} {} {}", e.kind, e.user, e.news);
+            let position = e.position.map_or(String::new(), |p| format!(" @{p}"));
+            let call = format!("{:?} {} {}{position}", e.kind, e.user, e.news);
             self.0.borrow_mut().push(call);
         }
     }
@@ -236,16 +241,16 @@ mod tests {
             *log.borrow(),
             [
                 "score U2 1573804800000 N1,N2",
-                "Exposure U2 N1",
-                "Exposure U2 N2",
-                "Click U2 N2",
+                "Exposure U2 N1 @0",
+                "Exposure U2 N2 @2",
+                "Click U2 N2 @2",
                 "History U1 N1",
                 "score U1 1573808400000 N2,N3",
-                "Exposure U1 N2",
-                "Click U1 N2",
-                "Exposure U1 N3",
-                "Exposure U1 N3",
-                "Exposure U1 N2",
+                "Exposure U1 N2 @0",
+                "Click U1 N2 @0",
+                "Exposure U1 N3 @1",
+                "Exposure U1 N3 @0",
+                "Exposure U1 N2 @1",
             ]
         );
         // All-zero scores tie: MIND's order puts the later candidate first, so the click

@@ -27,6 +27,8 @@ pub struct Event<'a> {
     pub news: &'a NewsId,
     pub time_ms: i64,
     pub kind: Feedback,
+    /// The candidate's 0-based index in its impression line (`None` for history clicks).
+    pub position: Option<u32>,
 }
 
 /// A model under evaluation. A replay calls [`Scorer::score`] for an impression, then
@@ -172,7 +174,7 @@ mod tests {
     use super::*;
 
     fn event<'a>(news: &'a NewsId, time_ms: i64, kind: Feedback) -> Event<'a> {
-        Event { user: "U1", news, time_ms, kind }
+        Event { user: "U1", news, time_ms, kind, position: None }
     }
 
     #[test]

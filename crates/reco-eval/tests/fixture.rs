@@ -1,8 +1,9 @@
 //! The synthetic fixture, end to end: generate, write, read, replay with the baselines.
 
+use reco_engine::EngineConfig;
 use reco_eval::fixture::{FixtureConfig, generate};
 use reco_eval::mind::{count_by_kind, read_behaviors, read_news};
-use reco_eval::{NewsIndex, Popularity, Random, RecentCtr, Report, Scorer, replay};
+use reco_eval::{NewsIndex, Popularity, Random, RecentCtr, RecoScorer, Report, Scorer, map_news, replay};
 
 fn baselines() -> Vec<Box<dyn Scorer>> {
     vec![Box::new(Random::new(7)), Box::new(Popularity::default()), Box::new(RecentCtr::default())]
@@ -106,4 +107,22 @@ fn the_report_prints_one_line_per_scorer() {
         })
         .collect();
     assert_eq!(names, ["scorer=random", "scorer=popularity", "scorer=recent_ctr"]);
+}
+
+#[test]
+fn the_engine_beats_the_baselines_on_the_fixture() {
+    let fixture = generate(&FixtureConfig::default());
+    let news = reco_eval::mind::parse_news(&fixture.news_tsv).records;
+    let behaviors = reco_eval::mind::parse_behaviors(&fixture.behaviors_tsv).records;
+    let reco = RecoScorer::new(map_news(&news, &behaviors), EngineConfig::default()).unwrap();
+    let mut scorers = baselines();
+    scorers.insert(0, Box::new(reco));
+    let report = replay(&behaviors, &NewsIndex::new(news), &mut scorers).unwrap();
+    println!("{report}");
+    let metric = |name: &str| report.scorer(name).unwrap().metrics;
+    let (reco, popularity, recent_ctr) = (metric("reco"), metric("popularity"), metric("recent_ctr"));
+    assert_eq!(reco.impressions, FixtureConfig::default().impressions);
+    assert!(reco.auc() > popularity.auc() + 0.05, "{report}");
+    assert!(reco.auc() > recent_ctr.auc() + 0.1, "{report}");
+    assert!(reco.mrr() > popularity.mrr() && reco.ndcg10() > popularity.ndcg10(), "{report}");
 }

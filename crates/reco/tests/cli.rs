@@ -87,7 +87,7 @@ fn ids(r: &ArticleResponse) -> Vec<i64> {
 }
 
 fn ev(param: &str, read_ms: i64) -> TrackEvent {
-    TrackEvent { param: param.into(), action_time: 0, read_duration_ms: read_ms }
+    TrackEvent { param: param.into(), action_time: 0, read_duration_ms: read_ms, dislike: false }
 }
 
 async fn report(server: &Server, events: Vec<TrackEvent>) -> Vec<Verdict> {

@@ -1,0 +1,143 @@
+//! `reco eval` and `reco eval-fixture`: offline evaluation on MIND-format logs.
+//!
+//! stdout is key=value lines: what was read and skipped, then one line per scorer (the last
+//! lines). The skipped lines themselves and the wall time go to stderr.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use reco_engine::EngineConfig;
+use reco_eval::fixture::{FixtureConfig, generate};
+use reco_eval::mind::{Parsed, Skip, count_by_kind, read_behaviors, read_news};
+use reco_eval::{NewsIndex, Popularity, Random, RecentCtr, RecoScorer, Scorer, map_news, replay};
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// MIND's behaviors.tsv: impression id, user, time, history, candidates (`N1-1 N2-0`).
+    #[arg(long)]
+    behaviors: PathBuf,
+    /// MIND's news.tsv: id, category, subcategory, title, abstract, ...
+    #[arg(long)]
+    news: PathBuf,
+    /// Seed of the random baseline.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+pub struct FixtureArgs {
+    /// Directory to write news.tsv and behaviors.tsv into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = FixtureConfig::default().seed)]
+    seed: u64,
+    #[arg(long, default_value_t = FixtureConfig::default().news)]
+    news: usize,
+    #[arg(long, default_value_t = FixtureConfig::default().users)]
+    users: usize,
+    /// Well-formed impressions with a click and a non-click (a few odd ones are added).
+    #[arg(long, default_value_t = FixtureConfig::default().impressions)]
+    impressions: usize,
+    /// Candidates per impression.
+    #[arg(long, default_value_t = FixtureConfig::default().candidates)]
+    candidates: usize,
+}
+
+/// Skipped lines shown on stderr per file; the rest are only counted.
+const SHOWN_SKIPS: usize = 20;
+
+pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let news = read_news(&args.news)?;
+    let behaviors = read_behaviors(&args.behaviors)?;
+    report_skips(&args.news, &news.skipped);
+    report_skips(&args.behaviors, &behaviors.skipped);
+    println!("{}", parsed_line("news", &news));
+    println!("{}", parsed_line("behaviors", &behaviors));
+
+    let map = map_news(&news.records, &behaviors.records);
+    println!("catalog articles={} channels={} hashed_ids={}", map.articles.len(), map.categories.len(), map.hashed);
+    let index = NewsIndex::new(news.records);
+    let reco = RecoScorer::new(map, EngineConfig::default()).context("cannot build the engine's catalog")?;
+    let mut scorers: Vec<Box<dyn Scorer>> = vec![
+        Box::new(reco),
+        Box::new(Random::new(args.seed)),
+        Box::new(Popularity::default()),
+        Box::new(RecentCtr::default()),
+    ];
+    let loaded = started.elapsed();
+    let report = replay(&behaviors.records, &index, &mut scorers)?;
+    let mut unscored = report.skipped.clone();
+    unscored.sort_by_key(|s| s.line);
+    report_skips(&args.behaviors, &unscored);
+    println!("replay {}", report.counts);
+    eprintln!(
+        "read in {:.2} s, replayed {} impressions through {} scorers in {:.2} s",
+        loaded.as_secs_f64(),
+        report.counts.impressions,
+        scorers.len(),
+        (started.elapsed() - loaded).as_secs_f64()
+    );
+    if report.counts.scored == 0 {
+        bail!(
+            "no impression could be scored: {} and {} hold no impression with a known clicked and a known \
+             unclicked candidate",
+            args.behaviors.display(),
+            args.news.display()
+        );
+    }
+    print!("{report}");
+    Ok(())
+}
+
+/// `<what> records=<n> skipped=<n> skipped_<kind>=<n>...`
+fn parsed_line<T>(what: &str, parsed: &Parsed<T>) -> String {
+    let mut line = format!("{what} records={} skipped={}", parsed.records.len(), parsed.skipped.len());
+    for (kind, n) in count_by_kind(&parsed.skipped) {
+        let _ = write!(line, " skipped_{kind}={n}");
+    }
+    line
+}
+
+fn report_skips(file: &Path, skips: &[Skip]) {
+    for skip in skips.iter().take(SHOWN_SKIPS) {
+        eprintln!("{}: {skip}: skipped", file.display());
+    }
+    if skips.len() > SHOWN_SKIPS {
+        eprintln!("{}: and {} more skipped", file.display(), skips.len() - SHOWN_SKIPS);
+    }
+}
+
+pub fn write_fixture(args: &FixtureArgs) -> anyhow::Result<()> {
+    let config = FixtureConfig {
+        seed: args.seed,
+        news: args.news,
+        users: args.users,
+        impressions: args.impressions,
+        candidates: args.candidates,
+    };
+    let fixture = generate(&config);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    fixture.write_to(&args.out)?;
+    let i = &fixture.injected;
+    println!(
+        "wrote {} and {}: impressions={} users={} users_without_history={} unknown_candidates={} \
+         unknown_history={} no_positive={} no_negative={} no_known_candidates={} bad_news_lines={} \
+         bad_behaviors_lines={}",
+        args.out.join("news.tsv").display(),
+        args.out.join("behaviors.tsv").display(),
+        i.impressions,
+        i.users,
+        i.users_without_history,
+        i.unknown_candidates,
+        i.unknown_history,
+        i.no_positive,
+        i.no_negative,
+        i.no_known_candidates,
+        i.news_too_few_fields + i.news_empty_id + i.news_duplicate,
+        i.behaviors_too_few_fields + i.behaviors_bad_impression_id + i.behaviors_bad_time + i.behaviors_bad_candidate,
+    );
+    Ok(())
+}

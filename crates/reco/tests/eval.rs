@@ -1,0 +1,213 @@
+//! `reco eval` and `reco eval-fixture` as a user (or CI) runs them, on the generated fixture.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use reco_eval::fixture::{FixtureConfig, generate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_reco");
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    Command::new(BIN).args(args).current_dir(dir).env("RECO_LOG", "warn").output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "{}\n{}", String::from_utf8_lossy(&output.stdout), stderr(output));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `key=value` pairs of the line starting with `prefix ` (the prefix word left out).
+fn fields(text: &str, prefix: &str) -> BTreeMap<String, String> {
+    let line =
+        text.lines().find(|l| l.starts_with(&format!("{prefix} "))).unwrap_or_else(|| panic!("{prefix}: {text}"));
+    line.split(' ')
+        .skip(1)
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv:?} in {line:?}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_string())).collect()
+}
+
+/// One `scorer=` line: name and the four metrics.
+#[derive(Debug)]
+struct ScorerLine {
+    name: String,
+    impressions: usize,
+    auc: f64,
+    mrr: f64,
+    ndcg5: f64,
+    ndcg10: f64,
+}
+
+fn scorer_line(line: &str) -> ScorerLine {
+    let pairs: Vec<(&str, &str)> = line.split(' ').map(|kv| kv.split_once('=').unwrap()).collect();
+    let keys: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    assert_eq!(keys, ["scorer", "impressions", "auc", "mrr", "ndcg5", "ndcg10"], "{line}");
+    for (_, value) in &pairs[2..] {
+        let decimals = value.split_once('.').map(|(_, d)| d.len());
+        assert_eq!(decimals, Some(4), "{line}");
+    }
+    let metric = |i: usize| -> f64 {
+        let x: f64 = pairs[i].1.parse().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{line}");
+        x
+    };
+    ScorerLine {
+        name: pairs[0].1.to_owned(),
+        impressions: pairs[1].1.parse().unwrap(),
+        auc: metric(2),
+        mrr: metric(3),
+        ndcg5: metric(4),
+        ndcg10: metric(5),
+    }
+}
+
+#[test]
+fn eval_fixture_writes_the_generators_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("data");
+    let printed = stdout(&run(&["eval-fixture", "--out", out.to_str().unwrap()], dir.path()));
+    let fixture = generate(&FixtureConfig::default());
+    assert_eq!(std::fs::read_to_string(out.join("news.tsv")).unwrap(), fixture.news_tsv);
+    assert_eq!(std::fs::read_to_string(out.join("behaviors.tsv")).unwrap(), fixture.behaviors_tsv);
+    assert!(printed.contains(&format!("impressions={} ", fixture.injected.impressions)), "{printed}");
+
+    let other = run(&["eval-fixture", "--out", "small", "--seed", "7", "--impressions", "50"], dir.path());
+    stdout(&other);
+    let config = FixtureConfig { seed: 7, impressions: 50, ..FixtureConfig::default() };
+    let behaviors = std::fs::read_to_string(dir.path().join("small/behaviors.tsv")).unwrap();
+    assert_eq!(behaviors, generate(&config).behaviors_tsv);
+}
+
+#[test]
+fn eval_on_the_fixture_reports_skips_and_beats_popularity() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = FixtureConfig::default();
+    let fixture = generate(&config);
+    fixture.write_to(dir.path()).unwrap();
+    let output = run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv", "--seed", "7"], dir.path());
+    let text = stdout(&output);
+    eprintln!("{text}{}", stderr(&output));
+    let i = &fixture.injected;
+
+    let news_skips = i.news_too_few_fields + i.news_empty_id + i.news_duplicate;
+    let expected = expect(&[
+        ("records", config.news),
+        ("skipped", news_skips),
+        ("skipped_duplicate_news", i.news_duplicate),
+        ("skipped_empty_news_id", i.news_empty_id),
+        ("skipped_too_few_fields", i.news_too_few_fields),
+    ]);
+    assert_eq!(fields(&text, "news"), expected);
+
+    let bad_lines =
+        i.behaviors_too_few_fields + i.behaviors_bad_impression_id + i.behaviors_bad_time + i.behaviors_bad_candidate;
+    let expected = expect(&[
+        ("records", i.impressions),
+        ("skipped", bad_lines),
+        ("skipped_bad_candidate", i.behaviors_bad_candidate),
+        ("skipped_bad_impression_id", i.behaviors_bad_impression_id),
+        ("skipped_bad_time", i.behaviors_bad_time),
+        ("skipped_too_few_fields", i.behaviors_too_few_fields),
+    ]);
+    assert_eq!(fields(&text, "behaviors"), expected);
+
+    // The fixture's news ids are N1..: all numeric, none hashed; eight categories.
+    assert_eq!(fields(&text, "catalog"), expect(&[("articles", config.news), ("channels", 8), ("hashed_ids", 0)]));
+
+    let expected = expect(&[
+        ("impressions", i.impressions),
+        ("scored", config.impressions),
+        ("users", i.users),
+        ("users_without_history", i.users_without_history),
+        ("unknown_candidates", i.unknown_candidates),
+        ("unknown_history", i.unknown_history),
+        ("skipped_no_known_candidates", i.no_known_candidates),
+        ("skipped_no_negative", i.no_negative),
+        ("skipped_no_positive", i.no_positive),
+    ]);
+    assert_eq!(fields(&text, "replay"), expected);
+    for n in [i.no_known_candidates, i.no_negative, i.no_positive, i.unknown_candidates, i.unknown_history, bad_lines] {
+        assert!(n > 0, "the fixture injects every kind of mess");
+    }
+    // Each skipped line is named on stderr.
+    let err = stderr(&output);
+    assert!(err.contains("news.tsv: line ") && err.contains(": duplicate news id N1: skipped"), "{err}");
+    assert!(err.contains("behaviors.tsv: line ") && err.contains(": no clicked candidate: skipped"), "{err}");
+
+    // The last lines are exactly the scorer lines, the full engine first.
+    let lines: Vec<&str> = text.lines().collect();
+    let scorers: Vec<ScorerLine> = lines[lines.len() - 4..].iter().map(|l| scorer_line(l)).collect();
+    let names: Vec<&str> = scorers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["reco", "random", "popularity", "recent_ctr"]);
+    assert!(!lines[lines.len() - 5].starts_with("scorer="));
+    assert!(scorers.iter().all(|s| s.impressions == config.impressions), "{scorers:?}");
+
+    let [reco, random, popularity, recent_ctr] = &scorers[..] else { unreachable!() };
+    println!(
+        "reco auc {:.4} vs popularity {:.4}: +{:.4}; vs recent_ctr {:.4}: +{:.4}; random {:.4}",
+        reco.auc,
+        popularity.auc,
+        reco.auc - popularity.auc,
+        recent_ctr.auc,
+        reco.auc - recent_ctr.auc,
+        random.auc
+    );
+    assert!((random.auc - 0.5).abs() < 0.03, "{text}");
+    assert!(reco.auc > popularity.auc + 0.02, "{text}");
+    assert!(reco.auc > recent_ctr.auc + 0.02, "{text}");
+    assert!(reco.mrr > popularity.mrr && reco.ndcg5 > popularity.ndcg5 && reco.ndcg10 > popularity.ndcg10, "{text}");
+
+    // The same run again prints the same figures: everything is seeded.
+    let again =
+        stdout(&run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv", "--seed", "7"], dir.path()));
+    assert_eq!(again, text);
+}
+
+#[test]
+fn unreadable_files_fail_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&FixtureConfig { impressions: 20, ..FixtureConfig::default() }).write_to(dir.path()).unwrap();
+    let output = run(&["eval", "--behaviors", "behaviors.tsv", "--news", "missing.tsv"], dir.path());
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("cannot read missing.tsv: No such file"), "{err}");
+    assert!(output.stdout.is_empty());
+
+    // A directory is not a file either.
+    let output = run(&["eval", "--behaviors", ".", "--news", "news.tsv"], dir.path());
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("cannot read .: "), "{}", stderr(&output));
+}
+
+#[test]
+fn logs_with_nothing_to_score_are_reported_not_crashed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("news.tsv"), "N1\tnews\tnewsus\tA title\nnot a news line\n").unwrap();
+    // Only unknown candidates, a history id that is unknown too, an empty history, junk.
+    std::fs::write(
+        dir.path().join("behaviors.tsv"),
+        "1\tU1\t11/15/2019 8:55:22 AM\tN7\tN8-1 N9-0\n2\tU2\t11/15/2019 9:00:00 AM\t\tN1-1\n\u{0}\u{1}junk\n",
+    )
+    .unwrap();
+    let output = run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv"], dir.path());
+    assert!(!output.status.success());
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
+    assert_eq!(fields(&text, "news")["skipped_too_few_fields"], "1");
+    let replay = fields(&text, "replay");
+    assert_eq!((replay["scored"].as_str(), replay["unknown_history"].as_str()), ("0", "1"));
+    assert_eq!(replay["skipped_no_known_candidates"], "1");
+    assert_eq!(replay["skipped_no_negative"], "1");
+    assert!(!text.contains("scorer="), "{text}");
+    assert!(stderr(&output).contains("no impression could be scored"), "{}", stderr(&output));
+}
