@@ -700,6 +700,13 @@ impl<S: Store> Engine<S> {
     /// the user's profile but trains no model weight.
     pub fn observe(&self, obs: &Observation<'_>) {
         let Some(article) = self.catalog.get(obs.article) else { return };
+        if !obs.prior && obs.action.is_positive() {
+            // As a reported event moves the counters: popularity offline is popularity online.
+            let mut hot = write(&self.hot);
+            let add = self.config.rank.popularity.event_log2(obs.action, obs.time_ms, obs.read_ms);
+            let now = hot.popularity_log2(article.id);
+            hot.set(article.id, article.channel_id, crate::popularity::log2_add(now, add));
+        }
         let hot = read(&self.hot);
         let world = self.world(&hot);
         let mut learner = write(&self.learner);
