@@ -1,8 +1,10 @@
 //! Protocol <-> engine conversions, kept at the edge.
 
+use reco_engine::model::Action;
 use reco_engine::params::{ParamError, TrackParam};
+use reco_engine::stats::Counts;
 use reco_engine::store::StoreError;
-use reco_engine::{ArticleStats, EngineError, FeedResponse, Verdict};
+use reco_engine::{ArticleStats, EngineError, Explanation, FeedResponse, ReportedEvent, StatsReport, Verdict};
 use reco_proto::{seed, v1};
 use tonic::Status;
 
@@ -12,6 +14,7 @@ pub fn status(e: EngineError) -> Status {
     match e {
         EngineError::InvalidArgument(msg) => Status::invalid_argument(msg),
         EngineError::TooMany(msg) => Status::resource_exhausted(msg),
+        EngineError::NotFound(msg) => Status::not_found(msg),
         EngineError::Store(e) => match e {
             StoreError::Backend(_) => Status::unavailable(e.to_string()),
             StoreError::Corrupt(_) => Status::data_loss(e.to_string()),
@@ -45,6 +48,15 @@ pub fn article(a: &reco_engine::model::Article) -> v1::ArticleInfo {
         keywords: a.keywords.clone(),
         summary: a.summary.clone(),
         cover: a.cover.clone(),
+    }
+}
+
+pub fn event(e: v1::TrackEvent) -> ReportedEvent {
+    ReportedEvent {
+        param: e.param,
+        action_time: e.action_time,
+        read_duration_ms: e.read_duration_ms,
+        dislike: e.dislike,
     }
 }
 
@@ -82,5 +94,102 @@ pub fn param_check(raw: &str, checked: Result<TrackParam, ParamError>) -> v1::Pa
     match checked {
         Ok(_) => v1::ParamCheck { valid: true, reason: String::new(), payload_json },
         Err(e) => v1::ParamCheck { valid: false, reason: e.to_string(), payload_json },
+    }
+}
+
+/// The default window of `Stats`: the last day before `to_ms`.
+pub const STATS_DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// A `Stats` request's window, resolved: `[from_ms, to_ms)` with `to_ms = 0` meaning `now_ms`
+/// and `from_ms = 0` the day before `to_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatsWindow {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl StatsWindow {
+    pub fn resolve(r: &v1::StatsRequest, now_ms: i64) -> Result<Self, Status> {
+        for (field, value) in [("from_ms", r.from_ms), ("to_ms", r.to_ms)] {
+            if value < 0 {
+                return Err(Status::invalid_argument(format!(
+                    "{field} must be Unix milliseconds >= 0 (0 = the default), got {value}"
+                )));
+            }
+        }
+        let to_ms = if r.to_ms == 0 { now_ms } else { r.to_ms };
+        let from_ms = if r.from_ms == 0 { (to_ms - STATS_DEFAULT_WINDOW_MS).max(0) } else { r.from_ms };
+        if from_ms >= to_ms {
+            return Err(Status::invalid_argument(format!(
+                "from_ms must be before to_ms, got the window [{from_ms}, {to_ms})"
+            )));
+        }
+        Ok(Self { from_ms, to_ms })
+    }
+}
+
+pub fn stats_report(r: StatsReport) -> v1::StatsResponse {
+    let rows = |rows: Vec<(String, Counts)>| rows.into_iter().map(|(key, c)| stats_row(key, &c)).collect();
+    v1::StatsResponse {
+        from_ms: r.from_ms,
+        to_ms: r.to_ms,
+        by_bucket: rows(r.by_bucket),
+        by_source: rows(r.by_source),
+        by_channel: rows(r.by_channel),
+    }
+}
+
+fn stats_row(key: String, c: &Counts) -> v1::StatsRow {
+    v1::StatsRow {
+        key,
+        exposures: c.get(Action::Exposure),
+        clicks: c.get(Action::Click),
+        collects: c.get(Action::Collect),
+        shares: c.get(Action::Share),
+        reads: c.get(Action::Read),
+        dislikes: c.get(Action::Dislike),
+        ctr: c.ctr(),
+    }
+}
+
+pub fn explanation(user_id: String, article_id: i64, e: Explanation) -> v1::ExplainResponse {
+    v1::ExplainResponse {
+        user_id,
+        article_id,
+        bucket: u32::from(e.bucket),
+        variant: e.variant,
+        ranker: e.ranker,
+        sources: e.sources.label(),
+        served_sources: e.served_sources.map(|s| s.label()).unwrap_or_default(),
+        score: e.score,
+        probability: e.probability,
+        demotion: e.demotion,
+        hidden: e.hidden,
+        contributions: e
+            .contributions
+            .into_iter()
+            .map(|(feature, weight)| v1::Contribution { feature, weight })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(from_ms: i64, to_ms: i64) -> Result<StatsWindow, Status> {
+        StatsWindow::resolve(&v1::StatsRequest { from_ms, to_ms }, 100 * STATS_DEFAULT_WINDOW_MS)
+    }
+
+    #[test]
+    fn stats_windows_default_to_the_last_day() {
+        let now = 100 * STATS_DEFAULT_WINDOW_MS;
+        assert_eq!(window(0, 0).unwrap(), StatsWindow { from_ms: now - STATS_DEFAULT_WINDOW_MS, to_ms: now });
+        assert_eq!(window(5, 0).unwrap(), StatsWindow { from_ms: 5, to_ms: now });
+        assert_eq!(window(0, 1_000).unwrap(), StatsWindow { from_ms: 0, to_ms: 1_000 }, "never before 0");
+        assert_eq!(window(7, 9).unwrap(), StatsWindow { from_ms: 7, to_ms: 9 });
+        for (from, to) in [(-1, 0), (0, -1), (9, 9), (10, 9), (now + 1, 0)] {
+            assert_eq!(window(from, to).unwrap_err().code(), tonic::Code::InvalidArgument, "[{from}, {to})");
+        }
     }
 }

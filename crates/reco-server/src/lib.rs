@@ -1,8 +1,8 @@
 //! The reco server: tonic services over the engine, gRPC and gRPC-Web on one port.
 //!
 //! This is the only crate that knows tonic. It composes the services with health, reflection,
-//! gRPC-Web, CORS and the feed page, opens the store and the engine, and shuts down gracefully,
-//! flushing the store.
+//! gRPC-Web, CORS and the feed page, opens the store and the engine, checkpoints the engine's
+//! learner now and then, and shuts down gracefully: a last checkpoint, then a store flush.
 
 mod convert;
 mod services;
@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// How long a shutdown waits for open connections (clients that keep a channel open
     /// never close it themselves) before it closes them and flushes the store.
     pub shutdown_grace: Duration,
+    /// How often the learner is checkpointed into the store, so that a restart replays only
+    /// the events logged since; zero: only at shutdown. Events are durable without it.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             web_dir: None,
             max_message_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_secs(60),
         }
     }
 }
@@ -90,7 +94,8 @@ pub fn open_engine<S: Store>(store: S, secret: Option<&[u8]>, config: EngineConf
     Ok(Engine::new(store, &secret, config)?)
 }
 
-/// Serves on `listener` until `shutdown` resolves, then flushes the store.
+/// Serves on `listener` until `shutdown` resolves, checkpointing the learner every
+/// `checkpoint_interval`; then writes a last checkpoint and flushes the store.
 pub async fn serve<S: Store>(
     listener: tokio::net::TcpListener,
     engine: Arc<Engine<S>>,
@@ -133,20 +138,67 @@ pub async fn serve<S: Store>(
         .layer(cors)
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(incoming, shutdown);
+    let (stop_checkpoints, checkpoints_stopped) = tokio::sync::oneshot::channel::<()>();
+    let checkpoints =
+        tokio::spawn(checkpoint_loop(Arc::clone(&engine), config.checkpoint_interval, checkpoints_stopped));
     let grace = config.shutdown_grace;
-    tokio::select! {
-        served = server => served?,
+    let served = tokio::select! {
+        served = server => served,
         () = async move {
             if stopped.await.is_ok() {
                 tokio::time::sleep(grace).await;
             } else {
                 std::future::pending::<()>().await;
             }
-        } => tracing::warn!("connections still open {grace:?} after the shutdown signal: closing them"),
+        } => {
+            tracing::warn!("connections still open {grace:?} after the shutdown signal: closing them");
+            Ok(())
+        }
+    };
+    // Let a checkpoint under way finish, so that the last one written is the one below.
+    let _ = stop_checkpoints.send(());
+    if let Err(e) = checkpoints.await {
+        tracing::warn!("the checkpoint task failed: {e}");
     }
-    tracing::info!("stopped serving; flushing the store");
+    tracing::info!("stopped serving; writing the learner checkpoint and flushing the store");
+    checkpoint(Arc::clone(&engine), true).await;
     engine.store().flush()?;
+    served?;
     Ok(())
+}
+
+/// Checkpoints the learner every `interval` (never when it is zero) until `stop` resolves.
+async fn checkpoint_loop<S: Store>(
+    engine: Arc<Engine<S>>,
+    interval: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => checkpoint(Arc::clone(&engine), false).await,
+            _ = &mut stop => return,
+        }
+    }
+}
+
+/// Writes the learner's checkpoint off the async workers; the one at shutdown is logged at
+/// info, the periodic ones at debug. A failure is logged and otherwise ignored: events are
+/// durable in the store, so a missing checkpoint only lengthens the replay at the next start.
+async fn checkpoint<S: Store>(engine: Arc<Engine<S>>, at_shutdown: bool) {
+    let writer = Arc::clone(&engine);
+    match tokio::task::spawn_blocking(move || writer.checkpoint(now_ms())).await {
+        Ok(Ok(bytes)) if at_shutdown => {
+            tracing::info!(bytes, learner = %engine.learner_summary(), "learner checkpoint written");
+        }
+        Ok(Ok(bytes)) => tracing::debug!(bytes, learner = %engine.learner_summary(), "learner checkpoint written"),
+        Ok(Err(e)) => tracing::warn!("cannot write the learner checkpoint (a restart will replay more events): {e}"),
+        Err(e) => tracing::warn!("the learner checkpoint task failed: {e}"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -85,17 +85,7 @@ impl<S: Store> Catalog for Reco<S> {
 impl<S: Store> Tracking for Reco<S> {
     #[tracing::instrument(level = "debug", skip_all, fields(events = request.get_ref().events.len()))]
     async fn report(&self, request: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
-        let events: Vec<ReportedEvent> = request
-            .into_inner()
-            .events
-            .into_iter()
-            .map(|e| ReportedEvent {
-                param: e.param,
-                action_time: e.action_time,
-                read_duration_ms: e.read_duration_ms,
-                dislike: e.dislike,
-            })
-            .collect();
+        let events: Vec<ReportedEvent> = request.into_inner().events.into_iter().map(convert::event).collect();
         let engine = Arc::clone(&self.engine);
         // Waits for the store's durable commit: off the async workers.
         let verdicts = tokio::task::spawn_blocking(move || engine.report(&events, now_ms()))
@@ -122,5 +112,18 @@ impl<S: Store> Tracking for Reco<S> {
         let checks =
             params.iter().zip(self.engine.verify(&params)).map(|(raw, c)| convert::param_check(raw, c)).collect();
         Ok(Response::new(v1::VerifyResponse { checks }))
+    }
+
+    async fn stats(&self, request: Request<v1::StatsRequest>) -> Result<Response<v1::StatsResponse>, Status> {
+        let window = convert::StatsWindow::resolve(request.get_ref(), now_ms())?;
+        let report = self.engine.stats(window.from_ms, window.to_ms);
+        Ok(Response::new(convert::stats_report(report)))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user = %request.get_ref().user_id, article = request.get_ref().article_id))]
+    async fn explain(&self, request: Request<v1::ExplainRequest>) -> Result<Response<v1::ExplainResponse>, Status> {
+        let r = request.into_inner();
+        let explanation = self.engine.explain(&r.user_id, r.article_id, now_ms()).map_err(convert::status)?;
+        Ok(Response::new(convert::explanation(r.user_id, r.article_id, explanation)))
     }
 }

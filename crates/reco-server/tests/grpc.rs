@@ -57,7 +57,12 @@ async fn tracking_events_are_judged_one_by_one() {
     let batch = feed.user_recommend(request("7", 0, 5, now_ms())).await.unwrap().into_inner();
     let card = &batch.recommends[0];
     let track = card.track.clone().unwrap();
-    let ev = |param: &str, dur: i64| TrackEvent { param: param.into(), action_time: 0, read_duration_ms: dur };
+    let ev = |param: &str, dur: i64| TrackEvent {
+        param: param.into(),
+        action_time: 0,
+        read_duration_ms: dur,
+        dislike: false,
+    };
     let forged = track.click.replace("\"userId\":\"7\"", "\"userId\":\"8\"");
     let results = tracking
         .report(v1::ReportRequest {
@@ -133,7 +138,7 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
     let mut tracking = TrackingClient::new(server.channel().await);
     let status = tracking.report(v1::ReportRequest { events: vec![] }).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    let many = vec![TrackEvent { param: "x".into(), action_time: 0, read_duration_ms: 0 }; 1001];
+    let many = vec![TrackEvent { param: "x".into(), action_time: 0, read_duration_ms: 0, dislike: false }; 1001];
     let status = tracking.report(v1::ReportRequest { events: many }).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("at most 1000"));
@@ -141,7 +146,7 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
     let status = catalog.articles(v1::ArticlesRequest { article_ids: vec![] }).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     // A message over the 1 MiB limit is refused, and the server keeps serving.
-    let huge = TrackEvent { param: "x".repeat(2 << 20), action_time: 0, read_duration_ms: 0 };
+    let huge = TrackEvent { param: "x".repeat(2 << 20), action_time: 0, read_duration_ms: 0, dislike: false };
     let status = tracking.report(v1::ReportRequest { events: vec![huge] }).await.unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert!(feed.user_recommend(request("u", 1, 1, 1)).await.is_ok());

@@ -197,3 +197,35 @@ async fn malformed_messages_get_a_grpc_error_and_the_server_keeps_serving() {
     assert!(frames(&body).1.contains("grpc-status:0"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn explain_over_grpc_web() {
+    use reco_proto::v1::{ExplainRequest, ExplainResponse};
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let batch = client.feed("web-explain", 0, 5, now_ms()).await;
+    let card = batch.recommends[0].clone();
+    let click = card.track.as_ref().unwrap().click.clone();
+    let results = client.report(vec![common::event(&batch.exposure), common::event(&click)]).await;
+    assert!(results.iter().all(|r| r.verdict() == reco_proto::v1::Verdict::Accepted), "{results:?}");
+
+    let ask = |article_id| frame(&ExplainRequest { user_id: "web-explain".into(), article_id });
+    let (parts, body) =
+        post(&server, "/reco.v1.Tracking/Explain", "application/grpc-web+proto", ask(card.article_id)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    let (data, trailer) = frames(&body);
+    assert!(trailer.contains("grpc-status:0"), "{trailer:?}");
+    let e = ExplainResponse::decode(data[0].as_slice()).unwrap();
+    assert_eq!(e.article_id, card.article_id);
+    assert_eq!(e.served_sources, common::parse_combine(&common::combine(&click)).1.join("+"));
+    assert!(!e.contributions.is_empty(), "{e:?}");
+
+    let (parts, body) = post(&server, "/reco.v1.Tracking/Explain", "application/grpc-web+proto", ask(99_999_999)).await;
+    let status = match parts.headers.get("grpc-status") {
+        Some(s) => s.to_str().unwrap().to_owned(),
+        None => frames(&body).1,
+    };
+    assert!(status == "5" || status.contains("grpc-status:5"), "NOT_FOUND: {status}");
+    drop(client);
+    server.stop().await;
+}

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use reco_engine::EngineConfig;
 use reco_engine::store::Store;
+use reco_engine::{EngineConfig, Variant};
 use reco_proto::seed::UserRequest;
 use reco_proto::seed::user_recommend_client::UserRecommendClient;
 use reco_server::ServerConfig;
@@ -91,6 +91,22 @@ struct ServeArgs {
     /// Seconds a shutdown waits for open connections before closing them.
     #[arg(long, env = "RECO_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     shutdown_grace_secs: u64,
+    /// A/B variants, `;`-separated: `name:ranker=on|off,explore=0..1` (users are split among
+    /// them by a hash of their id) [default: main:ranker=on,explore=0.1].
+    #[arg(long, env = "RECO_VARIANTS", value_parser = parse_variants)]
+    variants: Option<Variants>,
+    /// Seconds between checkpoints of what the ranker learned (a restart replays only the
+    /// events since the last one); 0: only at shutdown.
+    #[arg(long, env = "RECO_CHECKPOINT_SECS", default_value_t = 60)]
+    checkpoint_secs: u64,
+}
+
+/// The parsed `--variants` list (a newtype, so that clap takes the whole list as one value).
+#[derive(Clone, Debug)]
+struct Variants(Vec<Variant>);
+
+fn parse_variants(text: &str) -> Result<Variants, String> {
+    Variant::parse_list(text).map(Variants)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -125,7 +141,10 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = RedbStore::open(&args.data_dir)?;
-    let config = EngineConfig { max_article_num: args.max_article_num, ..EngineConfig::default() };
+    let mut config = EngineConfig { max_article_num: args.max_article_num, ..EngineConfig::default() };
+    if let Some(Variants(variants)) = args.variants {
+        config.variants = variants;
+    }
     let engine = reco_server::open_engine(store, args.secret.as_deref().map(str::as_bytes), config)?;
     let engine = Arc::new(engine);
     let web_dir = args.web_dir.or_else(reco_server::default_web_dir);
@@ -138,6 +157,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cors_origins: args.cors_origin,
         web_dir: web_dir.clone(),
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
+        checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_secs),
         ..ServerConfig::default()
     };
     // Refuse a bad allow-list before opening the port.
@@ -157,6 +177,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(
             articles = engine.catalog().len(),
+            variants = %engine.config().variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),
             data_dir = %args.data_dir.display(),
             page = %web_dir.as_ref().map_or("not built".into(), |d| d.display().to_string()),
             "reco listening on {} (gRPC, gRPC-Web, page at /)",

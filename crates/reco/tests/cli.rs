@@ -23,10 +23,15 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, args: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(BIN)
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("RECO_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
@@ -162,6 +167,48 @@ async fn acknowledged_events_survive_kill_9() {
     assert!(counted.iter().all(|s| s.clicks == 1), "{counted:?}");
     let replays = report(&server, clicks.iter().map(|c| ev(c, 0)).collect()).await;
     assert!(replays.iter().all(|v| *v == Verdict::Duplicate), "{replays:?}");
+}
+
+#[tokio::test]
+async fn variants_and_checkpoints_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start_with(dir.path(), &["--variants", "a:ranker=on;b:ranker=off,explore=0", "--checkpoint-secs", "1"]);
+    let mut feed = UserRecommendClient::new(server.channel().await);
+    let mut buckets = std::collections::BTreeSet::new();
+    for user in 0..20 {
+        let batch = feed.user_recommend(req(&format!("v{user}"), 0, 3, now_ms())).await.unwrap().into_inner();
+        let payload: serde_json::Value = serde_json::from_str(&batch.exposure).unwrap();
+        buckets.insert(payload["algorithmCombine"].as_str().unwrap().to_owned());
+        assert_eq!(report(&server, vec![ev(&batch.exposure, 0)]).await, [Verdict::Accepted]);
+    }
+    assert_eq!(buckets.into_iter().collect::<Vec<_>>(), ["v2.b0", "v2.b1"], "two variants, two buckets");
+    drop(feed);
+    assert!(server.terminate().success(), "the shutdown checkpoint and flush succeed");
+
+    // Bad variants are refused at start-up, before the data dir is touched.
+    let fresh = tempfile::tempdir().unwrap();
+    let data = fresh.path().join("data");
+    for (flag, env, needle) in [
+        (Some("main:ranker=maybe"), None, "unknown option \"ranker=maybe\""),
+        (Some("x:explore=2"), None, "explore must be a number in 0..=1"),
+        (None, Some("a;a"), "variant a is listed twice"),
+        (Some(""), None, "no variant given"),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"]).arg(&data).env("RECO_LOG", "warn");
+        if let Some(flag) = flag {
+            cmd.args(["--variants", flag]);
+        }
+        if let Some(env) = env {
+            cmd.env("RECO_VARIANTS", env);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag:?} {env:?}");
+        assert!(stderr.contains("--variants") && stderr.contains(needle), "{flag:?} {env:?}: {stderr}");
+    }
+    assert!(!data.exists(), "nothing was opened");
 }
 
 fn run(args: &[&str], dir: &Path) -> Output {
