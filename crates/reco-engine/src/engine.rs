@@ -169,6 +169,8 @@ pub struct Engine<S> {
     config: EngineConfig,
     user_locks: Vec<Mutex<()>>,
     next_request: AtomicU64,
+    /// The learner's `events` and `negatives` mixed, at the last checkpoint written.
+    checkpointed: AtomicU64,
 }
 
 impl<S: Store> Engine<S> {
@@ -217,6 +219,7 @@ impl<S: Store> Engine<S> {
             config,
             user_locks: (0..USER_LOCKS).map(|_| Mutex::new(())).collect(),
             next_request: AtomicU64::new(seed ^ now_nanos()),
+            checkpointed: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -563,17 +566,26 @@ impl<S: Store> Engine<S> {
     }
 
     /// Closes the exposure windows that ended by `now_ms` and writes the learner to the store,
-    /// so a restart replays only the events logged after it. Returns the checkpoint's size.
+    /// so a restart replays only the events logged after it. Returns the checkpoint's size, 0
+    /// when nothing was learned since the last one (which is then kept).
     pub fn checkpoint(&self, now_ms: i64) -> Result<usize, EngineError> {
         write(&self.learner).advance(&self.config.learn, now_ms);
         let (bytes, applied) = {
             let learner = read(&self.learner);
+            // Nothing learned since the last checkpoint: keep it.
+            let mark = learner.events ^ learner.negatives.rotate_left(32);
+            if self.checkpointed.swap(mark, Ordering::Relaxed) == mark {
+                return Ok(0);
+            }
             (
                 learner.encode().map_err(|e| StoreError::Backend(format!("cannot encode the learner: {e}")))?,
                 learner.applied(),
             )
         };
-        self.store.put_meta(LEARNER_KEY, &bytes)?;
+        if let Err(e) = self.store.put_meta(LEARNER_KEY, &bytes) {
+            self.checkpointed.store(u64::MAX, Ordering::Relaxed);
+            return Err(e.into());
+        }
         tracing::debug!(bytes = bytes.len(), applied, "learner checkpoint written");
         Ok(bytes.len())
     }
@@ -582,6 +594,9 @@ impl<S: Store> Engine<S> {
     pub fn explain(&self, user_id: &str, article_id: ArticleId, now_ms: i64) -> Result<Explanation, EngineError> {
         if user_id.trim().is_empty() {
             return Err(invalid("user_id is empty"));
+        }
+        if user_id.len() > 256 {
+            return Err(invalid(format!("user_id is {} bytes, at most 256 are allowed", user_id.len())));
         }
         let article = self
             .catalog

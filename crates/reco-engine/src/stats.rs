@@ -76,11 +76,11 @@ impl Stats {
         self.minutes = self.minutes.split_off(&first);
     }
 
-    /// Sums over events with times in `[from_ms, to_ms)` (whole minutes: a minute counts when
-    /// it starts in the window).
+    /// Sums over events with times in `[from_ms, to_ms)`, by whole minutes: every minute that
+    /// overlaps the window counts (so a window ending now includes the current minute).
     pub fn window(&self, from_ms: i64, to_ms: i64) -> BTreeMap<StatKey, Counts> {
         let mut out = BTreeMap::new();
-        let (from, to) = (from_ms.div_euclid(MINUTE_MS), to_ms.div_euclid(MINUTE_MS));
+        let (from, to) = (from_ms.div_euclid(MINUTE_MS), to_ms.saturating_add(MINUTE_MS - 1).div_euclid(MINUTE_MS));
         if from >= to {
             return out;
         }
@@ -105,6 +105,7 @@ mod tests {
         s.record(61_000, 1, Some(fresh_similar), 7, Action::Click);
         s.record(180_000, 0, None, 8, Action::Exposure);
         let w = s.window(0, 120_000);
+        assert_eq!(s.window(61_000, 61_001)[&StatKey::Bucket(1)].get(Action::Click), 1, "a window inside a minute");
         assert_eq!(w[&StatKey::Bucket(1)].ctr(), 1.0);
         assert_eq!(w[&StatKey::Source(Some(0))].get(Action::Click), 1, "counted for fresh");
         assert_eq!(w[&StatKey::Source(Some(2))].get(Action::Exposure), 1, "and for similar");
