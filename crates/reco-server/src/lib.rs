@@ -70,15 +70,24 @@ pub enum OpenError {
     Config(String),
 }
 
+/// Loads the built-in demo catalog of `articles` articles into `store` if it has none.
+pub fn seed_demo_catalog<S: Store>(store: &S, articles: usize) -> Result<(), OpenError> {
+    if articles == 0 {
+        return Err(OpenError::Config("the demo catalog needs at least one article".into()));
+    }
+    if store.load_articles()?.is_empty() {
+        let now = now_ms();
+        tracing::info!(articles, "empty catalog: loading the built-in demo catalog");
+        store.upsert_articles(&catalog::demo_articles(1, now, articles))?;
+        store.put_meta(DEMO_META, &now.to_le_bytes())?;
+    }
+    Ok(())
+}
+
 /// Builds the engine over `store`: seeds the demo catalog into an empty store, and uses
 /// `secret` or the store's own persistent tracking secret (made on first start).
 pub fn open_engine<S: Store>(store: S, secret: Option<&[u8]>, config: EngineConfig) -> Result<Engine<S>, OpenError> {
-    if store.load_articles()?.is_empty() {
-        let now = now_ms();
-        tracing::info!(articles = DEMO_SIZE, "empty catalog: loading the built-in demo catalog");
-        store.upsert_articles(&catalog::demo_articles(1, now, DEMO_SIZE))?;
-        store.put_meta(DEMO_META, &now.to_le_bytes())?;
-    }
+    seed_demo_catalog(&store, DEMO_SIZE)?;
     let secret = match secret {
         Some(s) => s.to_vec(),
         None => match store.get_meta(SECRET_META)? {

@@ -99,6 +99,9 @@ struct ServeArgs {
     /// events since the last one); 0: only at shutdown.
     #[arg(long, env = "RECO_CHECKPOINT_SECS", default_value_t = 60)]
     checkpoint_secs: u64,
+    /// Articles of the built-in demo catalog, loaded when the data dir has no catalog.
+    #[arg(long, env = "RECO_DEMO_ARTICLES", default_value_t = reco_engine::catalog::DEMO_SIZE)]
+    demo_articles: usize,
 }
 
 /// The parsed `--variants` list (a newtype, so that clap takes the whole list as one value).
@@ -145,6 +148,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(Variants(variants)) = args.variants {
         config.variants = variants;
     }
+    reco_server::seed_demo_catalog(&store, args.demo_articles)?;
     let engine = reco_server::open_engine(store, args.secret.as_deref().map(str::as_bytes), config)?;
     let engine = Arc::new(engine);
     let web_dir = args.web_dir.or_else(reco_server::default_web_dir);
