@@ -11,16 +11,19 @@ use futures_util::future::join;
 use reco_proto::{
     seed::{UserRequest, user_recommend_client::UserRecommendClient},
     v1::{
-        ArticleInfo, ArticlesRequest, ChannelsRequest, ReportRequest, TrackEvent, Verdict, VerifyRequest,
-        catalog_client::CatalogClient, tracking_client::TrackingClient,
+        self, ArticleInfo, ArticlesRequest, ChannelsRequest, ExplainRequest, ExplainResponse, ReportRequest,
+        StatsRequest, StatsResponse, TrackEvent, Verdict, VerifyRequest, catalog_client::CatalogClient,
+        tracking_client::TrackingClient,
     },
 };
 use tonic_web_wasm_client::Client;
 
 use crate::{
-    event_log::Outcome,
+    event_log::{Outcome, Report},
+    explain::{Contribution, Explanation},
     feed::{ArticleMeta, BATCH_SIZE, BatchData, Card},
     param::{Check, Param},
+    stats::{Stats, StatsRow},
 };
 
 /// A channel tab.
@@ -174,15 +177,16 @@ impl Api {
         }
     }
 
-    /// Reports one event; `read_duration_ms` only for read events. The event time is the
-    /// server's ("now"), so a skewed browser clock cannot get events rejected.
-    pub async fn report(&self, param: &str, read_duration_ms: Option<i64>) -> Result<Outcome, ApiError> {
+    /// Reports one event. The event time is the server's ("now"), so a skewed browser clock
+    /// cannot get events rejected.
+    pub async fn report(&self, report: &Report) -> Result<Outcome, ApiError> {
         let response = TrackingClient::new(self.transport())
             .report(ReportRequest {
                 events: vec![TrackEvent {
-                    param: param.to_owned(),
+                    param: report.param.raw.clone(),
                     action_time: 0,
-                    read_duration_ms: read_duration_ms.unwrap_or_default(),
+                    read_duration_ms: report.read_duration_ms.unwrap_or_default(),
+                    dislike: report.dislike,
                 }],
             })
             .await?
@@ -198,6 +202,62 @@ impl Api {
             Verdict::Rejected => Outcome::Rejected(result.reason),
             Verdict::Unspecified => Outcome::Failed("the server sent no verdict".into()),
         })
+    }
+
+    /// Why the engine would pick `article_id` for `user_id` now.
+    pub async fn explain(&self, user_id: &str, article_id: i64) -> Result<Explanation, ApiError> {
+        let request = ExplainRequest { user_id: user_id.to_owned(), article_id };
+        let response = TrackingClient::new(self.transport()).explain(request).await?.into_inner();
+        Ok(explanation(response))
+    }
+
+    /// Exposures, actions and CTR over `(from_ms, to_ms)` (see [`crate::stats::LAST_DAY`]).
+    pub async fn stats(&self, (from_ms, to_ms): (i64, i64)) -> Result<Stats, ApiError> {
+        let response = TrackingClient::new(self.transport()).stats(StatsRequest { from_ms, to_ms }).await?.into_inner();
+        Ok(stats(response))
+    }
+}
+
+fn explanation(response: ExplainResponse) -> Explanation {
+    Explanation {
+        bucket: response.bucket,
+        variant: response.variant,
+        ranker: response.ranker,
+        sources: response.sources,
+        served_sources: response.served_sources,
+        score: response.score,
+        probability: response.probability,
+        demotion: response.demotion,
+        hidden: response.hidden,
+        contributions: response
+            .contributions
+            .into_iter()
+            .map(|contribution| Contribution { feature: contribution.feature, weight: contribution.weight })
+            .collect(),
+    }
+}
+
+fn stats(response: StatsResponse) -> Stats {
+    let rows = |rows: Vec<v1::StatsRow>| {
+        rows.into_iter()
+            .map(|row| StatsRow {
+                key: row.key,
+                exposures: row.exposures,
+                clicks: row.clicks,
+                collects: row.collects,
+                shares: row.shares,
+                reads: row.reads,
+                dislikes: row.dislikes,
+                ctr: row.ctr,
+            })
+            .collect()
+    };
+    Stats {
+        from_ms: response.from_ms,
+        to_ms: response.to_ms,
+        by_bucket: rows(response.by_bucket),
+        by_source: rows(response.by_source),
+        by_channel: rows(response.by_channel),
     }
 }
 
@@ -219,5 +279,62 @@ mod tests {
         assert_eq!(refused.to_string(), "user_id is empty (InvalidArgument)");
         let bare = ApiError::from(tonic::Status::unavailable(""));
         assert_eq!(bare.to_string(), "The service is currently unavailable");
+        let unknown = ApiError::from(tonic::Status::not_found("unknown article 9"));
+        assert_eq!(unknown.to_string(), "unknown article 9 (NotFound)");
+    }
+
+    #[test]
+    fn explain_answers_convert_field_by_field() {
+        let response = ExplainResponse {
+            user_id: "u1".into(),
+            article_id: 9,
+            bucket: 1,
+            variant: "ftrl".into(),
+            ranker: true,
+            sources: "fresh+similar".into(),
+            served_sources: "fresh".into(),
+            score: 0.7,
+            probability: 0.2,
+            demotion: 0.5,
+            hidden: true,
+            contributions: vec![v1::Contribution { feature: "source=similar".into(), weight: -0.3 }],
+        };
+        let explained = explanation(response);
+        assert_eq!((explained.bucket, explained.variant.as_str(), explained.ranker), (1, "ftrl", true));
+        assert_eq!((explained.sources.as_str(), explained.served_sources.as_str()), ("fresh+similar", "fresh"));
+        assert_eq!((explained.score, explained.probability, explained.demotion), (0.7, 0.2, 0.5));
+        assert!(explained.hidden);
+        assert_eq!(explained.contributions, [Contribution { feature: "source=similar".into(), weight: -0.3 }]);
+    }
+
+    #[test]
+    fn stats_answers_keep_their_three_tables_apart() {
+        let row = |key: &str, exposures| v1::StatsRow {
+            key: key.into(),
+            exposures,
+            clicks: 1,
+            collects: 2,
+            shares: 3,
+            reads: 4,
+            dislikes: 5,
+            ctr: 1.0 / exposures as f64,
+        };
+        let converted = stats(StatsResponse {
+            from_ms: 10,
+            to_ms: 20,
+            by_bucket: vec![row("control", 10)],
+            by_source: vec![row("fresh", 4), row("hot", 8)],
+            by_channel: vec![row("1", 2)],
+        });
+        assert_eq!((converted.from_ms, converted.to_ms), (10, 20));
+        assert_eq!(converted.by_bucket[0].key, "control");
+        let sources: Vec<&str> = converted.by_source.iter().map(|row| row.key.as_str()).collect();
+        assert_eq!(sources, ["fresh", "hot"]);
+        let channel = &converted.by_channel[0];
+        assert_eq!(
+            (channel.exposures, channel.clicks, channel.collects, channel.shares, channel.reads, channel.dislikes),
+            (2, 1, 2, 3, 4, 5)
+        );
+        assert_eq!(channel.ctr, 0.5);
     }
 }

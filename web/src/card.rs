@@ -1,14 +1,16 @@
 //! One recommended article: its catalog info, its four tracking params (decoded, with the
-//! server's signature check, or raw), and buttons that report them.
+//! server's signature check, or raw), buttons that report them, "not interested" (不感兴趣),
+//! which takes the card off the page once the server has it, and the explain toggle.
 
-use leptos::{html, prelude::*};
+use leptos::{either::Either, html, prelude::*};
 
 use crate::{
     clock,
-    event_log::Outcome,
+    event_log::{Outcome, Report},
+    explain_panel::ExplainPanel,
     feed::Card,
     page::Page,
-    param::{Action, Check, Param},
+    param::{Action, Check, Combine, Param},
 };
 
 /// What "read" reports unless the reader types another duration.
@@ -39,25 +41,40 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
         })
     };
 
+    let explaining = RwSignal::new(false);
+
     let fire = move |action: Action| {
-        let Some(param) = param(action) else { return };
-        let read_ms = (action == Action::Read).then(|| {
-            let seconds: f64 = read_seconds.get_untracked().trim().parse().unwrap_or(0.0);
-            (seconds * 1_000.0).round() as i64
-        });
+        // A dislike goes with the card's click param.
+        let Some(param) = param(if action == Action::Dislike { Action::Click } else { action }) else { return };
+        let report = match action {
+            Action::Read => {
+                let seconds: f64 = read_seconds.get_untracked().trim().parse().unwrap_or(0.0);
+                Report::read(param, (seconds * 1_000.0).round() as i64)
+            }
+            Action::Dislike => Report::dislike(param),
+            Action::Exposure | Action::Click | Action::Collect | Action::Share => Report::of(param),
+        };
         last.set(Some((action, Outcome::Pending)));
-        page.report(&param, read_ms, move |outcome| {
+        page.report(report, move |outcome| {
+            let gone = action == Action::Dislike && outcome.is_recorded();
             last.set(Some((action, outcome)));
+            // The server has the dislike: the card leaves (and this component with it).
+            if gone {
+                page.dismiss(batch, article_id);
+            }
         });
     };
     let button = move |action: Action| {
+        let label = if action == Action::Dislike { "不感兴趣" } else { action.as_str() };
         view! {
             <button
                 class="act"
+                class:dislike=action == Action::Dislike
                 data-testid=format!("act-{}", action.as_str())
+                title=(action == Action::Dislike).then_some("not interested: never show it again")
                 on:click=move |_| fire(action)
             >
-                {action.as_str()}
+                {label}
             </button>
         }
     };
@@ -131,6 +148,16 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
                         />
                         "s"
                     </span>
+                    {button(Action::Dislike)}
+                    <button
+                        class="explain-toggle"
+                        class:active=move || explaining.get()
+                        data-testid="explain-toggle"
+                        aria-expanded=move || explaining.get().to_string()
+                        on:click=move |_| explaining.update(|open| *open = !*open)
+                    >
+                        "explain"
+                    </button>
                 </div>
                 {move || {
                     last.get()
@@ -148,6 +175,9 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
                             }
                         })
                 }}
+                <Show when=move || explaining.get()>
+                    <ExplainPanel article_id />
+                </Show>
             </div>
             <div class="card-params">
                 <div class="param-tabs">
@@ -172,6 +202,9 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
 
 #[component]
 fn ParamView(param: Param, action: Action, raw: bool) -> impl IntoView {
+    let combine = (!raw).then(|| param.algorithm_combine().map(str::to_owned)).flatten().map(|combine| {
+        view! { <CombineView combine /> }
+    });
     let text = if raw { param.raw } else { param.pretty };
     let (state, note) = match &param.check {
         Check::Pending => ("pending", "signature: checking…".to_owned()),
@@ -189,9 +222,45 @@ fn ParamView(param: Param, action: Action, raw: bool) -> impl IntoView {
         >
             {text}
         </pre>
+        {combine}
         <p class=format!("sig sig-{state}") data-testid="sig-badge" data-state=state>
             {note}
         </p>
+    }
+}
+
+/// `algorithmCombine` read: the A/B bucket and the sources, or the string as is.
+#[component]
+fn CombineView(combine: String) -> impl IntoView {
+    match Combine::parse(&combine) {
+        Some(parsed) => {
+            let bucket = parsed.bucket.map_or_else(|| "none".to_owned(), |bucket| bucket.to_string());
+            let bucket_attr = bucket.clone();
+            let sources = parsed.sources.join("+");
+            let none = parsed.sources.is_empty().then_some("none");
+            let chips = parsed
+                .sources
+                .into_iter()
+                .map(|source| view! { <span class="chip" data-testid="combine-source">{source}</span> })
+                .collect_view();
+            Either::Left(view! {
+                <p
+                    class="combine"
+                    data-testid="param-combine"
+                    data-parsed="true"
+                    data-bucket=bucket_attr
+                    data-sources=sources
+                >
+                    "algorithm " <code>{parsed.algorithm}</code> " · bucket "
+                    <code data-testid="combine-bucket">{bucket}</code> " · sources " {chips} {none}
+                </p>
+            })
+        }
+        None => Either::Right(view! {
+            <p class="combine" data-testid="param-combine" data-parsed="false">
+                "algorithmCombine (not readable): " <code>{combine}</code>
+            </p>
+        }),
     }
 }
 

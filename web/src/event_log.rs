@@ -1,4 +1,5 @@
 //! Every `Tracking.Report` the page sends, with the decoded param and the server's verdict.
+//! A [`Report`] is what one event says: a served param, a read's duration, or a dislike.
 //!
 //! Pausing holds new entries back (they still get their verdicts) until the log resumes, so
 //! the entries on screen stay put while someone reads them.
@@ -6,6 +7,37 @@
 use serde_json::json;
 
 use crate::param::{Action, Param};
+
+/// One event for `Tracking.Report`: a param exactly as served, and what the person did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub param: Param,
+    /// Read duration in ms; the server requires it (> 0) for reads and ignores it otherwise.
+    pub read_duration_ms: Option<i64>,
+    /// "Not interested" instead of the param's own action.
+    pub dislike: bool,
+}
+
+impl Report {
+    /// The param's own action (exposure, click, collect, share).
+    pub fn of(param: Param) -> Report {
+        Report { param, read_duration_ms: None, dislike: false }
+    }
+
+    pub fn read(param: Param, duration_ms: i64) -> Report {
+        Report { read_duration_ms: Some(duration_ms), ..Report::of(param) }
+    }
+
+    /// A dislike, sent with one of the card's params (the page uses its click param).
+    pub fn dislike(param: Param) -> Report {
+        Report { dislike: true, ..Report::of(param) }
+    }
+
+    /// What the server will record.
+    pub fn action(&self) -> Option<Action> {
+        if self.dislike { Some(Action::Dislike) } else { self.param.action() }
+    }
+}
 
 /// The server's verdict on one event, or why there is none.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -34,6 +66,11 @@ impl Outcome {
             Outcome::Rejected(reason) | Outcome::Failed(reason) if !reason.is_empty() => Some(reason),
             _ => None,
         }
+    }
+
+    /// Whether the server has the event: recorded now, or already before.
+    pub fn is_recorded(&self) -> bool {
+        matches!(self, Outcome::Accepted | Outcome::Duplicate)
     }
 }
 
@@ -117,17 +154,18 @@ pub struct EventLog {
 
 impl EventLog {
     /// Logs an event about to be sent and returns its id for [`EventLog::resolve`].
-    pub fn record(&mut self, param: &Param, read_duration_ms: Option<i64>, now: i64) -> u64 {
+    pub fn record(&mut self, report: &Report, now: i64) -> u64 {
         self.next_id += 1;
+        let param = &report.param;
         let entry = LogEntry {
             id: self.next_id,
             sent_at: now,
-            action: param.action(),
+            action: report.action(),
             article_ids: param.article_ids(),
             user_id: param.user_id().unwrap_or_default().to_owned(),
             param: param.raw.clone(),
             payload: param.pretty.clone(),
-            read_duration_ms,
+            read_duration_ms: report.read_duration_ms,
             outcome: Outcome::Pending,
         };
         if self.paused {
@@ -194,6 +232,10 @@ mod tests {
         Param::new(format!(r#"{{"action":"{action}","userId":"u9","articleId":{id},"sig":"s"}}"#))
     }
 
+    fn report(action: &str, id: i64) -> Report {
+        Report::of(param(action, id))
+    }
+
     fn ids(entries: &[LogEntry]) -> Vec<u64> {
         entries.iter().map(|entry| entry.id).collect()
     }
@@ -201,8 +243,8 @@ mod tests {
     #[test]
     fn records_decoded_events_newest_first() {
         let mut log = EventLog::default();
-        let click = log.record(&param("click", 1), None, 10);
-        let read = log.record(&param("read", 2), Some(30_000), 20);
+        let click = log.record(&report("click", 1), 10);
+        let read = log.record(&Report::read(param("read", 2), 30_000), 20);
         let shown = log.visible(Filter::All);
         assert_eq!(ids(&shown), [read, click]);
         assert_eq!(shown[0].action, Some(Action::Read));
@@ -214,9 +256,35 @@ mod tests {
     }
 
     #[test]
+    fn a_dislike_is_logged_as_such_with_the_param_it_was_sent_with() {
+        let mut log = EventLog::default();
+        let click = param("click", 7);
+        let report = Report::dislike(click.clone());
+        assert_eq!(report.action(), Some(Action::Dislike));
+        assert_eq!(Report::of(click.clone()).action(), Some(Action::Click));
+        let id = log.record(&report, 5);
+        let entry = log.get(id).unwrap();
+        assert_eq!(entry.action_name(), "dislike");
+        assert_eq!(entry.article_ids, [7]);
+        assert_eq!(entry.param, click.raw);
+        assert_eq!(entry.read_duration_ms, None);
+        assert_eq!(ids(&log.visible(Filter::Only(Action::Dislike))), [id]);
+        assert!(log.visible(Filter::Only(Action::Click)).is_empty());
+    }
+
+    #[test]
+    fn recorded_outcomes_are_accepted_or_duplicate() {
+        assert!(Outcome::Accepted.is_recorded());
+        assert!(Outcome::Duplicate.is_recorded());
+        for outcome in [Outcome::Pending, Outcome::Rejected("x".into()), Outcome::Failed("y".into())] {
+            assert!(!outcome.is_recorded(), "{outcome:?}");
+        }
+    }
+
+    #[test]
     fn resolve_sets_the_verdict() {
         let mut log = EventLog::default();
-        let id = log.record(&param("click", 1), None, 10);
+        let id = log.record(&report("click", 1), 10);
         log.resolve(id, Outcome::Rejected("bad signature".into()));
         let entry = log.get(id).unwrap();
         assert_eq!(entry.outcome.label(), "rejected");
@@ -228,10 +296,10 @@ mod tests {
     #[test]
     fn filters_by_action() {
         let mut log = EventLog::default();
-        let click = log.record(&param("click", 1), None, 10);
-        log.record(&param("share", 1), None, 11);
-        let other_click = log.record(&param("click", 2), None, 12);
-        log.record(&Param::new("garbage".into()), None, 13);
+        let click = log.record(&report("click", 1), 10);
+        log.record(&report("share", 1), 11);
+        let other_click = log.record(&report("click", 2), 12);
+        log.record(&Report::of(Param::new("garbage".into())), 13);
         assert_eq!(ids(&log.visible(Filter::Only(Action::Click))), [other_click, click]);
         assert!(log.visible(Filter::Only(Action::Exposure)).is_empty());
         assert_eq!(log.visible(Filter::All).len(), 4);
@@ -241,9 +309,9 @@ mod tests {
     #[test]
     fn pause_holds_entries_until_resume() {
         let mut log = EventLog::default();
-        let before = log.record(&param("click", 1), None, 10);
+        let before = log.record(&report("click", 1), 10);
         log.pause();
-        let during = log.record(&param("collect", 1), None, 11);
+        let during = log.record(&report("collect", 1), 11);
         assert!(log.is_paused());
         assert_eq!(ids(&log.visible(Filter::All)), [before]);
         assert_eq!(log.held(), 1);
@@ -259,22 +327,22 @@ mod tests {
     #[test]
     fn clear_drops_shown_entries_only() {
         let mut log = EventLog::default();
-        log.record(&param("click", 1), None, 10);
+        log.record(&report("click", 1), 10);
         log.pause();
-        log.record(&param("click", 2), None, 11);
+        log.record(&report("click", 2), 11);
         log.clear();
         assert!(log.is_empty());
         log.resume();
         assert_eq!(log.len(), 1);
         // Ids keep counting, so a late verdict for a cleared entry lands nowhere.
-        let next = log.record(&param("click", 3), None, 12);
+        let next = log.record(&report("click", 3), 12);
         assert_eq!(next, 3);
     }
 
     #[test]
     fn copies_an_entry_as_json() {
         let mut log = EventLog::default();
-        let id = log.record(&param("read", 4), Some(1_500), 99);
+        let id = log.record(&Report::read(param("read", 4), 1_500), 99);
         log.resolve(id, Outcome::Accepted);
         let json: serde_json::Value = serde_json::from_str(&log.get(id).unwrap().to_json()).unwrap();
         assert_eq!(json["action"], "read");

@@ -6,6 +6,9 @@
 //! answer, until the server says 0 (no older batch). Every request gets a [`Ticket`]; an
 //! answer whose ticket is stale (the user or channel changed, or another load won the
 //! race) is dropped instead of mixing feeds.
+//!
+//! A card the person marked "not interested" is dismissed: it leaves its batch, and a batch
+//! paged in later (history is served as it was) does not bring it back.
 
 use std::collections::HashSet;
 
@@ -115,6 +118,7 @@ pub struct Feed {
     next_key: u64,
     last_refresh: i64,
     exposed: HashSet<u64>,
+    dismissed: HashSet<i64>,
 }
 
 impl Default for Feed {
@@ -127,6 +131,7 @@ impl Default for Feed {
             next_key: 1,
             last_refresh: 0,
             exposed: HashSet::new(),
+            dismissed: HashSet::new(),
         }
     }
 }
@@ -139,6 +144,11 @@ impl Feed {
 
     pub fn batches(&self) -> &[Batch] {
         &self.batches
+    }
+
+    /// Batch `key`, if it is on the page.
+    pub fn batch(&self, key: u64) -> Option<&Batch> {
+        self.batches.iter().find(|batch| batch.key == key)
     }
 
     pub fn cursor(&self) -> Cursor {
@@ -180,21 +190,22 @@ impl Feed {
     }
 
     /// Puts an answer in place: a refresh on top, an earlier batch at the bottom.
-    pub fn apply(&mut self, ticket: Ticket, data: BatchData) -> Result<(), Stale> {
+    pub fn apply(&mut self, ticket: Ticket, mut data: BatchData) -> Result<(), Stale> {
         self.check(ticket)?;
+        data.cards.retain(|card| !self.dismissed.contains(&card.article_id));
         self.status = Status::Idle;
         match ticket.kind {
             LoadKind::Refresh => {
                 if self.cursor == Cursor::Unknown {
                     self.cursor = Cursor::after(data.pre_timestamp);
                 }
-                let batch = self.batch(ticket, data);
+                let batch = self.new_batch(ticket, data);
                 self.batches.insert(0, batch);
             }
             LoadKind::Earlier => {
                 self.cursor = Cursor::after(data.pre_timestamp);
                 if !data.cards.is_empty() {
-                    let batch = self.batch(ticket, data);
+                    let batch = self.new_batch(ticket, data);
                     self.batches.push(batch);
                 }
             }
@@ -212,15 +223,30 @@ impl Feed {
         if ticket.generation == self.generation { Ok(()) } else { Err(Stale) }
     }
 
-    fn batch(&mut self, ticket: Ticket, data: BatchData) -> Batch {
+    fn new_batch(&mut self, ticket: Ticket, data: BatchData) -> Batch {
         let key = self.next_key;
         self.next_key += 1;
         Batch { key, kind: ticket.kind, requested: ticket.time_stamp, data }
     }
 
+    /// Takes article `article_id` off the page for good (a recorded dislike of its card in
+    /// batch `key`). Does nothing when batch `key` is gone (the feed was reset since): the
+    /// dislike was for another feed. Returns whether the feed changed.
+    pub fn dismiss(&mut self, key: u64, article_id: i64) -> bool {
+        if self.batch(key).is_none() {
+            return false;
+        }
+        self.dismissed.insert(article_id);
+        let before = self.card_count();
+        for batch in &mut self.batches {
+            batch.data.cards.retain(|card| card.article_id != article_id);
+        }
+        self.card_count() != before
+    }
+
     /// The exposure param of batch `key` the first time one of its cards is seen, then `None`.
     pub fn take_exposure(&mut self, key: u64) -> Option<String> {
-        let batch = self.batches.iter().find(|batch| batch.key == key)?;
+        let batch = self.batch(key)?;
         let raw = batch.data.exposure.as_ref()?.raw.clone();
         self.exposed.insert(key).then_some(raw)
     }
@@ -374,6 +400,45 @@ mod tests {
         let earlier = feed.start_earlier().unwrap();
         feed.apply(earlier, data(&[3], 0, false)).unwrap();
         assert_eq!(feed.take_exposure(feed.batches()[1].key), None);
+    }
+
+    #[test]
+    fn a_dismissed_card_leaves_and_stays_away() {
+        let mut feed = Feed::default();
+        let ticket = feed.start_refresh(3_000);
+        feed.apply(ticket, data(&[5, 6, 7], 2_000, true)).unwrap();
+        let key = feed.batches()[0].key;
+        assert!(feed.dismiss(key, 6));
+        assert_eq!(ids(&feed), [vec![5, 7]]);
+        assert_eq!(feed.card_count(), 2);
+        // Twice is harmless.
+        assert!(!feed.dismiss(key, 6));
+        // History served as it was still lists it: it is not shown again.
+        let earlier = feed.start_earlier().unwrap();
+        feed.apply(earlier, data(&[6, 8], 0, false)).unwrap();
+        assert_eq!(ids(&feed), [vec![5, 7], vec![8]]);
+        // Exposure of the batch is unaffected.
+        assert!(feed.take_exposure(key).is_some());
+    }
+
+    #[test]
+    fn a_late_dismissal_for_a_reset_feed_is_dropped() {
+        let mut feed = Feed::default();
+        let ticket = feed.start_refresh(1_000);
+        feed.apply(ticket, data(&[1, 2], 0, true)).unwrap();
+        let old = feed.batches()[0].key;
+        feed.reset();
+        let ticket = feed.start_refresh(2_000);
+        feed.apply(ticket, data(&[2, 3], 0, true)).unwrap();
+        assert!(!feed.dismiss(old, 2));
+        assert_eq!(ids(&feed), [vec![2, 3]]);
+        // A reset forgets dismissals too: the new feed is another user's or channel's.
+        let key = feed.batches()[0].key;
+        assert!(feed.dismiss(key, 3));
+        feed.reset();
+        let ticket = feed.start_refresh(3_000);
+        feed.apply(ticket, data(&[3], 0, true)).unwrap();
+        assert_eq!(ids(&feed), [vec![3]]);
     }
 
     #[test]

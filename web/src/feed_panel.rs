@@ -87,24 +87,30 @@ pub fn FeedPanel() -> impl IntoView {
     }
 }
 
+/// A batch; its cards follow the feed, so a dismissed card leaves and the others stay put.
 #[component]
 fn BatchView(batch: Batch) -> impl IntoView {
+    let page = expect_context::<Page>();
     let (kind, label) = match batch.kind {
         LoadKind::Refresh => ("refresh", "new batch"),
         LoadKind::Earlier => ("earlier", "earlier batch"),
     };
     let key = batch.key;
-    let count = batch.data.cards.len();
-    let cards = batch.data.cards.into_iter().map(|card| view! { <ArticleCard card batch=key /> }).collect_view();
+    let cards = Memo::new(move |_| {
+        page.feed.with(|feed| feed.batch(key).map(|batch| batch.data.cards.clone()).unwrap_or_default())
+    });
+    let count = move || cards.with(Vec::len);
 
     view! {
         <section class="batch" data-testid="batch" data-kind=kind data-batch=key>
             <h2 class="batch-head">
                 {label} " · " {clock::time_of_day(batch.requested)} " UTC · " {count}
-                {if count == 1 { " article" } else { " articles" }}
+                {move || if count() == 1 { " article" } else { " articles" }}
                 {(batch.data.pre_timestamp == 0).then_some(" · first batch")}
             </h2>
-            {cards}
+            <For each=move || cards.get() key=|card| card.article_id let:card>
+                <ArticleCard card batch=key />
+            </For>
         </section>
     }
 }

@@ -2,28 +2,36 @@
 //! straight from the browser over gRPC-Web (no JSON gateway) and makes the tracking params
 //! visible: decoded, signature-checked by the server, and reportable one by one.
 //!
-//! Logic lives in plain types with ordinary unit tests: [`param`] (decoding and
-//! pretty-printing), [`feed`] (batches, history paging, stale answers), [`event_log`]
-//! (filter, pause, clear, JSON export). [`api`] is the only module that sees protobuf;
-//! [`page::Page`] holds the signals; the other modules are thin panels.
+//! Logic lives in plain types with ordinary unit tests: [`param`] (decoding,
+//! pretty-printing, `algorithmCombine`), [`feed`] (batches, history paging, stale answers,
+//! dismissed cards), [`event_log`] (reports, filter, pause, clear, JSON export), [`explain`]
+//! and [`stats`] (the debug views' data and wording), [`remote`] (on-demand fetches).
+//! [`api`] is the only module that sees protobuf; [`page::Page`] holds the signals; the
+//! other modules are thin panels.
 
 pub mod api;
 mod card;
 mod channel_tabs;
 pub mod clock;
 pub mod event_log;
+pub mod explain;
+mod explain_panel;
 pub mod feed;
 mod feed_panel;
 mod log_panel;
 pub mod page;
 pub mod param;
+pub mod remote;
+pub mod stats;
+mod stats_panel;
 mod toolbar;
 pub mod user;
 
 use leptos::prelude::*;
 
 use crate::{
-    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, log_panel::LogPanel, page::Page, toolbar::Toolbar,
+    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, log_panel::LogPanel, page::Page,
+    stats_panel::StatsPanel, toolbar::Toolbar,
 };
 
 #[component]
@@ -43,7 +51,10 @@ pub fn App() -> impl IntoView {
             <ChannelTabs />
             <main class="columns">
                 <FeedPanel />
-                <LogPanel />
+                <div class="side">
+                    <StatsPanel />
+                    <LogPanel />
+                </div>
             </main>
         </div>
     }

@@ -8,9 +8,12 @@ use web_sys::{IntersectionObserver, IntersectionObserverEntry, IntersectionObser
 
 use crate::{
     api::{Api, ApiError, Channel},
-    event_log::{EventLog, Outcome},
+    event_log::{EventLog, Outcome, Report},
+    explain::Explanation,
     feed::{Feed, LoadKind, Status, Ticket},
     param::Param,
+    remote::Fetch,
+    stats::{self, Stats},
     user,
 };
 
@@ -29,6 +32,7 @@ pub struct Page {
     pub channel: RwSignal<i32>,
     pub feed: RwSignal<Feed>,
     pub log: RwSignal<EventLog>,
+    pub stats: RwSignal<Fetch<Stats>>,
     pub channels: LocalResource<Result<Vec<Channel>, ApiError>>,
     in_flight: StoredValue<Option<AbortHandle>>,
     observer: StoredValue<Option<Observer>, LocalStorage>,
@@ -43,6 +47,7 @@ impl Page {
             channel: RwSignal::new(0),
             feed: RwSignal::new(Feed::default()),
             log: RwSignal::new(EventLog::default()),
+            stats: RwSignal::new(Fetch::default()),
             channels: LocalResource::new(move || {
                 let api = api.get_value();
                 async move { api.channels().await }
@@ -136,17 +141,12 @@ impl Page {
     }
 
     /// Sends one tracking event, logs it, and hands its verdict to `done`.
-    pub fn report(&self, param: &Param, read_duration_ms: Option<i64>, done: impl FnOnce(Outcome) + 'static) {
-        let id = self
-            .log
-            .try_update(|log| log.record(param, read_duration_ms, now_ms()))
-            .expect("the log outlives the page");
+    pub fn report(&self, report: Report, done: impl FnOnce(Outcome) + 'static) {
+        let id = self.log.try_update(|log| log.record(&report, now_ms())).expect("the log outlives the page");
         let page = *self;
         let api = self.api.get_value();
-        let raw = param.raw.clone();
         spawn_local(async move {
-            let outcome =
-                api.report(&raw, read_duration_ms).await.unwrap_or_else(|err| Outcome::Failed(err.to_string()));
+            let outcome = api.report(&report).await.unwrap_or_else(|err| Outcome::Failed(err.to_string()));
             page.log.update(|log| log.resolve(id, outcome.clone()));
             done(outcome);
         });
@@ -157,7 +157,34 @@ impl Page {
         let Some(raw) = self.feed.try_update(|feed| feed.take_exposure(key)).flatten() else {
             return;
         };
-        self.report(&Param::new(raw), None, |_| {});
+        self.report(Report::of(Param::new(raw)), |_| {});
+    }
+
+    /// Takes a disliked article off the page (see [`Feed::dismiss`]).
+    pub fn dismiss(&self, batch: u64, article_id: i64) {
+        self.feed.update(|feed| {
+            feed.dismiss(batch, article_id);
+        });
+    }
+
+    /// Asks why the engine would pick `article_id` for the current user now.
+    pub fn explain(&self, article_id: i64, done: impl FnOnce(Result<Explanation, ApiError>) + 'static) {
+        let api = self.api.get_value();
+        let user_id = self.user.get_untracked();
+        spawn_local(async move { done(api.explain(&user_id, article_id).await) });
+    }
+
+    /// (Re)loads the stats panel: the server's last 24 hours.
+    pub fn load_stats(&self) {
+        let Some(ticket) = self.stats.try_update(Fetch::start) else { return };
+        let page = *self;
+        let api = self.api.get_value();
+        spawn_local(async move {
+            let answer = api.stats(stats::LAST_DAY).await;
+            page.stats.update(|fetch| {
+                fetch.finish(ticket, answer);
+            });
+        });
     }
 
     /// Watches `element` (a card with `data-batch`) until it first scrolls into view.

@@ -2,7 +2,9 @@
 //! signature check that the server reports through `Tracking.Verify`.
 //!
 //! A param is compact JSON signed by the server. The page cannot check the signature
-//! itself (the key is the server's), so [`Check`] only ever comes from `Verify`.
+//! itself (the key is the server's), so [`Check`] only ever comes from `Verify`. Its
+//! `algorithmCombine` names the ranking algorithm, the user's A/B bucket and the candidate
+//! sources that proposed the article; [`Combine`] reads it.
 
 use serde::Deserialize;
 
@@ -14,11 +16,14 @@ pub enum Action {
     Collect,
     Share,
     Read,
+    /// "Not interested" (不感兴趣): sent with a card's click param, flagged as a dislike.
+    Dislike,
 }
 
 impl Action {
     /// Every action, in the order the event log offers them as filters.
-    pub const ALL: [Action; 5] = [Action::Exposure, Action::Click, Action::Collect, Action::Share, Action::Read];
+    pub const ALL: [Action; 6] =
+        [Action::Exposure, Action::Click, Action::Collect, Action::Share, Action::Read, Action::Dislike];
     /// The actions a card carries a param for, in the order of the seed's `Track` message.
     pub const CARD: [Action; 4] = [Action::Click, Action::Collect, Action::Share, Action::Read];
 
@@ -29,6 +34,7 @@ impl Action {
             Action::Collect => "collect",
             Action::Share => "share",
             Action::Read => "read",
+            Action::Dislike => "dislike",
         }
     }
 
@@ -46,6 +52,8 @@ pub struct Payload {
     #[serde(default)]
     pub user_id: String,
     pub article_id: ArticleRef,
+    #[serde(default)]
+    pub algorithm_combine: Option<String>,
     #[serde(default)]
     pub channel_id: Option<i32>,
     #[serde(default)]
@@ -117,6 +125,53 @@ impl Param {
     pub fn user_id(&self) -> Option<&str> {
         self.payload.as_ref().ok().map(|payload| payload.user_id.as_str())
     }
+
+    /// `algorithmCombine` as served, when the param has one.
+    pub fn algorithm_combine(&self) -> Option<&str> {
+        self.payload.as_ref().ok()?.algorithm_combine.as_deref()
+    }
+}
+
+/// `algorithmCombine` read: `v2.b0:fresh+similar` is algorithm `v2`, A/B bucket 0, sources
+/// `fresh` and `similar`; an exposure's `v2.b0` names no sources; the older `v1:fresh+hot`
+/// has no bucket. Anything else is not a `Combine` (the page then shows the string as is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Combine {
+    pub algorithm: String,
+    pub bucket: Option<u32>,
+    pub sources: Vec<String>,
+}
+
+impl Combine {
+    pub fn parse(raw: &str) -> Option<Combine> {
+        let (head, sources) = match raw.split_once(':') {
+            Some((head, list)) => (head, split_sources(list)?),
+            None => (raw, Vec::new()),
+        };
+        let (algorithm, bucket) = match head.split_once('.') {
+            Some((algorithm, bucket)) => (algorithm, Some(number(bucket.strip_prefix('b')?)?)),
+            None => (head, None),
+        };
+        is_name(algorithm).then(|| Combine { algorithm: algorithm.to_owned(), bucket, sources })
+    }
+}
+
+/// Source names joined by `+` (`fresh+similar`), or `None` when any of them is not a name.
+pub fn split_sources(list: &str) -> Option<Vec<String>> {
+    list.split('+').map(|name| is_name(name).then(|| name.to_owned())).collect()
+}
+
+/// Letters, digits, `_` and `-`, at least one.
+fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+}
+
+/// Decimal digits only (`str::parse` would also take a sign).
+fn number(digits: &str) -> Option<u32> {
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Re-indents valid JSON without reordering keys (serde_json's `Value` would sort them).
@@ -303,6 +358,71 @@ mod tests {
     fn pretty_json_rejects_what_is_not_json() {
         assert_eq!(pretty_json("{\"a\":"), None);
         assert_eq!(pretty_json(""), None);
+    }
+
+    #[test]
+    fn reads_algorithm_combine_from_a_param() {
+        let param = Param::new(CLICK.replace("v1:fresh+hot", "v2.b1:fresh+similar"));
+        assert_eq!(param.algorithm_combine(), Some("v2.b1:fresh+similar"));
+        assert_eq!(Param::new(EXPOSURE.to_owned()).algorithm_combine(), None);
+        assert_eq!(Param::new("not json".to_owned()).algorithm_combine(), None);
+    }
+
+    #[test]
+    fn parses_bucketed_combines() {
+        let combine = Combine::parse("v2.b0:fresh+similar").unwrap();
+        assert_eq!(combine.algorithm, "v2");
+        assert_eq!(combine.bucket, Some(0));
+        assert_eq!(combine.sources, ["fresh", "similar"]);
+        let all = Combine::parse("v2.b13:fresh+hot+similar+coengaged+affinity+explore").unwrap();
+        assert_eq!(all.bucket, Some(13));
+        assert_eq!(all.sources.len(), 6);
+    }
+
+    #[test]
+    fn parses_an_exposure_combine_without_sources() {
+        let combine = Combine::parse("v2.b3").unwrap();
+        assert_eq!((combine.algorithm.as_str(), combine.bucket), ("v2", Some(3)));
+        assert!(combine.sources.is_empty());
+    }
+
+    #[test]
+    fn parses_the_old_format_without_a_bucket() {
+        let combine = Combine::parse("v1:fresh+hot").unwrap();
+        assert_eq!((combine.algorithm.as_str(), combine.bucket), ("v1", None));
+        assert_eq!(combine.sources, ["fresh", "hot"]);
+        assert_eq!(Combine::parse("v1").unwrap().sources, Vec::<String>::new());
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        for raw in [
+            "",
+            ":fresh",
+            "v2.b0:",
+            "v2.b0:fresh++hot",
+            "v2.b0:fresh+",
+            "v2.bx:fresh",
+            "v2.b:fresh",
+            "v2.b+1:fresh",
+            "v2.b-1",
+            "v2.0:fresh",
+            "v2.b0.b1:fresh",
+            "v2 b0:fresh",
+            "v2.b0:fresh:hot",
+            "v2.b0:新鲜",
+            "v2.b99999999999:fresh",
+        ] {
+            assert_eq!(Combine::parse(raw), None, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn splits_source_lists() {
+        assert_eq!(split_sources("fresh+similar"), Some(vec!["fresh".to_owned(), "similar".to_owned()]));
+        assert_eq!(split_sources("explore"), Some(vec!["explore".to_owned()]));
+        assert_eq!(split_sources(""), None);
+        assert_eq!(split_sources("a+"), None);
     }
 
     #[test]

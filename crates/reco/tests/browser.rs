@@ -17,7 +17,7 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder, Locator, key::Key};
-use reco_proto::v1::{ArticleStatsRequest, tracking_client::TrackingClient};
+use reco_proto::v1::{ArticleStatsRequest, ExplainRequest, tracking_client::TrackingClient};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -255,6 +255,123 @@ async fn screenshot(client: &Client, path: &Path) -> TestResult {
     Ok(())
 }
 
+/// Presses 不感兴趣 on card `article_id` and waits until the server accepted the dislike (in
+/// the card's verdict or the event log) and the card is gone.
+async fn dislike(client: &Client, article_id: i64) -> TestResult {
+    let card = format!("[data-testid=card][data-article-id='{article_id}']");
+    click(client, &format!("{card} [data-testid=act-dislike]")).await?;
+    // Done when the card is gone, or when its verdict says it will not go.
+    let settled = format!(
+        r#"const verdict = document.querySelector("{card} [data-testid=card-verdict][data-action=dislike]");
+        return !document.querySelector("{card}")
+            || (!!verdict && !["pending", "accepted", "duplicate"].includes(verdict.dataset.verdict));"#
+    );
+    wait_until(client, "the dislike's verdict", &settled).await?;
+    let verdict = client
+        .execute(
+            &format!(r#"return document.querySelector("{card} [data-testid=card-verdict]")?.textContent ?? null;"#),
+            vec![],
+        )
+        .await?;
+    assert_eq!(verdict, json!(null), "the disliked card stayed: {verdict}");
+    wait_until(
+        client,
+        "the accepted dislike in the event log",
+        &format!(
+            r#"return [...document.querySelectorAll("[data-testid=log-entry][data-action=dislike][data-verdict=accepted]")]
+                .some((entry) => entry.textContent.includes("article {article_id}"));"#
+        ),
+    )
+    .await
+}
+
+/// What a card's explain view shows.
+#[derive(Debug, Deserialize)]
+struct ExplainView {
+    error: Option<String>,
+    variant: String,
+    bucket: String,
+    contributions: usize,
+    /// The card's click param's `algorithmCombine`, as the param view reads it.
+    combine_parsed: String,
+    combine_bucket: String,
+}
+
+/// Opens the explain view of card `article_id` and reads it once it is answered.
+async fn explain(client: &Client, article_id: i64) -> TestResult<ExplainView> {
+    let card = format!("[data-testid=card][data-article-id='{article_id}']");
+    click(client, &format!("{card} [data-testid=explain-toggle]")).await?;
+    wait_until(
+        client,
+        "the explanation",
+        &format!(
+            r#"const panel = document.querySelector("{card} [data-testid=explain]");
+            return !!panel && !!panel.querySelector("[data-testid=explain-table], [data-testid=explain-error]");"#
+        ),
+    )
+    .await?;
+    let value = client
+        .execute(
+            &format!(
+                r#"const card = document.querySelector("{card}");
+                const text = (id) => card.querySelector(`[data-testid=${{id}}]`)?.textContent ?? "";
+                const combine = card.querySelector("[data-testid=param-combine]");
+                return {{
+                    error: card.querySelector("[data-testid=explain-error]")?.textContent ?? null,
+                    variant: text("explain-variant"),
+                    bucket: text("explain-bucket"),
+                    contributions: card.querySelectorAll("[data-testid=contribution]").length,
+                    combine_parsed: combine?.dataset.parsed ?? "",
+                    combine_bucket: combine?.dataset.bucket ?? "",
+                }};"#
+            ),
+            vec![],
+        )
+        .await?;
+    let view: ExplainView = serde_json::from_value(value)?;
+    if let Some(error) = &view.error {
+        return Err(format!("Explain of {article_id} failed on the page: {error}").into());
+    }
+    Ok(view)
+}
+
+/// A row of the stats panel.
+#[derive(Debug, Deserialize)]
+struct StatsRowView {
+    group: String,
+    key: String,
+    exposures: u64,
+}
+
+/// Loads the stats panel and reads its three tables.
+async fn load_stats(client: &Client) -> TestResult<Vec<StatsRowView>> {
+    click(client, "[data-testid=stats-refresh]").await?;
+    wait_until(
+        client,
+        "the stats",
+        r#"return !!document.querySelector("[data-testid=stats-window], [data-testid=stats-error]")
+            && !document.querySelector("[data-testid=stats-refresh]").disabled;"#,
+    )
+    .await?;
+    let value = client
+        .execute(
+            r#"const error = document.querySelector("[data-testid=stats-error]");
+            if (error) return error.textContent;
+            return [...document.querySelectorAll("[data-testid=stats-table]")].flatMap((table) =>
+                [...table.querySelectorAll("[data-testid=stats-row]")].map((row) => ({
+                    group: table.dataset.group,
+                    key: row.dataset.key,
+                    exposures: Number(row.dataset.exposures),
+                })));"#,
+            vec![],
+        )
+        .await?;
+    if let Some(error) = value.as_str() {
+        return Err(format!("Stats failed on the page: {error}").into());
+    }
+    Ok(serde_json::from_value(value)?)
+}
+
 #[tokio::test]
 async fn feed_page_works_in_headless_chromium() -> TestResult {
     let root = workspace_root();
@@ -391,7 +508,7 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
     )
     .await?;
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect().await?;
-    let stats = TrackingClient::new(channel)
+    let stats = TrackingClient::new(channel.clone())
         .article_stats(ArticleStatsRequest { article_ids: vec![clicked] })
         .await?
         .into_inner();
@@ -422,6 +539,32 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
     )
     .await?;
     filter.select_by_value("all").await?;
+
+    // Not interested (不感兴趣): sent with the card's click param, accepted, and the card leaves.
+    let user_id = input_value(client, "[data-testid=user-id]").await?;
+    let disliked = batch_c[1];
+    dislike(client, disliked).await?;
+    assert!(batches(client).await?.iter().all(|batch| !batch.ids().contains(&disliked)));
+    let hidden = TrackingClient::new(channel.clone())
+        .explain(ExplainRequest { user_id: user_id.clone(), article_id: disliked })
+        .await?
+        .into_inner();
+    assert!(hidden.hidden, "the server still shows the disliked {disliked} to {user_id}: {hidden:?}");
+
+    // Explain: the variant, the sources and the ranker's top contributions, for this user.
+    let explained = batch_c[2];
+    let shown = explain(client, explained).await?;
+    assert!(!shown.variant.trim().is_empty(), "{shown:?}");
+    assert!(shown.contributions >= 1, "{shown:?}");
+    // The bucket the param was served with is the user's bucket now.
+    assert_eq!(shown.combine_parsed, "true", "algorithmCombine not read: {shown:?}");
+    assert_eq!(shown.combine_bucket, shown.bucket, "{shown:?}");
+
+    // Stats over the last 24 h: this test's exposures are in a bucket.
+    let rows = load_stats(client).await?;
+    assert!(rows.iter().any(|row| row.group == "bucket" && row.exposures > 0), "{rows:?}");
+    assert!(rows.iter().all(|row| !row.key.is_empty()), "{rows:?}");
+
     client.execute("window.scrollTo(0, 0);", vec![]).await?;
     screenshot(client, &out.join("feed.png")).await?;
 
