@@ -32,6 +32,7 @@ fn batch(time: i64, ids: &[i64]) -> Batch {
     Batch {
         time,
         request_id: time as u64 * 7,
+        bucket: (time % 3) as u8,
         items: ids.iter().map(|&article_id| BatchItem { article_id, sources: Sources::FRESH }).collect(),
     }
 }

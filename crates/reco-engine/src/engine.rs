@@ -313,13 +313,15 @@ impl<S: Store> Engine<S> {
                     });
                 }
                 Plan::History(Some((batch, older))) => {
-                    let (_, items) = self.mint(req, &batch, bucket, false);
+                    // History hands out the params first served, with the bucket of then.
+                    let (_, items) = self.mint(req, &batch, batch.bucket, false);
                     return Ok(FeedResponse { exposure: String::new(), time_stamp: older, items, refreshed: false });
                 }
                 Plan::Refresh(picked) => {
                     let batch = Batch {
                         time: req.time_stamp,
                         request_id,
+                        bucket,
                         items: picked.iter().map(|s| BatchItem { article_id: s.id, sources: s.sources }).collect(),
                     };
                     let (exposure, items) = self.mint(req, &batch, bucket, true);

@@ -103,6 +103,9 @@ pub struct Batch {
     /// The request `time_stamp` (ms) it answered.
     pub time: i64,
     pub request_id: u64,
+    /// The user's A/B bucket when it was served (its params carry it).
+    #[serde(default)]
+    pub bucket: u8,
     pub items: Vec<BatchItem>,
 }
 

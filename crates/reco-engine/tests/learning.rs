@@ -152,8 +152,17 @@ fn buckets_are_stable_per_user_and_split_users() {
     let combine = serde_json::from_str::<serde_json::Value>(&r.exposure).unwrap()["algorithmCombine"].clone();
     assert_eq!(combine, format!("v2.b{}", buckets[1]));
     drop(e);
-    let again = engine_on(store, config);
+    let again = engine_on(Arc::clone(&store), config);
     assert_eq!((0..60).map(|u| again.bucket_of(&format!("user-{u}"))).collect::<Vec<_>>(), buckets, "after restart");
+    drop(again);
+    // With other variants the buckets move, but history still hands out the params first served.
+    let variants = Variant::parse_list("solo").unwrap();
+    let changed = engine_on(store, EngineConfig { variants, ..EngineConfig::default() });
+    let req = FeedRequest { user_id: "user-1".into(), channel_id: 0, article_num: 10, time_stamp: NOW };
+    assert_ne!(changed.bucket_of("user-1"), buckets[1], "the test needs a moved bucket");
+    let history = changed.recommend(&req, NOW + 5).unwrap();
+    assert!(!history.refreshed);
+    assert_eq!(history.items, r.items);
 }
 
 #[test]

@@ -78,8 +78,9 @@ const BATCH_ITEM_LEN: usize = 9;
 
 /// `request_id u64`, then per item `article_id i64, sources u8`; the time is in the key.
 pub fn encode_batch(batch: &Batch) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + BATCH_ITEM_LEN * batch.items.len());
+    let mut out = Vec::with_capacity(9 + BATCH_ITEM_LEN * batch.items.len());
     out.extend_from_slice(&batch.request_id.to_le_bytes());
+    out.push(batch.bucket);
     for item in &batch.items {
         out.extend_from_slice(&item.article_id.to_le_bytes());
         out.push(item.sources.0);
@@ -90,6 +91,9 @@ pub fn encode_batch(batch: &Batch) -> Vec<u8> {
 pub fn decode_batch(time: i64, bytes: &[u8]) -> Result<Batch, StoreError> {
     let mut r = Reader::new(bytes, "batch");
     let request_id = r.u64()?;
+    // Batches written before buckets existed have no bucket byte: their length is 8 + 9k, a
+    // bucketed one's 9 + 9k.
+    let bucket = if r.bytes.len().is_multiple_of(BATCH_ITEM_LEN) { 0 } else { r.u8()? };
     if !r.bytes.len().is_multiple_of(BATCH_ITEM_LEN) {
         return Err(r.truncated());
     }
@@ -97,7 +101,7 @@ pub fn decode_batch(time: i64, bytes: &[u8]) -> Result<Batch, StoreError> {
     while !r.bytes.is_empty() {
         items.push(BatchItem { article_id: r.i64()?, sources: Sources(r.u8()?) });
     }
-    Ok(Batch { time, request_id, items })
+    Ok(Batch { time, request_id, bucket, items })
 }
 
 const COUNTERS_LEN: usize = 64;
@@ -308,14 +312,21 @@ pub(crate) mod tests {
         let batch = Batch {
             time: 42,
             request_id: u64::MAX - 1,
+            bucket: 7,
             items: vec![
                 BatchItem { article_id: 5, sources: Sources::FRESH },
                 BatchItem { article_id: -1, sources: Sources::FRESH.union(Sources::HOT) },
             ],
         };
         assert_eq!(decode_batch(42, &encode_batch(&batch)).unwrap(), batch);
-        let empty = Batch { time: 1, request_id: 0, items: vec![] };
+        let empty = Batch { time: 1, request_id: 0, bucket: 2, items: vec![] };
         assert_eq!(decode_batch(1, &encode_batch(&empty)).unwrap(), empty);
+        // The layout before buckets: request id, then items; it decodes as bucket 0.
+        let mut old = 9u64.to_le_bytes().to_vec();
+        old.extend_from_slice(&5i64.to_le_bytes());
+        old.push(Sources::HOT.0);
+        let items = vec![BatchItem { article_id: 5, sources: Sources::HOT }];
+        assert_eq!(decode_batch(3, &old).unwrap(), Batch { time: 3, request_id: 9, bucket: 0, items });
 
         let counters = ArticleCounters {
             exposures: 1,
@@ -406,10 +417,12 @@ pub(crate) mod tests {
         let batch = encode_batch(&Batch {
             time: 1,
             request_id: 9,
+            bucket: 1,
             items: vec![BatchItem { article_id: 3, sources: Sources::HOT }],
         });
-        // 8 bytes is a whole batch without items.
-        for len in (0..batch.len()).filter(|&len| len != 8) {
+        // Lengths 8 + 9k and 9 + 9k are well-formed (the old layout and the bucketed one).
+        let well_formed = |len: usize| (len >= 8 && (len - 8) % 9 == 0) || (len >= 9 && (len - 9) % 9 == 0);
+        for len in (0..batch.len()).filter(|&len| !well_formed(len)) {
             assert!(corrupt(decode_batch(1, &batch[..len])), "batch cut to {len} bytes");
         }
         let counters = encode_counters(&ArticleCounters::default());

@@ -508,7 +508,7 @@ mod tests {
     }
 
     fn batch(time: i64) -> Batch {
-        Batch { time, request_id: 1, items: vec![BatchItem { article_id: 1, sources: Sources::FRESH }] }
+        Batch { time, request_id: 1, bucket: 0, items: vec![BatchItem { article_id: 1, sources: Sources::FRESH }] }
     }
 
     #[test]

@@ -69,6 +69,7 @@ fn child(dir: &Path) {
                             Batch {
                                 time: call as i64 + 1,
                                 request_id: call,
+                                bucket: 0,
                                 items: vec![BatchItem { article_id: 1, sources: Sources::FRESH }],
                             },
                         )

@@ -31,6 +31,7 @@ fn batch(time: i64, ids: &[i64]) -> Batch {
     Batch {
         time,
         request_id: 1_000 + time as u64,
+        bucket: 1,
         items: ids
             .iter()
             .map(|&article_id| BatchItem { article_id, sources: Sources::FRESH.union(Sources::HOT) })
