@@ -421,7 +421,8 @@ pub(crate) mod tests {
             items: vec![BatchItem { article_id: 3, sources: Sources::HOT }],
         });
         // Lengths 8 + 9k and 9 + 9k are well-formed (the old layout and the bucketed one).
-        let well_formed = |len: usize| (len >= 8 && (len - 8) % 9 == 0) || (len >= 9 && (len - 9) % 9 == 0);
+        let well_formed =
+            |len: usize| (len >= 8 && (len - 8).is_multiple_of(9)) || (len >= 9 && (len - 9).is_multiple_of(9));
         for len in (0..batch.len()).filter(|&len| !well_formed(len)) {
             assert!(corrupt(decode_batch(1, &batch[..len])), "batch cut to {len} bytes");
         }
