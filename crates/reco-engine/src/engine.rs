@@ -286,20 +286,18 @@ impl<S: Store> Engine<S> {
                 let hot = read(&self.hot);
                 let learner = read(&self.learner);
                 let input = RankInput {
-                    catalog: &self.catalog,
-                    hot: &hot,
-                    text: &self.text,
-                    learner: &learner,
-                    learn: &self.config.learn,
-                    user: &req.user_id,
-                    channel: req.channel_id,
-                    article_num: req.article_num as usize,
-                    now_ms,
-                    config: &self.config.rank,
-                    variant: &self.config.variants[usize::from(bucket)],
                     // The exploration draw is a function of the request: reproducible runs.
                     seed: text::hash_str(b'x', &req.user_id)
                         ^ text::mix(req.time_stamp as u64 ^ u64::from(req.channel_id as u32)),
+                    ..self.rank_input(
+                        &hot,
+                        &learner,
+                        &req.user_id,
+                        req.channel_id,
+                        req.article_num as usize,
+                        now_ms,
+                        bucket,
+                    )
                 };
                 Plan::Refresh(feed::rank(&input, &Exclusion::new(user, req.channel_id)))
             })?;
@@ -608,8 +606,8 @@ impl<S: Store> Engine<S> {
         let variant = &self.config.variants[usize::from(bucket)];
         let hot = read(&self.hot);
         let learner = read(&self.learner);
+        let input = self.rank_input(&hot, &learner, user_id, ALL_CHANNELS, 10, now_ms, bucket);
         let (sources, served, hidden) = self.store.with_user(user_id, |user| {
-            let input = self.rank_input(&hot, &learner, user_id, ALL_CHANNELS, 10, now_ms, bucket);
             let now = feed::candidates(&input, &Exclusion::new(user, ALL_CHANNELS))
                 .into_iter()
                 .find(|c| c.id == article_id)
@@ -622,15 +620,15 @@ impl<S: Store> Engine<S> {
                 .map(|i| i.sources);
             (now, served, user.has_read(article_id))
         })?;
-        let input = self.rank_input(&hot, &learner, user_id, ALL_CHANNELS, 10, now_ms, bucket);
-        let score = feed::score_one(&input, article, sources);
+        let who = learner.who(user_id);
+        let score = feed::score_one(&input, who, article, sources);
         let world = self.world(&hot);
         let ctx = Context { now_ms, position: None, sources };
-        let prediction = learner.predict(&world, user_id, article, &ctx);
+        let prediction = learner.predict(&world, who, article, &ctx);
         let names = text::named_tokens(article);
         let token_text = |t| names.iter().find(|n| n.token == t).map(|n| n.text.clone());
         let mut contributions: Vec<(String, f64)> = learner
-            .contributions(&world, user_id, article, &ctx)
+            .contributions(&world, who, article, &ctx)
             .into_iter()
             .filter(|(_, w)| *w != 0.0)
             .map(|(f, w): (Feature, f64)| (f.describe(&token_text), w))
@@ -705,9 +703,10 @@ impl<S: Store> Engine<S> {
         let hot = read(&self.hot);
         let learner = read(&self.learner);
         let input = self.rank_input(&hot, &learner, user, ALL_CHANNELS, ids.len(), now_ms, self.bucket_of(user));
+        let who = learner.who(user);
         ids.iter()
             .map(|id| {
-                self.catalog.get(*id).map_or(f64::NEG_INFINITY, |a| feed::score_one(&input, a, Sources::default()))
+                self.catalog.get(*id).map_or(f64::NEG_INFINITY, |a| feed::score_one(&input, who, a, Sources::default()))
             })
             .collect()
     }

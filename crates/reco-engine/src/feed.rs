@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 
 use crate::catalog::Catalog;
 use crate::hot::HotIndex;
-use crate::learn::{Context, LearnConfig, Learner, Profile, World};
+use crate::learn::{Context, LearnConfig, Learner, Profile, Who, World};
 use crate::model::{ALL_CHANNELS, Article, ArticleId, ChannelId};
 use crate::popularity::PopularityConfig;
 use crate::store::{ChannelHistory, Sources, UserRecord};
@@ -361,23 +361,24 @@ pub fn baseline_score(input: &RankInput<'_>, article: &Article) -> f64 {
 
 /// The score of one candidate: with the ranker, the click probability times the demotion,
 /// plus a thousandth of the v1 score (which orders a model that knows nothing yet).
-pub fn score_one(input: &RankInput<'_>, article: &Article, sources: Sources) -> f64 {
+/// `who` is `input.learner.who(input.user)`, looked up once for all candidates.
+pub fn score_one(input: &RankInput<'_>, who: Who<'_>, article: &Article, sources: Sources) -> f64 {
     let base = baseline_score(input, article);
     if !input.variant.ranker {
-        let demotion = input.learner.profile(input.user).map_or(1.0, |p| p.demotion(article));
-        return base * demotion;
+        return base * who.profile.map_or(1.0, |p| p.demotion(article));
     }
     let ctx = Context { now_ms: input.now_ms, position: None, sources };
-    let p = input.learner.predict(&input.world(), input.user, article, &ctx);
+    let p = input.learner.predict(&input.world(), who, article, &ctx);
     p.probability * p.demotion + 1e-3 * base
 }
 
 pub fn score(input: &RankInput<'_>, candidates: Vec<Candidate>) -> Vec<Scored> {
+    let who = input.learner.who(input.user);
     candidates
         .into_iter()
         .filter_map(|c| {
             let article = input.catalog.get(c.id)?;
-            Some(Scored { id: c.id, sources: c.sources, score: score_one(input, article, c.sources) })
+            Some(Scored { id: c.id, sources: c.sources, score: score_one(input, who, article, c.sources) })
         })
         .collect()
 }

@@ -315,9 +315,20 @@ pub fn user_key(user: &str) -> u64 {
     hash_str(b'u', user)
 }
 
+/// A user as the model sees them, looked up once per request rather than per candidate.
+#[derive(Clone, Copy, Debug)]
+pub struct Who<'a> {
+    pub key: u64,
+    pub profile: Option<&'a Profile>,
+}
+
 impl Learner {
     pub fn profile(&self, user: &str) -> Option<&Profile> {
         self.profiles.get(user)
+    }
+
+    pub fn who(&self, user: &str) -> Who<'_> {
+        Who { key: user_key(user), profile: self.profiles.get(user) }
     }
 
     pub fn exposures(&self, id: ArticleId) -> u32 {
@@ -346,16 +357,15 @@ impl Learner {
         self.applied
     }
 
-    /// Calls `emit` with every feature of `article` for `user` in `ctx`.
+    /// Calls `emit` with every feature of `article` for `who` in `ctx`.
     pub fn features(
         &self,
         world: &World<'_>,
-        user: &str,
+        who: Who<'_>,
         article: &Article,
         ctx: &Context,
         emit: &mut dyn FnMut(Feature),
     ) {
-        let profile = self.profiles.get(user);
         let age_hours = (ctx.now_ms - article.publish_time).max(0) as f64 / 3_600_000.0;
         let popularity = world.popularity.value(world.hot.popularity_log2(article.id), ctx.now_ms);
         emit(Feature::Bias);
@@ -373,24 +383,24 @@ impl Learner {
         for &t in tokens {
             emit(Feature::UserToken(t));
         }
-        let (sim, chan) = profile.map_or((0.0, 0.0), |p| (p.similarity(tokens), p.channel_share(article.channel_id)));
+        let (sim, chan) =
+            who.profile.map_or((0.0, 0.0), |p| (p.similarity(tokens), p.channel_share(article.channel_id)));
         emit(Feature::Similarity(share_bucket(sim)));
         emit(Feature::ChannelAffinity(share_bucket(chan)));
     }
 
     fn hashed(&self, world: &World<'_>, user: &str, article: &Article, ctx: &Context) -> Vec<u64> {
-        let key = user_key(user);
+        let who = self.who(user);
         let mut out = Vec::with_capacity(24);
-        self.features(world, user, article, ctx, &mut |f| out.push(f.hash(key)));
+        self.features(world, who, article, ctx, &mut |f| out.push(f.hash(who.key)));
         out
     }
 
-    /// The model's view of `article` for `user` now.
-    pub fn predict(&self, world: &World<'_>, user: &str, article: &Article, ctx: &Context) -> Prediction {
-        let key = user_key(user);
+    /// The model's view of `article` for `who` now.
+    pub fn predict(&self, world: &World<'_>, who: Who<'_>, article: &Article, ctx: &Context) -> Prediction {
         let mut logit = 0.0;
-        self.features(world, user, article, ctx, &mut |f| logit += self.model.weight(f.hash(key)));
-        let demotion = self.profiles.get(user).map_or(1.0, |p| p.demotion(article));
+        self.features(world, who, article, ctx, &mut |f| logit += self.model.weight(f.hash(who.key)));
+        let demotion = who.profile.map_or(1.0, |p| p.demotion(article));
         Prediction { logit, probability: sigmoid(logit), demotion }
     }
 
@@ -398,13 +408,12 @@ impl Learner {
     pub fn contributions(
         &self,
         world: &World<'_>,
-        user: &str,
+        who: Who<'_>,
         article: &Article,
         ctx: &Context,
     ) -> Vec<(Feature, f64)> {
-        let key = user_key(user);
         let mut out = Vec::new();
-        self.features(world, user, article, ctx, &mut |f| out.push((f, self.model.weight(f.hash(key)))));
+        self.features(world, who, article, ctx, &mut |f| out.push((f, self.model.weight(f.hash(who.key)))));
         out
     }
 
@@ -631,7 +640,7 @@ mod tests {
         assert_eq!(l.negatives, 0);
         l.advance(&s.cfg, s.cfg.negative_window_ms);
         assert_eq!((l.pending(), l.negatives), (0, 1));
-        let p = |id| l.predict(&s.world(), "u", s.catalog.get(id).unwrap(), &Context::default()).logit;
+        let p = |id| l.predict(&s.world(), l.who("u"), s.catalog.get(id).unwrap(), &Context::default()).logit;
         assert!(p(1) > 0.0 && p(2) < 0.0 && p(3) > 0.0, "clicked up, skipped down, same topic up");
     }
 

@@ -338,11 +338,9 @@ pub fn unit(seed: u64, purpose: Purpose, key: [u32; 4]) -> f64 {
     (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
+/// SplitMix64's step: the engine's finaliser after the golden-ratio increment.
 fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    reco_engine::text::mix(x.wrapping_add(0x9E37_79B9_7F4A_7C15))
 }
 
 /// A standard normal draw (Box-Muller).
