@@ -60,6 +60,34 @@ impl Ftrl {
         self.updates += 1;
     }
 
+    /// Estimated bytes of one slot in the map: key, value, control byte and load-factor slack.
+    pub const SLOT_BYTES: usize = 8 + 12 + 4 + 1 + 7;
+
+    /// Slots whose weight is exactly zero: they add nothing to a score.
+    pub fn zero_weights(&self) -> usize {
+        self.slots.values().filter(|s| s[2] == 0.0).count()
+    }
+
+    /// Drops slots until at most `target` are left: zero weights first, then the smallest by
+    /// magnitude (ties by feature, so equal models shrink equally). Returns how many went.
+    pub fn shrink_to(&mut self, target: usize) -> usize {
+        let before = self.slots.len();
+        if before <= target {
+            return 0;
+        }
+        self.slots.retain(|_, s| s[2] != 0.0);
+        if self.slots.len() > target {
+            let mut by_size: Vec<(f32, u64)> = self.slots.iter().map(|(f, s)| (s[2].abs(), *f)).collect();
+            let cut = by_size.len() - target;
+            by_size.select_nth_unstable_by(cut - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for (_, f) in &by_size[..cut] {
+                self.slots.remove(f);
+            }
+        }
+        self.slots.shrink_to_fit();
+        before - self.slots.len()
+    }
+
     /// Features with a slot.
     pub fn len(&self) -> usize {
         self.slots.len()

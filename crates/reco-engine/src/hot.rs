@@ -24,7 +24,7 @@ impl Ord for Key {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct HotIndex {
     log2: HashMap<ArticleId, (ChannelId, f64)>,
     order: HashMap<ChannelId, BTreeSet<(Key, ArticleId)>>,
@@ -47,6 +47,11 @@ impl HotIndex {
         for c in [channel, ALL_CHANNELS] {
             self.order.entry(c).or_default().insert((Key(log2), id));
         }
+    }
+
+    /// Every article with engagement: id, channel, log-sum.
+    pub fn entries(&self) -> impl Iterator<Item = (ArticleId, ChannelId, f64)> + '_ {
+        self.log2.iter().map(|(id, (c, p))| (*id, *c, *p))
     }
 
     pub fn popularity_log2(&self, id: ArticleId) -> f64 {

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use reco_engine::learn::Learner;
 use reco_engine::store::Store;
 use reco_engine::{Engine, EngineConfig, Variant};
 use reco_proto::seed::user_recommend_client::UserRecommendClient;
@@ -22,13 +21,9 @@ use tonic::transport::Channel;
 
 pub const SECRET: &[u8] = b"integration-test-secret-0123456789";
 
-/// The store's meta key of the learner checkpoint (the engine's `LEARNER_KEY`).
-const LEARNER_CHECKPOINT: &str = "learner.v1";
-
 /// Up to which event log sequence number the learner checkpoint in `store` covers.
-pub fn checkpointed(store: &impl Store) -> Option<u64> {
-    let bytes = store.get_meta(LEARNER_CHECKPOINT).unwrap()?;
-    Some(Learner::decode(&bytes).unwrap().applied())
+pub fn checkpointed<S: Store>(store: &S) -> Option<u64> {
+    Engine::checkpointed_through(store).unwrap()
 }
 
 /// Two buckets: the learned ranker, and engine v1's order without exploration.

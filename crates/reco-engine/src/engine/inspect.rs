@@ -1,0 +1,151 @@
+//! Read-only views for clients and debugging: article info and counters, params, `Explain`,
+//! `Stats`. They read the published model snapshot and take no lock the ingest side holds.
+
+use crate::feed::{self, Exclusion};
+use crate::learn::{Context, Feature};
+use crate::model::{ALL_CHANNELS, Article, ArticleId, Channel};
+use crate::params::{ParamError, TrackParam};
+use crate::stats::StatKey;
+use crate::store::{Sources, Store};
+use crate::text;
+
+use super::{ArticleStats, Engine, EngineError, Explanation, Found, StatsReport, check_user_id};
+
+impl<S: Store> Engine<S> {
+    /// Decodes and checks params without recording anything.
+    pub fn verify(&self, params: &[String]) -> Vec<Result<TrackParam, ParamError>> {
+        params.iter().map(|p| self.signer.verify(p).map(|v| v.param)).collect()
+    }
+
+    /// Counters of known articles; unknown ids come back in the second list.
+    pub fn article_stats(
+        &self,
+        ids: &[ArticleId],
+        now_ms: i64,
+    ) -> Result<Found<(ArticleId, ArticleStats)>, EngineError> {
+        let (known, missing): (Vec<ArticleId>, Vec<ArticleId>) = ids.iter().partition(|id| self.catalog.contains(**id));
+        let counters = self.store.counters(&known)?;
+        let stats = known
+            .into_iter()
+            .zip(counters)
+            .map(|(id, counters)| {
+                let popularity = self.config.rank.popularity.value(counters.popularity_log2, now_ms);
+                (id, ArticleStats { counters, popularity })
+            })
+            .collect();
+        Ok((stats, missing))
+    }
+
+    /// Article info for `ids` in order; unknown ids in the second list.
+    pub fn articles(&self, ids: &[ArticleId]) -> Found<&Article> {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for &id in ids {
+            match self.catalog.get(id) {
+                Some(a) => found.push(a),
+                None => missing.push(id),
+            }
+        }
+        (found, missing)
+    }
+
+    pub fn channels(&self) -> Vec<(Channel, usize)> {
+        self.catalog.channels()
+    }
+
+    /// Why `article_id` would be picked for `user_id` now, for debug views.
+    pub fn explain(&self, user_id: &str, article_id: ArticleId, now_ms: i64) -> Result<Explanation, EngineError> {
+        check_user_id(user_id)?;
+        let article = self
+            .catalog
+            .get(article_id)
+            .ok_or_else(|| EngineError::NotFound(format!("article {article_id} is not in the catalog")))?;
+        let bucket = self.bucket_of(user_id);
+        let variant = &self.config.variants[usize::from(bucket)];
+        // Lock order as in a refresh: the snapshot is no lock, the store's record is the one.
+        let model = self.model.load();
+        let input = self.rank_input(&model, user_id, ALL_CHANNELS, 10, now_ms, bucket);
+        let (sources, served, hidden) = self.store.with_user(user_id, |user| {
+            let now = feed::candidates(&input, &Exclusion::new(user, ALL_CHANNELS))
+                .into_iter()
+                .find(|c| c.id == article_id)
+                .map_or(Sources::default(), |c| c.sources);
+            let served = user
+                .channels()
+                .flat_map(|(_, h)| h.batches())
+                .flat_map(|b| b.items.iter())
+                .find(|i| i.article_id == article_id)
+                .map(|i| i.sources);
+            (now, served, user.has_read(article_id))
+        })?;
+        let learner = &model.learner;
+        let who = learner.who(user_id);
+        let score = feed::score_one(&input, who, article, sources);
+        let world = self.world(&model.hot);
+        let ctx = Context { now_ms, position: None, sources };
+        let prediction = learner.predict(&world, who, article, &ctx);
+        let names = text::named_tokens(article);
+        let token_text = |t| names.iter().find(|n| n.token == t).map(|n| n.text.clone());
+        let mut contributions: Vec<(String, f64)> = learner
+            .contributions(&world, who, article, &ctx)
+            .into_iter()
+            .filter(|(_, w)| *w != 0.0)
+            .map(|(f, w): (Feature, f64)| (f.describe(&token_text), w))
+            .collect();
+        contributions.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        contributions.truncate(10);
+        Ok(Explanation {
+            bucket,
+            variant: variant.name.clone(),
+            ranker: variant.ranker,
+            sources,
+            served_sources: served,
+            score,
+            probability: prediction.probability,
+            demotion: prediction.demotion,
+            hidden,
+            contributions,
+        })
+    }
+
+    /// Exposures and actions per bucket, source and article channel for events with times in
+    /// `[from_ms, to_ms)`.
+    pub fn stats(&self, from_ms: i64, to_ms: i64) -> StatsReport {
+        let window = self.model.load().learner.stats.window(from_ms, to_ms);
+        let mut report = StatsReport { from_ms, to_ms, ..StatsReport::default() };
+        for (key, counts) in window {
+            match key {
+                StatKey::Bucket(b) => {
+                    let name = self.variant(b).map_or_else(|| format!("b{b}"), |v| v.name.clone());
+                    report.by_bucket.push((name, counts));
+                }
+                StatKey::Source(s) => {
+                    let name = s.and_then(|i| Sources::NAMED.get(usize::from(i))).map_or("unknown", |(_, n)| n);
+                    report.by_source.push((name.to_owned(), counts));
+                }
+                StatKey::Channel(c) => report.by_channel.push((c.to_string(), counts)),
+            }
+        }
+        report
+    }
+
+    /// Counts of what the learner holds, for logs.
+    pub fn learner_summary(&self) -> String {
+        let model = self.model.load();
+        let l = &model.learner;
+        let m = l.memory();
+        format!(
+            "events={} negatives={} users={} features={} zero_features={} pending={} applied={} \
+             dropped_profiles={} dropped_features={}",
+            l.events,
+            l.negatives,
+            l.users(),
+            m.model_features,
+            m.zero_features,
+            m.pending,
+            l.applied(),
+            l.dropped_profiles,
+            l.dropped_features
+        )
+    }
+}

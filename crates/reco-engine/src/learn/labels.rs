@@ -1,0 +1,115 @@
+//! Labels from events: exposure windows that close as negatives, positives and dislikes that
+//! consume them, and the model updates they train.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Action, Article, ArticleId};
+
+use super::{Context, LearnConfig, Learner, World, user_key};
+
+/// An open exposure window: the features as they were at exposure, trained when it closes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct Pending {
+    expires: i64,
+    features: Box<[u64]>,
+}
+
+impl Pending {
+    /// Estimated bytes: the map entry (key, value, control byte), the queue entry, the features.
+    fn cost(&self) -> usize {
+        const ENTRY: usize = 16 + 8 + 16 + 1 + 24;
+        ENTRY + self.features.len() * 8
+    }
+}
+
+impl Learner {
+    /// One action of `user` on `article` at `ctx.now_ms`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn learn(
+        &mut self,
+        cfg: &LearnConfig,
+        world: &World<'_>,
+        user: &str,
+        article: &Article,
+        ctx: &Context,
+        action: Action,
+        read_ms: u64,
+    ) {
+        let key = (user_key(user), article.id);
+        match action {
+            Action::Exposure => {
+                let exposures = self.exposures.entry(article.id).or_default();
+                *exposures = exposures.saturating_add(1);
+                let features = self.hashed(world, user, article, ctx).into_boxed_slice();
+                let expires = ctx.now_ms.saturating_add(cfg.negative_window_ms);
+                let pending = Pending { expires, features };
+                self.pending_bytes += pending.cost();
+                if let Some(replaced) = self.pending.insert(key, pending) {
+                    self.pending_bytes -= replaced.cost();
+                }
+                self.queue.push_back((expires, key.0, key.1));
+                while self.pending_bytes > cfg.max_pending_bytes {
+                    let Some((t, u, a)) = self.queue.pop_front() else { break };
+                    self.close(cfg, t, u, a);
+                }
+                // Queue entries of replaced windows are dropped as they reach the front; bound
+                // them too, so that re-exposing one pair over and over cannot grow the queue.
+                if self.queue.len() > 2 * self.pending.len() + 1024 {
+                    let pending = &self.pending;
+                    self.queue.retain(|&(t, u, a)| pending.get(&(u, a)).is_some_and(|p| p.expires == t));
+                }
+            }
+            Action::Dislike => {
+                let features = self.take_pending(key).unwrap_or_else(|| self.hashed(world, user, article, ctx).into());
+                self.model.update(&cfg.ftrl, &features, false, cfg.dislike_weight);
+                self.dislike(user, article, ctx.now_ms);
+            }
+            Action::Click | Action::Collect | Action::Share | Action::Read => {
+                let weight = match action {
+                    Action::Click => cfg.click_weight,
+                    Action::Collect => cfg.collect_weight,
+                    Action::Share => cfg.share_weight,
+                    _ => (cfg.read_base + cfg.read_per_minute * read_ms as f64 / 60_000.0).min(cfg.read_max),
+                };
+                let features = self.take_pending(key).unwrap_or_else(|| self.hashed(world, user, article, ctx).into());
+                self.model.update(&cfg.ftrl, &features, true, weight);
+                if action != Action::Read || read_ms >= cfg.long_read_ms {
+                    self.like(cfg, world, user, article, ctx.now_ms);
+                }
+            }
+        }
+    }
+
+    fn take_pending(&mut self, key: (u64, ArticleId)) -> Option<Box<[u64]>> {
+        let p = self.pending.remove(&key)?;
+        self.pending_bytes -= p.cost();
+        Some(p.features)
+    }
+
+    /// Moves the clock to `now_ms` and closes the exposure windows that ended: negatives.
+    pub fn advance(&mut self, cfg: &LearnConfig, now_ms: i64) {
+        if now_ms <= self.clock {
+            return;
+        }
+        self.clock = now_ms;
+        while let Some(&(t, u, a)) = self.queue.front() {
+            if t > now_ms {
+                break;
+            }
+            self.queue.pop_front();
+            self.close(cfg, t, u, a);
+        }
+        if self.events.is_multiple_of(4096) {
+            self.stats.prune(now_ms);
+        }
+    }
+
+    fn close(&mut self, cfg: &LearnConfig, expires: i64, user: u64, article: ArticleId) {
+        // A later exposure of the same pair replaced the entry: its own queue item closes it.
+        if self.pending.get(&(user, article)).is_some_and(|p| p.expires == expires) {
+            let features = self.take_pending((user, article)).expect("checked above");
+            self.model.update(&cfg.ftrl, &features, false, 1.0);
+            self.negatives += 1;
+        }
+    }
+}

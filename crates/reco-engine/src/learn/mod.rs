@@ -1,0 +1,396 @@
+//! What the engine learns from tracking events: the ranker's model, per-user profiles,
+//! item-to-item co-engagement, exposure counts and the `Stats` counters.
+//!
+//! All of it is a function of the event log: [`Learner::apply`] takes events in log order and
+//! remembers which sequence numbers it has applied, so the engine can checkpoint it into the
+//! store and, after a restart, replay only the events logged after the checkpoint.
+//!
+//! Labels (`labels`): an exposure opens a window ([`LearnConfig::negative_window_ms`]); a
+//! click, collect, share or read of the article within it trains a positive (weighted by
+//! action, reads by duration) with the features as they were at exposure; a window that closes
+//! without one trains a negative. A dislike trains a strong negative at once. Positives also
+//! move the user's profile (`profile`: recent articles, token, keyword and channel affinities)
+//! and co-engagement; dislikes demote the article's keywords and channel for the user.
+//!
+//! Memory is bounded (see [`LearnConfig`]): open windows by their bytes, profiles by their bytes
+//! (the least recently active users' go first), model weights by their number (weights that add
+//! nothing, exactly zero, go first, then the smallest). Every bound is applied by
+//! [`Learner::apply`] itself, so the learned state stays a pure function of the log.
+
+mod features;
+mod labels;
+mod profile;
+
+use std::collections::{BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::ftrl::{Ftrl, FtrlConfig};
+use crate::model::{Action, Article, ArticleId};
+use crate::stats::Stats;
+use crate::store::EventRecord;
+
+pub use features::{Context, Feature, Prediction, Who, World, user_key};
+use labels::Pending;
+pub use profile::{Profile, channel_token};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LearnConfig {
+    pub ftrl: FtrlConfig,
+    /// An exposure not followed by a positive action within this many ms is a negative.
+    pub negative_window_ms: i64,
+    /// Importance weights of positives; a read weighs `read_base + read_per_minute * minutes`,
+    /// at most `read_max`.
+    pub click_weight: f64,
+    pub collect_weight: f64,
+    pub share_weight: f64,
+    pub read_base: f64,
+    pub read_per_minute: f64,
+    pub read_max: f64,
+    /// Importance weight of the negative a dislike trains.
+    pub dislike_weight: f64,
+    /// A read at least this long moves the profile like a click.
+    pub long_read_ms: u64,
+    /// Profile sizes: recent positives, tokens, keywords, channels.
+    pub recent: usize,
+    pub profile_tokens: usize,
+    /// Co-engaged articles kept per article.
+    pub coengaged_per_article: usize,
+    /// Profile weights are multiplied by this before each positive adds to them.
+    pub profile_decay: f32,
+    /// Bytes of open exposure windows kept at most (the oldest close early, as negatives).
+    pub max_pending_bytes: usize,
+    /// Bytes of user profiles kept at most; over it the least recently active users' profiles
+    /// are dropped (down to 90 %): those users rank like new ones until they act again.
+    pub max_profile_bytes: usize,
+    /// Model weights kept at most; over it, zero weights and then the smallest are dropped
+    /// (down to 90 %).
+    pub max_model_features: usize,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        Self {
+            ftrl: FtrlConfig::default(),
+            negative_window_ms: 10 * 60_000,
+            click_weight: 1.0,
+            collect_weight: 1.5,
+            share_weight: 1.5,
+            read_base: 0.5,
+            read_per_minute: 0.5,
+            read_max: 2.0,
+            dislike_weight: 3.0,
+            long_read_ms: 15_000,
+            recent: 20,
+            profile_tokens: 64,
+            coengaged_per_article: 32,
+            profile_decay: 0.95,
+            max_pending_bytes: 64 << 20,
+            max_profile_bytes: 128 << 20,
+            max_model_features: 2_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Learner {
+    model: Ftrl,
+    profiles: FxHashMap<String, Profile>,
+    coengaged: FxHashMap<ArticleId, Vec<(ArticleId, f32)>>,
+    exposures: FxHashMap<ArticleId, u32>,
+    pending: FxHashMap<(u64, ArticleId), Pending>,
+    /// (expiry, user hash, article) in arrival order.
+    queue: VecDeque<(i64, u64, ArticleId)>,
+    pub stats: Stats,
+    /// The newest event time seen.
+    clock: i64,
+    /// Every log sequence number up to this one is applied, and those in `ahead`.
+    applied: u64,
+    ahead: BTreeSet<u64>,
+    /// Events learned from, and pending windows closed as negatives.
+    pub events: u64,
+    pub negatives: u64,
+    /// Estimated bytes of `pending` (with `queue`) and of `profiles`.
+    pending_bytes: usize,
+    profile_bytes: usize,
+    /// What the bounds dropped so far: profiles, and model weights.
+    pub dropped_profiles: u64,
+    pub dropped_features: u64,
+}
+
+/// Estimated memory of the learner's parts, for logs and the memory benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnerMemory {
+    pub profiles: usize,
+    pub profile_bytes: usize,
+    pub pending: usize,
+    pub pending_bytes: usize,
+    pub model_features: usize,
+    /// Model weights that are exactly zero (L1 keeps them there): they add nothing to a score.
+    pub zero_features: usize,
+    pub model_bytes: usize,
+}
+
+impl Learner {
+    pub fn profile(&self, user: &str) -> Option<&Profile> {
+        self.profiles.get(user)
+    }
+
+    pub fn who(&self, user: &str) -> Who<'_> {
+        Who { key: user_key(user), profile: self.profiles.get(user) }
+    }
+
+    pub fn exposures(&self, id: ArticleId) -> u32 {
+        self.exposures.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Articles co-engaged with `id`, with their weights.
+    pub fn coengaged(&self, id: ArticleId) -> &[(ArticleId, f32)] {
+        self.coengaged.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn model_features(&self) -> usize {
+        self.model.len()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn users(&self) -> usize {
+        self.profiles.len()
+    }
+
+    pub fn memory(&self) -> LearnerMemory {
+        LearnerMemory {
+            profiles: self.profiles.len(),
+            profile_bytes: self.profile_bytes,
+            pending: self.pending.len(),
+            pending_bytes: self.pending_bytes,
+            model_features: self.model.len(),
+            zero_features: self.model.zero_weights(),
+            model_bytes: self.model.len() * Ftrl::SLOT_BYTES,
+        }
+    }
+
+    /// The sequence number up to which every logged event is applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Whether the logged event `seq` is applied already.
+    pub fn is_applied(&self, seq: u64) -> bool {
+        seq <= self.applied || self.ahead.contains(&seq)
+    }
+
+    /// Whether `seq` is new (and now taken): a logged event is applied once.
+    fn take_seq(&mut self, seq: u64) -> bool {
+        if seq <= self.applied || !self.ahead.insert(seq) {
+            return false;
+        }
+        while self.ahead.first() == Some(&(self.applied + 1)) {
+            self.ahead.pop_first();
+            self.applied += 1;
+        }
+        true
+    }
+
+    /// Applies a logged event unless `seq` was applied already (answering whether it was new);
+    /// `None` for events that are not in a log (offline evaluation).
+    pub fn apply(&mut self, cfg: &LearnConfig, world: &World<'_>, seq: Option<u64>, event: &EventRecord) -> bool {
+        if let Some(seq) = seq
+            && !self.take_seq(seq)
+        {
+            return false;
+        }
+        self.events += 1;
+        self.advance(cfg, event.time);
+        for (i, &id) in event.article_ids.iter().enumerate() {
+            let Some(article) = world.catalog.get(id) else { continue };
+            let sources = event.sources.get(i).copied();
+            let position = event.position.or(if event.action == Action::Exposure { Some(i as u32) } else { None });
+            let ctx = Context { now_ms: event.time, position, sources: sources.unwrap_or_default() };
+            self.stats.record(event.time, event.bucket, sources, article.channel_id, event.action);
+            self.learn(cfg, world, &event.user, article, &ctx, event.action, event.read_ms);
+        }
+        self.bound(cfg);
+        true
+    }
+
+    /// A positive from outside the tracking loop (an imported click history): moves the
+    /// profile and co-engagement, trains nothing (there was no exposure to learn against).
+    pub fn learn_history(&mut self, cfg: &LearnConfig, world: &World<'_>, user: &str, article: &Article) {
+        self.like(cfg, world, user, article, self.clock);
+        self.bound(cfg);
+    }
+
+    /// Applies the profile and model bounds of `cfg` (the window bound is kept as windows open).
+    pub fn bound(&mut self, cfg: &LearnConfig) {
+        if self.profile_bytes > cfg.max_profile_bytes {
+            self.drop_profiles(cfg.max_profile_bytes / 10 * 9);
+        }
+        if self.model.len() > cfg.max_model_features {
+            self.dropped_features += self.model.shrink_to(cfg.max_model_features / 10 * 9) as u64;
+        }
+    }
+
+    /// Drops the least recently active users' profiles until they take at most `target` bytes.
+    /// Ties go by user id, so two copies of a learner drop the same ones.
+    fn drop_profiles(&mut self, target: usize) {
+        let mut by_age: Vec<(i64, &str, usize)> =
+            self.profiles.iter().map(|(u, p)| (p.last_ms, u.as_str(), profile::cost(u, p))).collect();
+        by_age.sort_unstable();
+        let mut bytes = self.profile_bytes;
+        let mut gone = Vec::new();
+        for (_, user, cost) in by_age {
+            if bytes <= target {
+                break;
+            }
+            bytes -= cost;
+            gone.push(user.to_owned());
+        }
+        for user in &gone {
+            self.profiles.remove(user);
+        }
+        self.profile_bytes = bytes;
+        self.dropped_profiles += gone.len() as u64;
+    }
+
+    /// Runs `f` on `user`'s profile (created when missing), keeping the byte count true.
+    fn with_profile<R>(&mut self, user: &str, now_ms: i64, f: impl FnOnce(&mut Profile) -> R) -> R {
+        let profile = self.profiles.entry(user.to_owned()).or_default();
+        let before = profile::cost(user, profile);
+        profile.last_ms = profile.last_ms.max(now_ms);
+        let out = f(profile);
+        let after = profile::cost(user, profile);
+        self.profile_bytes = (self.profile_bytes + after).saturating_sub(before);
+        out
+    }
+
+    /// The checkpoint's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        postcard::to_allocvec(self).map_err(|e| e.to_string())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::hot::HotIndex;
+    use crate::popularity::PopularityConfig;
+    use crate::text::TextIndex;
+
+    fn article(id: ArticleId, keyword: &str) -> Article {
+        Article {
+            id,
+            channel_id: 1,
+            title: format!("{keyword}新闻"),
+            author: String::new(),
+            publish_time: 0,
+            keywords: vec![keyword.to_owned()],
+            summary: String::new(),
+            cover: String::new(),
+        }
+    }
+
+    struct Setup {
+        catalog: Catalog,
+        text: TextIndex,
+        hot: HotIndex,
+        pop: PopularityConfig,
+        cfg: LearnConfig,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            let catalog = Catalog::new(vec![article(1, "足球"), article(2, "篮球"), article(3, "足球")]);
+            let text = TextIndex::new(&catalog);
+            Self {
+                catalog,
+                text,
+                hot: HotIndex::default(),
+                pop: PopularityConfig::default(),
+                cfg: LearnConfig::default(),
+            }
+        }
+
+        fn world(&self) -> World<'_> {
+            World { catalog: &self.catalog, text: &self.text, hot: &self.hot, popularity: &self.pop }
+        }
+
+        fn event(&self, seq_key: u8, user: &str, action: Action, ids: &[ArticleId], time: i64) -> EventRecord {
+            EventRecord {
+                key: crate::store::EventKey([seq_key; 16]),
+                user: user.to_owned(),
+                channel: 0,
+                action,
+                article_ids: ids.to_vec(),
+                time,
+                read_ms: 0,
+                popularity_log2: f64::NEG_INFINITY,
+                sources: Vec::new(),
+                position: (action != Action::Exposure).then_some(0),
+                bucket: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn an_exposure_without_a_click_becomes_a_negative_when_its_window_closes() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        l.apply(&s.cfg, &s.world(), Some(1), &s.event(1, "u", Action::Exposure, &[1, 2], 0));
+        l.apply(&s.cfg, &s.world(), Some(2), &s.event(2, "u", Action::Click, &[1], 1_000));
+        assert_eq!((l.pending(), l.negatives), (1, 0), "the click consumed article 1's window");
+        l.advance(&s.cfg, s.cfg.negative_window_ms - 1);
+        assert_eq!(l.negatives, 0);
+        l.advance(&s.cfg, s.cfg.negative_window_ms);
+        assert_eq!((l.pending(), l.negatives), (0, 1));
+        let p = |id| l.predict(&s.world(), l.who("u"), s.catalog.get(id).unwrap(), &Context::default()).logit;
+        assert!(p(1) > 0.0 && p(2) < 0.0 && p(3) > 0.0, "clicked up, skipped down, same topic up");
+    }
+
+    #[test]
+    fn applied_sequence_numbers_are_not_applied_twice() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        let click = s.event(1, "u", Action::Click, &[1], 0);
+        l.apply(&s.cfg, &s.world(), Some(2), &click);
+        l.apply(&s.cfg, &s.world(), Some(2), &click);
+        assert_eq!((l.events, l.applied()), (1, 0), "2 is ahead of a gap at 1");
+        l.apply(&s.cfg, &s.world(), Some(1), &click);
+        assert_eq!((l.events, l.applied()), (2, 2));
+        l.apply(&s.cfg, &s.world(), Some(1), &click);
+        assert_eq!(l.events, 2);
+    }
+
+    #[test]
+    fn a_dislike_demotes_the_topic_and_forgets_the_article() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        l.apply(&s.cfg, &s.world(), Some(1), &s.event(1, "u", Action::Click, &[1], 0));
+        l.apply(&s.cfg, &s.world(), Some(2), &s.event(2, "u", Action::Dislike, &[1], 0));
+        let profile = l.profile("u").unwrap();
+        assert!(profile.recent.is_empty());
+        assert_eq!(profile.demotion(s.catalog.get(3).unwrap()), 0.5 * 0.7f64.powf(0.5));
+        assert_eq!(profile.demotion(&Article { channel_id: 9, ..article(4, "篮球") }), 1.0);
+    }
+
+    #[test]
+    fn the_checkpoint_round_trips() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        l.apply(&s.cfg, &s.world(), Some(1), &s.event(1, "u", Action::Exposure, &[1, 2, 3], 0));
+        l.apply(&s.cfg, &s.world(), Some(2), &s.event(2, "v", Action::Click, &[2], 5));
+        l.apply(&s.cfg, &s.world(), Some(3), &s.event(3, "v", Action::Click, &[3], 6));
+        let back = Learner::decode(&l.encode().unwrap()).unwrap();
+        assert_eq!(back, l);
+        assert!(Learner::decode(b"\xff\xff").is_err());
+    }
+}
