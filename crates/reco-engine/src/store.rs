@@ -271,18 +271,21 @@ impl Default for ArticleCounters {
 }
 
 impl ArticleCounters {
+    /// Counts `event`. Every count saturates: `read_ms` comes from clients, and an overflow
+    /// must neither panic (the writer thread applies this) nor wrap around.
     pub fn apply(&mut self, event: &EventRecord) {
-        match event.action {
-            Action::Exposure => self.exposures += 1,
-            Action::Click => self.clicks += 1,
-            Action::Collect => self.collects += 1,
-            Action::Share => self.shares += 1,
+        let count = match event.action {
+            Action::Exposure => &mut self.exposures,
+            Action::Click => &mut self.clicks,
+            Action::Collect => &mut self.collects,
+            Action::Share => &mut self.shares,
             Action::Read => {
-                self.reads += 1;
-                self.read_ms += event.read_ms;
+                self.read_ms = self.read_ms.saturating_add(event.read_ms);
+                &mut self.reads
             }
-            Action::Dislike => self.dislikes += 1,
-        }
+            Action::Dislike => &mut self.dislikes,
+        };
+        *count = count.saturating_add(1);
         self.popularity_log2 = crate::popularity::log2_add(self.popularity_log2, event.popularity_log2);
     }
 }
@@ -464,5 +467,53 @@ impl<S: Store> Store for Arc<S> {
 
     fn flush(&self) -> Result<(), StoreError> {
         (**self).flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: Action, read_ms: u64) -> EventRecord {
+        EventRecord {
+            key: EventKey([0; 16]),
+            user: "u".to_owned(),
+            channel: 1,
+            action,
+            article_ids: vec![1],
+            time: 0,
+            read_ms,
+            popularity_log2: 0.0,
+            sources: vec![],
+            position: None,
+            bucket: 0,
+        }
+    }
+
+    #[test]
+    fn counters_saturate_instead_of_overflowing() {
+        let max = u64::MAX;
+        let mut c = ArticleCounters {
+            exposures: max,
+            clicks: max,
+            collects: max,
+            shares: max,
+            reads: max,
+            read_ms: max - 1,
+            dislikes: max,
+            popularity_log2: 0.0,
+        };
+        for action in [Action::Exposure, Action::Click, Action::Collect, Action::Share, Action::Read, Action::Dislike] {
+            c.apply(&event(action, max));
+        }
+        assert_eq!(
+            [c.exposures, c.clicks, c.collects, c.shares, c.reads, c.read_ms, c.dislikes],
+            [max; 7],
+            "every count stops at u64::MAX"
+        );
+        let mut fresh = ArticleCounters::default();
+        fresh.apply(&event(Action::Read, max));
+        fresh.apply(&event(Action::Read, max));
+        assert_eq!((fresh.reads, fresh.read_ms), (2, max), "a client's huge read_ms saturates the sum");
     }
 }
