@@ -204,6 +204,12 @@ impl RedbStore {
         }
         Ok(())
     }
+
+    /// Runs an eviction sweep now, on the caller's thread, as the writer does after a round.
+    #[cfg(test)]
+    fn sweep_now(&self) -> usize {
+        self.state.users.sweep(self.state.committed.load(std::sync::atomic::Ordering::Acquire))
+    }
 }
 
 impl Drop for RedbStore {

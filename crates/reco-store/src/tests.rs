@@ -1,4 +1,5 @@
-//! Unit tests that reach into the store: held loads, corrupt rows, old files, failing disks.
+//! Unit tests that reach into the store: held loads, corrupt rows, old files, failing disks;
+//! the record cache (`eviction`) and a model check of eviction and trimming (`model`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -11,8 +12,11 @@ use redb::backends::InMemoryBackend;
 
 use super::*;
 use crate::log::SCAN_CHUNK;
-use crate::schema::{BATCHES, COUNTERS, EVENT_LOG, EVENTS, READS, SCHEMA_KEY, SCHEMA_VERSION, TRIMMED};
+use crate::schema::{BATCHES, COUNTERS, EVENT_LOG, EVENTS, META, READS, SCHEMA_KEY, SCHEMA_VERSION, TRIMMED};
 use redb::TableDefinition;
+
+mod eviction;
+mod model;
 
 /// Where a test can hold a user's callers: `"load"` between a load's snapshot and its reads,
 /// `"lookup"` between finding a cached slot and locking it.
@@ -267,6 +271,53 @@ fn a_version_1_store_opens_and_starts_its_log_at_1() {
     assert_eq!(store.counters(&[7]).unwrap()[0].dislikes, 1);
     store.scan_events(0, &mut |seq, e| logged.push((seq, e))).unwrap();
     assert_eq!(logged, vec![(1, dislike)]);
+    store.close().unwrap();
+}
+
+/// A data dir written by the build before trimming: schema version 2, no trimmed table, and
+/// more batches in a channel than the default bound keeps.
+fn write_version_2_store(dir: &Path, batches: i64) {
+    RedbStore::open(dir).unwrap().close().unwrap();
+    let db = Database::create(dir.join(FILE_NAME)).unwrap();
+    let txn = db.begin_write().unwrap();
+    assert!(txn.delete_table(TRIMMED).unwrap());
+    txn.open_table(META).unwrap().insert(SCHEMA_KEY, 2u32.to_le_bytes().as_slice()).unwrap();
+    let mut table = txn.open_table(BATCHES).unwrap();
+    for t in 1..=batches {
+        let b = Batch { items: vec![BatchItem { article_id: t, sources: Sources::HOT }], ..batch(t) };
+        table.insert(("old", 1, t), codec::encode_batch(&b).as_slice()).unwrap();
+    }
+    drop(table);
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_version_2_store_opens_and_trims_its_long_histories() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = reco_engine::store::DEFAULT_MAX_BATCHES as i64;
+    write_version_2_store(dir.path(), max + 10);
+    let kept = |store: &RedbStore| {
+        store
+            .with_user("old", |u| {
+                let h = u.channel(1);
+                let served = (1..=h.latest_time()).all(|id| h.was_served(id));
+                (h.batches().next().unwrap().time, h.batches().count() as i64, served)
+            })
+            .unwrap()
+    };
+    let store = RedbStore::open(dir.path()).unwrap();
+    assert_eq!(kept(&store), (11, max, true), "trimmed at load; the dropped ids stay served");
+    store.close().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    assert_eq!(store.get_meta(SCHEMA_KEY).unwrap(), Some(SCHEMA_VERSION.to_le_bytes().to_vec()), "upgraded");
+    assert_eq!(kept(&store), (11, max, true), "the same after reopen");
+    let next = Batch { items: vec![BatchItem { article_id: max + 11, sources: Sources::HOT }], ..batch(max + 11) };
+    store.append_batch("old", 1, next).unwrap();
+    assert_eq!(kept(&store), (12, max, true));
+    store.close().unwrap();
+    // The next trim deleted every old row at or before it: a larger bound finds none of them.
+    let store = RedbStore::open_with(dir.path(), StoreConfig { max_batches: 1_000, ..StoreConfig::default() }).unwrap();
+    assert_eq!(kept(&store), (12, max, true));
     store.close().unwrap();
 }
 

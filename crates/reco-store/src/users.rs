@@ -44,7 +44,8 @@ const SWEEP_PASSES: usize = 4;
 /// What a slot costs beside its record: the map entry (key and `Arc`, at hashbrown's 7/8 load
 /// with a control byte), the key's and the slot's allocations (with their reference counts and
 /// the allocator's overhead). The key's bytes are added per user.
-const SLOT_BYTES: usize = size_of::<(Arc<str>, Arc<Slot>)>() * 8 / 7 + 1 + (16 + 16) + (16 + size_of::<Slot>() + 16);
+pub(crate) const SLOT_BYTES: usize =
+    size_of::<(Arc<str>, Arc<Slot>)>() * 8 / 7 + 1 + (16 + 16) + (16 + size_of::<Slot>() + 16);
 
 pub(crate) struct Users {
     map: RwLock<HashMap<Arc<str>, Arc<Slot>>>,
@@ -214,6 +215,11 @@ impl Users {
                 self.recount(resident, &slot.user);
             }
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_resident(&self, user: &str) -> bool {
+        read_lock(&self.map).contains_key(user)
     }
 
     /// Starts a new round of the last-use clock; the writer calls it once per round.
