@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use crate::model::{ALL_CHANNELS, Action, Article};
-use crate::store::{AppendOutcome, Batch, BatchItem, EventKey, EventRecord, Sources, Store};
+use crate::store::{AppendOutcome, Batch, BatchItem, DEFAULT_MAX_BATCHES, EventKey, EventRecord, Sources, Store};
 
-/// Runs every check on `store`, which must be empty.
+/// Runs every check on `store`, which must be empty and keep [`DEFAULT_MAX_BATCHES`] batches
+/// per (user, channel).
 pub fn run_all<S: Store>(store: &S) {
     catalog(store);
     meta(store);
     batches(store);
     events(store);
     concurrent_appends(store);
+    trimming(store, DEFAULT_MAX_BATCHES);
 }
 
 fn article(id: i64, title: &str) -> Article {
@@ -163,5 +165,40 @@ pub fn concurrent_appends<S: Store>(store: &S) {
     });
     let stored = store.with_user(user, |u| u.channel(5).batches().map(Arc::clone).collect::<Vec<_>>()).unwrap();
     assert!(stored.windows(2).all(|w| w[0].time < w[1].time), "batches are kept in time order");
-    assert_eq!(wins.into_inner(), stored.len(), "every win is stored, no loss stored");
+    assert_eq!(wins.into_inner().min(DEFAULT_MAX_BATCHES), stored.len(), "every win is stored, no loss stored");
+}
+
+/// History keeps the newest `max_batches` batches per (user, channel); the served set keeps
+/// every id any batch served, trimmed or not.
+pub fn trimming<S: Store>(store: &S, max_batches: usize) {
+    let user = "conformance-trim";
+    let n = max_batches as i64 + 3;
+    // Batch t serves ids 10t and 10t + 1; the last one serves id 10 (batch 1's) again.
+    let ids = |t: i64| if t == n { vec![10 * t, 10] } else { vec![10 * t, 10 * t + 1] };
+    for t in 1..=n {
+        assert_eq!(
+            store.append_batch(user, 2, batch(t * 100, &ids(t))).unwrap(),
+            AppendOutcome::Appended { previous: (t - 1) * 100 }
+        );
+    }
+    assert_eq!(store.append_batch(user, 2, batch(100, &[1])).unwrap(), AppendOutcome::Stale { latest: n * 100 });
+    let oldest_kept = n - max_batches as i64 + 1;
+    store
+        .with_user(user, |u| {
+            let h = u.channel(2);
+            let kept: Vec<i64> = h.batches().map(|b| b.time).collect();
+            assert_eq!(kept, (oldest_kept..=n).map(|t| t * 100).collect::<Vec<_>>(), "the newest batches are kept");
+            assert_eq!(h.latest_time(), n * 100);
+            let (b, older) = h.at_or_before(oldest_kept * 100).expect("the oldest kept batch");
+            assert_eq!((b.as_ref(), older), (&batch(oldest_kept * 100, &ids(oldest_kept)), 0), "it ends history");
+            assert!(h.at_or_before(oldest_kept * 100 - 1).is_none(), "a trimmed time reads as history's end");
+            for t in 1..=n {
+                assert!(ids(t).iter().all(|&id| h.was_served(id)), "batch {t}'s ids stay served");
+            }
+            assert!(!h.was_served(11 * 100) && !h.was_served(1));
+            assert_eq!(h.served_count(), 2 * n as usize - 1, "an id served twice counts once");
+            assert_eq!(u.channel(3).served_count(), 0, "trimming is per channel");
+        })
+        .unwrap();
+    store.flush().unwrap();
 }

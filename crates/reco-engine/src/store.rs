@@ -109,11 +109,27 @@ pub struct Batch {
     pub items: Vec<BatchItem>,
 }
 
-/// A user's batches in one channel, oldest first, and every id they served.
+/// How many batches a backend keeps per (user, channel) unless told otherwise: 50 refreshes
+/// is far more history than a reader pages back through (a page is one batch), and it bounds
+/// a heavy user's record to a few tens of KiB per channel. What falls off stays in the served
+/// set (see [`ChannelHistory::trimmed`]).
+pub const DEFAULT_MAX_BATCHES: usize = 50;
+
+/// A user's batches in one channel, oldest first, and every id they ever served.
+///
+/// At most a backend's `max_batches` batches are kept; older ones fall off (see
+/// [`UserRecord::append`]), and their ids move to a sorted list, so the never-repeat rule
+/// still covers them. Invariant: an id is in `served` (ids of kept batches) or in `trimmed`,
+/// never in both, so the record reloaded from storage equals the live one.
 #[derive(Clone, Debug, Default)]
 pub struct ChannelHistory {
     batches: BTreeMap<i64, Arc<Batch>>,
+    /// Ids of kept batches that are not in `trimmed`.
     served: FxHashSet<ArticleId>,
+    /// Ids of the batches that fell off, sorted, without duplicates.
+    trimmed: Vec<ArticleId>,
+    /// [`batch_bytes`] of every kept batch, so that [`UserRecord::heap_bytes`] needs no walk.
+    batch_bytes: usize,
 }
 
 impl ChannelHistory {
@@ -122,7 +138,8 @@ impl ChannelHistory {
         self.batches.last_key_value().map_or(0, |(t, _)| *t)
     }
 
-    /// The newest batch stored at or before `time`, with the time of the next older one (0 if none).
+    /// The newest batch stored at or before `time`, with the time of the next older one (0 if
+    /// none). A time older than every kept batch finds nothing, like one before the first.
     pub fn at_or_before(&self, time: i64) -> Option<(&Arc<Batch>, i64)> {
         let mut range = self.batches.range(..=time).rev();
         let (_, batch) = range.next()?;
@@ -130,22 +147,103 @@ impl ChannelHistory {
         Some((batch, older))
     }
 
+    /// Whether any batch ever served `id` in this channel, kept or trimmed.
     pub fn was_served(&self, id: ArticleId) -> bool {
-        self.served.contains(&id)
+        self.served.contains(&id) || self.trimmed.binary_search(&id).is_ok()
     }
 
+    /// How many distinct ids the channel ever served, kept or trimmed.
     pub fn served_count(&self) -> usize {
-        self.served.len()
+        self.served.len() + self.trimmed.len()
     }
 
+    /// The kept batches, oldest first.
     pub fn batches(&self) -> impl Iterator<Item = &Arc<Batch>> {
         self.batches.values()
     }
 
+    /// The ids of the batches that fell off history, sorted, without duplicates.
+    pub fn trimmed(&self) -> &[ArticleId] {
+        &self.trimmed
+    }
+
     fn push(&mut self, batch: Arc<Batch>) {
-        self.served.extend(batch.items.iter().map(|i| i.article_id));
+        for item in &batch.items {
+            if self.trimmed.binary_search(&item.article_id).is_err() {
+                self.served.insert(item.article_id);
+            }
+        }
+        self.batch_bytes += batch_bytes(&batch);
         self.batches.insert(batch.time, batch);
     }
+
+    /// Drops the oldest batches until `max` are left; answers the newest dropped time.
+    fn trim(&mut self, max: usize) -> Option<i64> {
+        let mut through = None;
+        while self.batches.len() > max {
+            let (time, batch) = self.batches.pop_first()?;
+            self.batch_bytes -= batch_bytes(&batch);
+            for item in &batch.items {
+                self.served.remove(&item.article_id);
+                if let Err(at) = self.trimmed.binary_search(&item.article_id) {
+                    self.trimmed.insert(at, item.article_id);
+                }
+            }
+            through = Some(time);
+        }
+        through
+    }
+
+    /// Adds ids to the trimmed list (a backend's stored copy of it); order and duplicates do
+    /// not matter, and the call may come before or after the kept batches are pushed.
+    fn restore_trimmed(&mut self, ids: impl IntoIterator<Item = ArticleId>) {
+        self.trimmed.extend(ids);
+        self.trimmed.sort_unstable();
+        self.trimmed.dedup();
+        if !self.served.is_empty() {
+            let trimmed = &self.trimmed;
+            self.served.retain(|id| trimmed.binary_search(id).is_err());
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.batch_bytes
+            + table_bytes(self.served.capacity(), size_of::<ArticleId>())
+            + vec_bytes(self.trimmed.capacity(), size_of::<ArticleId>())
+    }
+}
+
+/// What one kept batch costs: its B-tree entry, the `Arc` allocation and the items buffer.
+fn batch_bytes(batch: &Batch) -> usize {
+    BTREE_ENTRY_BYTES
+        + ALLOC_OVERHEAD
+        + size_of::<usize>() * 2
+        + size_of::<Batch>()
+        + vec_bytes(batch.items.capacity(), size_of::<BatchItem>())
+}
+
+/// Bytes the allocator spends per allocation beyond the request (headers, size-class
+/// rounding): a round figure for mimalloc and glibc on 64-bit, where both round small
+/// requests up to their next size class.
+const ALLOC_OVERHEAD: usize = 16;
+
+/// Bytes per entry of a `BTreeMap<i64, Arc<Batch>>`: a leaf node holds up to 11 entries in
+/// 192 bytes, and inserts in key order (how batches arrive) leave leaves about half full.
+const BTREE_ENTRY_BYTES: usize = 32;
+
+fn vec_bytes(capacity: usize, item: usize) -> usize {
+    if capacity == 0 { 0 } else { capacity * item + ALLOC_OVERHEAD }
+}
+
+/// The heap bytes of a std / hashbrown hash table of reported `capacity` with entries of
+/// `entry` bytes: hashbrown keeps a power of two of buckets, 7/8 of them usable (all but one
+/// below 8), each with its entry and one control byte, plus one group (16) of control bytes.
+fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 { capacity + 1 } else { capacity / 7 * 8 }.next_power_of_two();
+    buckets * (entry + 1) + 16 + ALLOC_OVERHEAD
 }
 
 /// Everything the feed rules need to know about one user.
@@ -175,16 +273,34 @@ impl UserRecord {
         self.read.len()
     }
 
-    /// Adds a batch if it is newer than the channel's newest one (the refresh rule), for
-    /// backends that keep records in memory.
-    pub fn append(&mut self, channel: ChannelId, batch: Arc<Batch>) -> AppendOutcome {
-        let history = self.channels.entry(channel).or_default();
-        let latest = history.latest_time();
+    /// Adds a batch if it is newer than the channel's newest one (the refresh rule), keeping
+    /// at most `max_batches` (at least 1: the newest batch is what the rule compares with) in
+    /// the channel. For backends that keep records in memory.
+    pub fn append(&mut self, channel: ChannelId, batch: Arc<Batch>, max_batches: usize) -> AppendOutcome {
+        self.append_trimming(channel, batch, max_batches).0
+    }
+
+    /// [`UserRecord::append`], also answering the time of the newest batch that fell off
+    /// history, if any did: every batch of the channel at or before it is gone (a backend
+    /// deletes its copies and stores the new [`ChannelHistory::trimmed`]).
+    pub fn append_trimming(
+        &mut self,
+        channel: ChannelId,
+        batch: Arc<Batch>,
+        max_batches: usize,
+    ) -> (AppendOutcome, Option<i64>) {
+        let latest = self.channel(channel).latest_time();
         if batch.time <= latest {
-            return AppendOutcome::Stale { latest };
+            return (AppendOutcome::Stale { latest }, None);
         }
+        let history = self.channels.entry(channel).or_default();
         history.push(batch);
-        AppendOutcome::Appended { previous: latest }
+        (AppendOutcome::Appended { previous: latest }, history.trim(max_batches.max(1)))
+    }
+
+    /// Adds ids to the channel's trimmed list, for backends that load records from storage.
+    pub fn restore_trimmed(&mut self, channel: ChannelId, ids: impl IntoIterator<Item = ArticleId>) {
+        self.channels.entry(channel).or_default().restore_trimmed(ids);
     }
 
     /// What a stored event changes in its user's record: a read or a dislike hides the article
@@ -198,6 +314,17 @@ impl UserRecord {
     /// Adds one article to the read set, for backends that load records from storage.
     pub fn mark_read(&mut self, id: ArticleId) {
         self.read.insert(id);
+    }
+
+    /// An estimate of the heap bytes the record holds (not counting `size_of::<UserRecord>()`):
+    /// per kept batch its B-tree entry, `Arc` and items buffer; the served and read hash sets
+    /// and the channel map by their capacity, as hashbrown lays them out; the trimmed lists by
+    /// capacity; [`ALLOC_OVERHEAD`] per allocation. It is O(channels), cheap enough to redo
+    /// after every change. It ignores what the allocator keeps from freed memory.
+    pub fn heap_bytes(&self) -> usize {
+        table_bytes(self.channels.capacity(), size_of::<(ChannelId, ChannelHistory)>())
+            + self.channels.values().map(ChannelHistory::heap_bytes).sum::<usize>()
+            + table_bytes(self.read.capacity(), size_of::<ArticleId>())
     }
 }
 
@@ -271,20 +398,35 @@ impl Default for ArticleCounters {
 }
 
 impl ArticleCounters {
+    /// Counts `event`. Every count saturates: `read_ms` comes from clients, and an overflow
+    /// must neither panic (the writer thread applies this) nor wrap around.
     pub fn apply(&mut self, event: &EventRecord) {
-        match event.action {
-            Action::Exposure => self.exposures += 1,
-            Action::Click => self.clicks += 1,
-            Action::Collect => self.collects += 1,
-            Action::Share => self.shares += 1,
+        let count = match event.action {
+            Action::Exposure => &mut self.exposures,
+            Action::Click => &mut self.clicks,
+            Action::Collect => &mut self.collects,
+            Action::Share => &mut self.shares,
             Action::Read => {
-                self.reads += 1;
-                self.read_ms += event.read_ms;
+                self.read_ms = self.read_ms.saturating_add(event.read_ms);
+                &mut self.reads
             }
-            Action::Dislike => self.dislikes += 1,
-        }
+            Action::Dislike => &mut self.dislikes,
+        };
+        *count = count.saturating_add(1);
         self.popularity_log2 = crate::popularity::log2_add(self.popularity_log2, event.popularity_log2);
     }
+}
+
+/// What a backend holds in memory for user records, for metrics and `/debug` views.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Users whose records are in memory.
+    pub resident_users: usize,
+    /// The estimated bytes of those records (see [`UserRecord::heap_bytes`]) and of what the
+    /// backend spends per user beside them.
+    pub resident_bytes: usize,
+    /// Records dropped from memory since the backend started, to be reloaded on next use.
+    pub evicted_users: u64,
 }
 
 /// The durable state behind the engine. Reads of user records go through a closure so that a
@@ -315,12 +457,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// What the backend holds in memory for user records; zeros when it does not say.
+    fn memory(&self) -> MemoryUse {
+        MemoryUse::default()
+    }
 }
 
-/// Everything in memory, nothing durable: for tests and `reco eval`.
-#[derive(Default)]
+/// Everything in memory, nothing durable: for tests and `reco eval`. It trims history like
+/// the durable backends (at most [`DEFAULT_MAX_BATCHES`] per (user, channel) unless built
+/// with [`MemStore::with_max_batches`]) but keeps every user.
 pub struct MemStore {
     inner: Mutex<MemInner>,
+    max_batches: usize,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        Self::with_max_batches(DEFAULT_MAX_BATCHES)
+    }
 }
 
 #[derive(Default)]
@@ -336,6 +491,11 @@ struct MemInner {
 impl MemStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that keeps at most `max_batches` (at least 1) batches per (user, channel).
+    pub fn with_max_batches(max_batches: usize) -> Self {
+        Self { inner: Mutex::default(), max_batches: max_batches.max(1) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
@@ -376,7 +536,8 @@ impl Store for MemStore {
     }
 
     fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
-        Ok(self.lock().users.entry(user.to_owned()).or_default().append(channel, Arc::new(batch)))
+        let max_batches = self.max_batches;
+        Ok(self.lock().users.entry(user.to_owned()).or_default().append(channel, Arc::new(batch), max_batches))
     }
 
     fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError> {
@@ -417,6 +578,19 @@ impl Store for MemStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn memory(&self) -> MemoryUse {
+        let inner = self.lock();
+        MemoryUse {
+            resident_users: inner.users.len(),
+            resident_bytes: inner
+                .users
+                .iter()
+                .map(|(user, r)| user.len() + size_of::<UserRecord>() + r.heap_bytes())
+                .sum(),
+            evicted_users: 0,
+        }
     }
 }
 
@@ -464,5 +638,110 @@ impl<S: Store> Store for Arc<S> {
 
     fn flush(&self) -> Result<(), StoreError> {
         (**self).flush()
+    }
+
+    fn memory(&self) -> MemoryUse {
+        (**self).memory()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: Action, read_ms: u64) -> EventRecord {
+        EventRecord {
+            key: EventKey([0; 16]),
+            user: "u".to_owned(),
+            channel: 1,
+            action,
+            article_ids: vec![1],
+            time: 0,
+            read_ms,
+            popularity_log2: 0.0,
+            sources: vec![],
+            position: None,
+            bucket: 0,
+        }
+    }
+
+    #[test]
+    fn counters_saturate_instead_of_overflowing() {
+        let max = u64::MAX;
+        let mut c = ArticleCounters {
+            exposures: max,
+            clicks: max,
+            collects: max,
+            shares: max,
+            reads: max,
+            read_ms: max - 1,
+            dislikes: max,
+            popularity_log2: 0.0,
+        };
+        for action in [Action::Exposure, Action::Click, Action::Collect, Action::Share, Action::Read, Action::Dislike] {
+            c.apply(&event(action, max));
+        }
+        assert_eq!(
+            [c.exposures, c.clicks, c.collects, c.shares, c.reads, c.read_ms, c.dislikes],
+            [max; 7],
+            "every count stops at u64::MAX"
+        );
+        let mut fresh = ArticleCounters::default();
+        fresh.apply(&event(Action::Read, max));
+        fresh.apply(&event(Action::Read, max));
+        assert_eq!((fresh.reads, fresh.read_ms), (2, max), "a client's huge read_ms saturates the sum");
+    }
+
+    fn batch(time: i64, ids: &[ArticleId]) -> Arc<Batch> {
+        Arc::new(Batch {
+            time,
+            request_id: 0,
+            bucket: 0,
+            items: ids.iter().map(|&article_id| BatchItem { article_id, sources: Sources::HOT }).collect(),
+        })
+    }
+
+    #[test]
+    fn trimmed_batches_stay_served_and_a_rebuilt_record_answers_the_same() {
+        let mut live = UserRecord::default();
+        // Id 7 is served twice, once in a batch that falls off and once in a kept one.
+        let batches = [batch(10, &[1, 7]), batch(20, &[2, 3]), batch(30, &[7, 4]), batch(40, &[5])];
+        let mut trims = Vec::new();
+        for b in &batches {
+            let (outcome, trimmed) = live.append_trimming(1, Arc::clone(b), 2);
+            assert!(matches!(outcome, AppendOutcome::Appended { .. }));
+            trims.push(trimmed);
+        }
+        assert_eq!(trims, [None, None, Some(10), Some(20)]);
+        let h = live.channel(1);
+        assert_eq!(h.batches().map(|b| b.time).collect::<Vec<_>>(), [30, 40]);
+        assert_eq!(h.trimmed(), [1, 2, 3, 7]);
+        assert!(h.at_or_before(29).is_none(), "history older than what is kept is empty");
+        assert_eq!(h.at_or_before(30).map(|(b, older)| (b.time, older)), Some((30, 0)));
+        assert!((1..=7).filter(|&id| id != 6).all(|id| h.was_served(id)) && !h.was_served(6));
+        assert_eq!(h.served_count(), 6);
+        let mut stale = live.clone();
+        assert_eq!(stale.append(1, batch(35, &[9]), 2), AppendOutcome::Stale { latest: 40 });
+        assert_eq!(stale.append(2, batch(0, &[9]), 2), AppendOutcome::Stale { latest: 0 });
+        assert_eq!(stale.channels().count(), 1, "a stale append adds no channel");
+        assert!(!stale.channel(1).was_served(9));
+
+        // A backend's reload: the trimmed list and the kept batches, in either order.
+        for trimmed_first in [true, false] {
+            let mut reloaded = UserRecord::default();
+            if trimmed_first {
+                reloaded.restore_trimmed(1, h.trimmed().to_vec());
+            }
+            for b in h.batches() {
+                reloaded.append(1, Arc::clone(b), 2);
+            }
+            if !trimmed_first {
+                reloaded.restore_trimmed(1, h.trimmed().iter().rev().copied());
+            }
+            let r = reloaded.channel(1);
+            assert_eq!(r.served, h.served, "trimmed first: {trimmed_first}");
+            assert_eq!((r.trimmed(), r.served_count()), (h.trimmed(), h.served_count()));
+        }
+        assert!(live.heap_bytes() > 0);
     }
 }

@@ -253,6 +253,60 @@ pub fn decode_event(key: EventKey, bytes: &[u8]) -> Result<EventRecord, StoreErr
     })
 }
 
+/// Sorted, distinct ids (a channel's trimmed ids): the first as `i64`, then each one's gap to
+/// the one before as an LEB128 varint (article ids grow over time, so gaps are mostly 1-3
+/// bytes). Empty for no ids.
+pub fn encode_ids(ids: &[ArticleId]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 2 * ids.len());
+    let Some((&first, rest)) = ids.split_first() else { return out };
+    out.extend_from_slice(&first.to_le_bytes());
+    let mut previous = first;
+    for &id in rest {
+        debug_assert!(id > previous, "ids to encode are sorted and distinct");
+        let mut gap = id.wrapping_sub(previous) as u64;
+        previous = id;
+        loop {
+            let low = (gap & 0x7f) as u8;
+            gap >>= 7;
+            if gap == 0 {
+                out.push(low);
+                break;
+            }
+            out.push(low | 0x80);
+        }
+    }
+    out
+}
+
+pub fn decode_ids(bytes: &[u8]) -> Result<Vec<ArticleId>, StoreError> {
+    let mut r = Reader::new(bytes, "trimmed ids");
+    let mut ids = Vec::new();
+    if r.bytes.is_empty() {
+        return Ok(ids);
+    }
+    let mut previous = r.i64()?;
+    ids.push(previous);
+    while !r.bytes.is_empty() {
+        let mut gap = 0u64;
+        for shift in (0..).step_by(7) {
+            let byte = r.u8()?;
+            if shift > 63 || (shift == 63 && byte > 1) {
+                return Err(StoreError::Corrupt("trimmed ids value has an oversized gap".to_owned()));
+            }
+            gap |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        previous = Some(gap)
+            .filter(|&gap| gap > 0)
+            .and_then(|gap| previous.checked_add_unsigned(gap))
+            .ok_or_else(|| StoreError::Corrupt("trimmed ids value is not sorted".to_owned()))?;
+        ids.push(previous);
+    }
+    Ok(ids)
+}
+
 pub fn encode_article(article: &Article) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(article).map_err(|e| StoreError::Backend(format!("cannot encode article {}: {e}", article.id)))
 }
@@ -406,6 +460,36 @@ pub(crate) mod tests {
         let old = encode_counters_v0(&counters);
         assert_eq!(old.len(), 56);
         assert_eq!(decode_counters(&old).unwrap(), counters, "counters of the first layout have no dislikes");
+    }
+
+    #[test]
+    fn ids_round_trip_compactly() {
+        for ids in [
+            vec![],
+            vec![0],
+            vec![i64::MIN],
+            vec![i64::MIN, i64::MAX],
+            vec![-5, -1, 0, 1, 127, 128, 16_511, 1 << 40],
+            (1_000..2_000).collect(),
+        ] {
+            assert_eq!(decode_ids(&encode_ids(&ids)).unwrap(), ids);
+        }
+        let run: Vec<ArticleId> = (1_000..2_000).collect();
+        assert_eq!(encode_ids(&run).len(), 8 + 999, "consecutive ids take a byte each");
+    }
+
+    #[test]
+    fn corrupt_ids_are_errors_not_panics() {
+        let ids = encode_ids(&[1, 200, 70_000]);
+        for len in (1..ids.len()).filter(|&len| len != 8 && len != 10) {
+            assert!(corrupt(decode_ids(&ids[..len])), "ids cut to {len} bytes");
+        }
+        let with_gap = |gap: &[u8]| [&5i64.to_le_bytes()[..], gap].concat();
+        assert!(corrupt(decode_ids(&with_gap(&[0]))), "a zero gap is a duplicate");
+        assert!(corrupt(decode_ids(&with_gap(&[0xff; 10]))), "a gap beyond u64");
+        assert!(corrupt(decode_ids(&with_gap(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))));
+        assert!(corrupt(decode_ids(&[&i64::MAX.to_le_bytes()[..], &[1]].concat())), "a gap past i64::MAX");
+        assert!(corrupt(decode_ids(&with_gap(&[0x80; 20]))), "an endless varint");
     }
 
     fn corrupt<T>(r: Result<T, StoreError>) -> bool {

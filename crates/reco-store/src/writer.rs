@@ -4,6 +4,8 @@
 //! with [`Durability::Immediate`] (one fsync for the whole group), publishes the committed
 //! changes to the in-memory counters and user records, then answers the waiters. A failed
 //! commit answers every waiter with the error, is remembered by the store, and stops the thread.
+//! After every round, committing or idle, it advances the cache's clock and sweeps it (see
+//! `users`): the store's only background work, off the request path.
 //!
 //! The writer also numbers the event log: being the only writer, it hands out sequence numbers
 //! in commit order, and writes each one in the transaction that stores its event. A number is
@@ -11,8 +13,7 @@
 //! number is ever handed out twice or skipped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
@@ -20,9 +21,8 @@ use reco_engine::model::{ArticleId, ChannelId};
 use reco_engine::store::{ArticleCounters, EventRecord, StoreError};
 use redb::{Durability, ReadableTable, Table};
 
-use crate::{
-    ARTICLES, BATCHES, COUNTERS, EVENT_LOG, EVENTS, META, READS, State, codec, db_error, read_lock, write_lock,
-};
+use crate::schema::{ARTICLES, BATCHES, COUNTERS, EVENT_LOG, EVENTS, META, READS, TRIMMED};
+use crate::{State, codec, db_error, lock, read_lock, write_lock};
 
 pub(crate) type Reply<T> = SyncSender<Result<T, StoreError>>;
 
@@ -33,6 +33,14 @@ pub(crate) enum Command {
         channel: ChannelId,
         time: i64,
         value: Vec<u8>,
+    },
+    /// Written behind, after the `Batch` whose append trimmed history: deletes the channel's
+    /// rows at or before `through` and stores `ids`, the channel's whole trimmed list.
+    Trim {
+        user: String,
+        channel: ChannelId,
+        through: i64,
+        ids: Vec<ArticleId>,
     },
     Events {
         events: Vec<EventRecord>,
@@ -66,7 +74,7 @@ impl Command {
         let failed = |msg: &str| StoreError::Backend(format!("commit failed: {msg}"));
         // A waiter that is gone has nothing left to learn, so send errors are ignored.
         match self {
-            Command::Batch { .. } => {}
+            Command::Batch { .. } | Command::Trim { .. } => {}
             Command::Events { reply, .. } => {
                 let _ = reply.send(result.map_err(failed));
             }
@@ -98,40 +106,43 @@ pub(crate) fn run(state: &State, commands: Receiver<Command>, mut last_seq: u64)
             Err(RecvTimeoutError::Disconnected) => (Vec::new(), true),
         };
         // Batches queued before these commands go first, so a flush covers what came before it.
-        let behind = std::mem::take(&mut *state.behind.lock().unwrap_or_else(PoisonError::into_inner));
+        let (behind, queued) = {
+            let mut behind = lock(&state.behind);
+            (std::mem::take(&mut behind.commands), behind.queued)
+        };
         group.splice(0..0, behind);
-        if group.is_empty() {
-            if hung_up {
-                return;
-            }
-            continue;
-        }
         let closing = group.iter().any(|c| matches!(c, Command::Close { .. }));
-        match commit(state, &group, last_seq) {
-            Ok(Committed { fresh, counters, last_seq: committed_seq }) => {
-                tracing::trace!(commands = group.len(), last_seq = committed_seq, "store group committed");
-                last_seq = committed_seq;
-                publish(state, &group, &fresh, counters);
-                for (command, fresh) in group.into_iter().zip(fresh) {
-                    command.answer(Ok(fresh));
+        if !group.is_empty() {
+            match commit(state, &group, last_seq) {
+                Ok(Committed { fresh, counters, last_seq: committed_seq }) => {
+                    tracing::trace!(commands = group.len(), last_seq = committed_seq, "store group committed");
+                    last_seq = committed_seq;
+                    // Before anything else can sweep: a reload now reads these appends.
+                    state.committed.store(queued, Ordering::Release);
+                    publish(state, &group, &fresh, counters);
+                    for (command, fresh) in group.into_iter().zip(fresh) {
+                        command.answer(Ok(fresh));
+                    }
                 }
-            }
-            Err(e) => {
-                let msg = match e {
-                    StoreError::Backend(msg) => msg,
-                    e => e.to_string(),
-                };
-                tracing::error!(error = %msg, commands = group.len(), "store commit failed; refusing further writes");
-                state.fail(msg.clone());
-                for command in group {
-                    command.answer(Err(&msg));
+                Err(e) => {
+                    let msg = match e {
+                        StoreError::Backend(msg) => msg,
+                        e => e.to_string(),
+                    };
+                    tracing::error!(error = %msg, commands = group.len(), "store commit failed; refusing further writes");
+                    state.fail(msg.clone());
+                    for command in group {
+                        command.answer(Err(&msg));
+                    }
+                    return;
                 }
-                return;
             }
         }
         if closing || hung_up {
             return;
         }
+        state.users.tick();
+        state.users.sweep(state.committed.load(Ordering::Acquire));
     }
 }
 
@@ -151,10 +162,21 @@ fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, 
         committed.fresh.resize(group.len(), Vec::new());
         return Ok(committed);
     }
+    // A channel's later trim covers an earlier one in the group: it deletes through a later
+    // time and its list holds the earlier list's ids.
+    let last_trims: HashMap<(&str, ChannelId), usize> = group
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c {
+            Command::Trim { user, channel, .. } => Some(((user.as_str(), *channel), i)),
+            _ => None,
+        })
+        .collect();
     let mut txn = state.db.begin_write().map_err(db_error)?;
     txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Backend(e.to_string()))?;
     {
         let mut batches = txn.open_table(BATCHES).map_err(db_error)?;
+        let mut trimmed = txn.open_table(TRIMMED).map_err(db_error)?;
         let mut articles = txn.open_table(ARTICLES).map_err(db_error)?;
         let mut meta = txn.open_table(META).map_err(db_error)?;
         let mut events = EventTables {
@@ -163,11 +185,23 @@ fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, 
             reads: txn.open_table(READS).map_err(db_error)?,
             last_seq,
         };
-        for command in group {
+        for (i, command) in group.iter().enumerate() {
             let mut fresh = Vec::new();
             match command {
                 Command::Batch { user, channel, time, value } => {
                     batches.insert((user.as_str(), *channel, *time), value.as_slice()).map_err(db_error)?;
+                }
+                Command::Trim { user, channel, through, ids } => {
+                    let key = (user.as_str(), *channel);
+                    if last_trims.get(&key) == Some(&i) {
+                        batches
+                            .retain_in(
+                                (user.as_str(), *channel, i64::MIN)..=(user.as_str(), *channel, *through),
+                                |_, _| false,
+                            )
+                            .map_err(db_error)?;
+                        trimmed.insert(key, codec::encode_ids(ids).as_slice()).map_err(db_error)?;
+                    }
                 }
                 Command::Events { events: records, .. } => {
                     for event in records {
@@ -238,9 +272,8 @@ impl EventTables<'_> {
     }
 }
 
-/// Makes a committed group visible in memory. Runs after the commit, so a user whose slot is
-/// not in the map yet will load the commit; a slot being loaded is waited for (see
-/// `State::user`), and one whose load failed is skipped.
+/// Makes a committed group visible in memory. Runs after the commit, so that a user whose
+/// record is not cached (or is evicted meanwhile) loads the commit (see `users`).
 fn publish(
     state: &State,
     group: &[Command],
@@ -248,23 +281,15 @@ fn publish(
     counters: HashMap<ArticleId, ArticleCounters>,
 ) {
     write_lock(&state.counters).extend(counters);
-    let updates: Vec<_> = {
-        let users = read_lock(&state.users);
-        group
-            .iter()
-            .zip(fresh)
-            .filter_map(|(command, fresh)| match command {
-                Command::Events { events, .. } => Some(events.iter().zip(fresh)),
-                _ => None,
-            })
-            .flatten()
-            .filter(|(_, seq)| seq.is_some())
-            .filter_map(|(event, _)| Some((Arc::clone(users.get(&event.user)?), event)))
-            .collect()
-    };
-    for (slot, event) in updates {
-        if let Some(record) = crate::lock(&slot).as_mut() {
-            record.apply_event(event);
-        }
-    }
+    let events = group
+        .iter()
+        .zip(fresh)
+        .filter_map(|(command, fresh)| match command {
+            Command::Events { events, .. } => Some(events.iter().zip(fresh)),
+            _ => None,
+        })
+        .flatten()
+        .filter(|(_, seq)| seq.is_some())
+        .map(|(event, _)| event);
+    state.users.publish(events);
 }

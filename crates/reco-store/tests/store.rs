@@ -261,3 +261,8 @@ fn concurrent_callers_record_each_event_exactly_once() {
     let c = store.counters(&[1, 2]).unwrap();
     assert_eq!((c[0].clicks, c[1].reads), (40, 320));
 }
+
+#[test]
+fn mem_store_conformance() {
+    reco_engine::conformance::run_all(&reco_engine::store::MemStore::new());
+}
