@@ -21,7 +21,7 @@ use reco_engine::{EngineConfig, Variant};
 use reco_proto::seed::UserRequest;
 use reco_proto::seed::user_recommend_client::UserRecommendClient;
 use reco_server::ServerConfig;
-use reco_store::RedbStore;
+use reco_store::{RedbStore, StoreConfig};
 
 // The request path allocates many small strings (params, frames): mimalloc keeps that cheap.
 #[global_allocator]
@@ -102,6 +102,29 @@ struct ServeArgs {
     /// Articles of the built-in demo catalog, loaded when the data dir has no catalog.
     #[arg(long, env = "RECO_DEMO_ARTICLES", default_value_t = reco_engine::catalog::DEMO_SIZE)]
     demo_articles: usize,
+    /// Memory budget of cached user records, MiB (least recently used users are evicted and
+    /// reload from the data dir on their next request).
+    #[arg(long, env = "RECO_CACHE_MIB", default_value_t = 256)]
+    cache_mib: usize,
+    /// Batches kept per (user, channel); older ones fall off the end of history (their
+    /// articles are still never served again).
+    #[arg(long, env = "RECO_MAX_BATCHES", default_value_t = reco_engine::store::DEFAULT_MAX_BATCHES)]
+    max_batches: usize,
+    /// How far ahead of the server's clock a request's time_stamp may be, ms.
+    #[arg(long, env = "RECO_MAX_CLOCK_SKEW_MS", default_value_t = 300_000)]
+    max_clock_skew_ms: i64,
+    /// Longest read_duration_ms of a read event.
+    #[arg(long, env = "RECO_MAX_READ_MS", default_value_t = 21_600_000)]
+    max_read_ms: i64,
+    /// Memory bound of user profiles the ranker learned, MiB (least recently active first out).
+    #[arg(long, env = "RECO_PROFILE_MIB", default_value_t = 128)]
+    profile_mib: usize,
+    /// Memory bound of open exposure windows (labels waiting for a click), MiB.
+    #[arg(long, env = "RECO_PENDING_MIB", default_value_t = 64)]
+    pending_mib: usize,
+    /// Ranker weights kept at most (zero and smallest weights dropped first).
+    #[arg(long, env = "RECO_MAX_MODEL_FEATURES", default_value_t = 2_000_000)]
+    max_model_features: usize,
 }
 
 /// The parsed `--variants` list (a newtype, so that clap takes the whole list as one value).
@@ -143,8 +166,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = RedbStore::open(&args.data_dir)?;
-    let mut config = EngineConfig { max_article_num: args.max_article_num, ..EngineConfig::default() };
+    let store_config = StoreConfig { cache_bytes: args.cache_mib << 20, max_batches: args.max_batches };
+    let store = RedbStore::open_with(&args.data_dir, store_config)?;
+    let mut config = EngineConfig {
+        max_article_num: args.max_article_num,
+        max_clock_skew_ms: args.max_clock_skew_ms,
+        max_read_ms: args.max_read_ms,
+        ..EngineConfig::default()
+    };
+    config.learn.max_profile_bytes = args.profile_mib << 20;
+    config.learn.max_pending_bytes = args.pending_mib << 20;
+    config.learn.max_model_features = args.max_model_features;
     if let Some(Variants(variants)) = args.variants {
         config.variants = variants;
     }

@@ -24,7 +24,7 @@ use crate::learn::{LearnConfig, Learner, LearnerMemory, World};
 use crate::model::{Action, ArticleId, ChannelId};
 use crate::params::{Signer, TrackParam};
 use crate::stats::Counts;
-use crate::store::{ArticleCounters, Sources, Store, StoreError};
+use crate::store::{ArticleCounters, MemoryUse, Sources, Store, StoreError};
 use crate::text::{self, TextIndex};
 
 use ingest::{EventFeed, Ingest, Model};
@@ -191,6 +191,7 @@ const LEARNER_KEY: &str = "learner.v2";
 pub struct EngineMemory {
     /// One copy of the learner; the engine keeps two (the published one and the ingest side's).
     pub learner: LearnerMemory,
+    pub store: MemoryUse,
     /// Accepted events kept in memory for the log's consumers.
     pub event_tail: usize,
 }
@@ -331,7 +332,11 @@ impl<S: Store> Engine<S> {
 
     /// What the engine holds in memory now.
     pub fn memory(&self) -> EngineMemory {
-        EngineMemory { learner: self.model.load().learner.memory(), event_tail: self.feed.len() }
+        EngineMemory {
+            learner: self.model.load().learner.memory(),
+            store: self.store.memory(),
+            event_tail: self.feed.len(),
+        }
     }
 
     fn world<'a>(&'a self, hot: &'a HotIndex) -> World<'a> {
