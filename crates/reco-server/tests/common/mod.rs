@@ -141,6 +141,14 @@ impl Client {
         got.articles
     }
 
+    /// `Tracking.ArticleStats` of known ids, in the order asked.
+    pub async fn article_stats(&mut self, ids: Vec<i64>) -> Vec<v1::ArticleStats> {
+        let req = v1::ArticleStatsRequest { article_ids: ids };
+        let got = self.tracking.article_stats(req).await.unwrap().into_inner();
+        assert!(got.missing_ids.is_empty(), "{:?}", got.missing_ids);
+        got.stats
+    }
+
     pub async fn explain(&mut self, user: &str, article_id: i64) -> Result<v1::ExplainResponse, tonic::Status> {
         self.tracking.explain(v1::ExplainRequest { user_id: user.into(), article_id }).await.map(|r| r.into_inner())
     }
