@@ -47,6 +47,9 @@ use crate::schema::{ARTICLES, META};
 use crate::users::Users;
 use crate::writer::{Command, Reply};
 
+/// redb's own page cache, a fixed cost beside the user-record budget.
+const REDB_CACHE_BYTES: usize = 64 << 20;
+
 /// The file inside the data dir.
 pub const FILE_NAME: &str = "reco.redb";
 
@@ -124,7 +127,8 @@ impl RedbStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| match e {
+        // redb's page cache is memory too: bounded here rather than left at redb's default (1 GiB).
+        let db = Database::builder().set_cache_size(REDB_CACHE_BYTES).create(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => {
                 StoreError::Locked(format!("{} (a running `reco serve` probably uses it)", path.display()))
             }
