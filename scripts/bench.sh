@@ -22,6 +22,10 @@
 #   IDLE_PCT=25  IDLE_WAIT=120           before each cell wait (at most IDLE_WAIT s over the whole
 #                                        run) until no core is busier than IDLE_PCT %; recorded
 #   H2LOAD=1                             0 = skip the h2load cross-check
+#   BASELINE=<git rev>                   also build that revision of reco (git archive into a temp
+#                                        dir, target/bench-baseline) and run the matrix against it
+#                                        in every repeat, after the current build: same-run
+#                                        reco/baseline ratios in the summary
 #   VENV=/tmp/seed-venv                  Python venv with grpcio (made by ../shared/bench/setup.sh)
 #   BENCH_DIR=<repo>/../shared/bench     where the reference server and h2load scripts live
 set -euo pipefail
@@ -47,6 +51,7 @@ RECO_PORT=${RECO_PORT:-18898}
 IDLE_PCT=${IDLE_PCT:-25}
 IDLE_WAIT=${IDLE_WAIT:-120}
 H2LOAD=${H2LOAD:-1}
+BASELINE=${BASELINE:-}
 VENV=${VENV:-/tmp/seed-venv}
 PY=$VENV/bin/python
 
@@ -71,6 +76,17 @@ log "== cargo build --release -p reco -p reco-load"
 (cd "$ROOT" && cargo build --release -p reco -p reco-load 2>&1 | tail -3 | tee -a "$RES/log.txt")
 RECO=$ROOT/target/release/reco
 LOAD=$ROOT/target/release/reco-load
+BASE_RECO=
+if [[ -n $BASELINE ]]; then
+  BASE_SRC=$(mktemp -d "${TMPDIR:-/tmp}/reco-baseline.XXXXXX")
+  log "== baseline $BASELINE: git archive into $BASE_SRC; cargo build --release -p reco (target/bench-baseline)"
+  git -C "$ROOT" archive "$BASELINE" | tar -x -C "$BASE_SRC"
+  (cd "$BASE_SRC" && CARGO_TARGET_DIR=$ROOT/target/bench-baseline cargo build --release -p reco 2>&1 | tail -3 \
+    | tee -a "$RES/log.txt")
+  rm -rf "$BASE_SRC"
+  BASE_RECO=$ROOT/target/bench-baseline/release/reco
+  [[ -x $BASE_RECO ]] || { echo "bench.sh: the baseline build did not produce $BASE_RECO" >&2; exit 1; }
+fi
 
 # The reference runs from a private copy of seed_py with freshly generated stubs.
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/reco-bench.XXXXXX")
@@ -116,10 +132,11 @@ start_ref() {
   wait_port "$REF_PORT" "$SERVER_PID" || { echo "bench.sh: the reference server did not start" >&2; exit 1; }
 }
 
-start_reco() {
+start_reco() {  # [binary]
+  local bin=${1:-$RECO}
   port_free "$RECO_PORT" || { echo "bench.sh: port $RECO_PORT is in use" >&2; exit 1; }
   DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/reco-bench-data.XXXXXX")
-  taskset -c "$SERVER_CPUS" "$RECO" serve --addr "127.0.0.1:$RECO_PORT" --data-dir "$DATA_DIR" \
+  taskset -c "$SERVER_CPUS" "$bin" serve --addr "127.0.0.1:$RECO_PORT" --data-dir "$DATA_DIR" \
     >> "$RES/reco-server.log" 2>&1 &
   SERVER_PID=$!
   wait_port "$RECO_PORT" "$SERVER_PID" || { echo "bench.sh: reco serve did not start (see $RES/reco-server.log)" >&2; exit 1; }
@@ -176,6 +193,7 @@ warm() {  # port checks: an unrecorded run so the first cell does not pay for co
   echo "reco: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD 2>/dev/null || echo '+dirty'); $(rustc --version)"
   echo "reference: $BENCH_DIR/seed_py/server.py; python $("$PY" -c 'import sys, grpc, google.protobuf as p; print(sys.version.split()[0], "grpcio", grpc.__version__, "protobuf", p.__version__)')"
   echo "h2load: $(h2load --version | head -1)"
+  if [[ -n $BASELINE ]]; then echo "baseline: $(git -C "$ROOT" rev-parse --short "$BASELINE")"; fi
   echo "server pinned to cpu $SERVER_CPUS, reco-load pinned to cpu $TOOL_CPUS; matrix $MATRIX; repeat $REPEAT;" \
     "${DURATION}s measured + ${WARMUP}s warm-up per cell; $USERS users per cell; refresh mode"
 } | tee "$RES/conditions.txt"
@@ -186,6 +204,14 @@ for rep in $(seq "$REPEAT"); do
   warm "$REF_PORT" basic
   for m in $MATRIX; do cell ref "$rep" "${m%%:*}" "${m##*:}" "$REF_PORT" basic; done
   stop_server
+
+  if [[ -n $BASE_RECO ]]; then
+    log "== repeat $rep/$REPEAT: baseline reco ($BASELINE) on 127.0.0.1:$RECO_PORT (fresh data dir)"
+    start_reco "$BASE_RECO"
+    warm "$RECO_PORT" full
+    for m in $MATRIX; do cell base "$rep" "${m%%:*}" "${m##*:}" "$RECO_PORT" full; done
+    stop_server
+  fi
 
   log "== repeat $rep/$REPEAT: reco serve on 127.0.0.1:$RECO_PORT (fresh data dir)"
   start_reco
@@ -229,7 +255,7 @@ cells = {}
 extra = []
 for line in open(runs):
     kv = dict(re.findall(r'(\w+)=(\S+)', line))
-    if kv.get('server') in ('ref', 'reco') and 'rps' in kv:
+    if kv.get('server') in ('ref', 'reco', 'base') and 'rps' in kv:
         cells.setdefault((int(kv['conc']), int(kv['article_num'])), {}).setdefault(kv['server'], []).append(kv)
     elif kv.get('server', '').startswith('reco-'):
         extra.append(kv)
@@ -261,6 +287,19 @@ for (conc, anum), by in sorted(cells.items()):
         med(reco, 'rps'), med(reco, 'p50_ms'), med(reco, 'p99_ms'), ratio, cpu_us(ref), cpu_us(reco),
         sum(int(r.get('short', 0)) for r in reco), errs(ref), errs(reco),
         med(reco, 'tool_cpu_pct'), med(reco, 'server_cpu_pct')))
+if any('base' in by for by in cells.values()):
+    print()
+    print('Against the baseline build, same run:')
+    print()
+    print('| conc | article_num | baseline rps | base p50 ms | base p99 ms | reco rps | reco p50 ms | reco p99 ms '
+          '| reco/base rps | base CPU us/req | reco CPU us/req |')
+    print('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for (conc, anum), by in sorted(cells.items()):
+        base, reco = by.get('base', []), by.get('reco', [])
+        ratio = med(reco, 'rps') / med(base, 'rps') if base and reco and med(base, 'rps') > 0 else float('nan')
+        print('| %d | %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2fx | %.0f | %.0f |' % (
+            conc, anum, med(base, 'rps'), med(base, 'p50_ms'), med(base, 'p99_ms'),
+            med(reco, 'rps'), med(reco, 'p50_ms'), med(reco, 'p99_ms'), ratio, cpu_us(base), cpu_us(reco)))
 n = max((len(v) for by in cells.values() for v in by.values()), default=0)
 print()
 print('Medians of %d run(s) per cell, %s s measured each. Targets: reco >= 10x the reference rps in every cell: %s; '

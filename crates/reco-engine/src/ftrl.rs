@@ -45,12 +45,19 @@ impl Ftrl {
         features.iter().map(|f| self.weight(*f)).sum()
     }
 
-    /// One gradient step towards `label` with importance `weight`.
-    pub fn update(&mut self, cfg: &FtrlConfig, features: &[u64], label: bool, importance: f64) {
+    /// One gradient step towards `label` with importance `weight`. A feature without a slot
+    /// gets one only while fewer than `cap` are held (see [`Ftrl::capacity_for`]): past it the
+    /// step skips new features, so the table never grows past the size `cap` was chosen for.
+    pub fn update(&mut self, cfg: &FtrlConfig, features: &[u64], label: bool, importance: f64, cap: usize) {
         let p = sigmoid(self.logit(features));
         let g = (p - f64::from(u8::from(label))) * importance;
         for &f in features {
-            let slot = self.slots.entry(f).or_default();
+            let full = self.slots.len() >= cap;
+            let slot = match self.slots.get_mut(&f) {
+                Some(slot) => slot,
+                None if full => continue,
+                None => self.slots.entry(f).or_default(),
+            };
             let (z, n) = (f64::from(slot[0]), f64::from(slot[1]));
             let w = weight(cfg, z, n);
             let sigma = ((n + g * g).sqrt() - n.sqrt()) / cfg.alpha;
@@ -60,8 +67,22 @@ impl Ftrl {
         self.updates += 1;
     }
 
-    /// Estimated bytes of one slot in the map: key, value, control byte and load-factor slack.
-    pub const SLOT_BYTES: usize = 8 + 12 + 4 + 1 + 7;
+    /// Bytes of one bucket of the table: the (key, value) pair and its control byte.
+    const BUCKET_BYTES: usize = size_of::<(u64, [f32; 3])>() + 1;
+
+    /// The most slots a table of at most `bytes` holds: hashbrown's buckets are a power of two,
+    /// filled to 7/8, so this is 7/8 of the largest power of two of buckets that fits.
+    pub fn capacity_for(bytes: usize) -> usize {
+        let buckets = (bytes / Self::BUCKET_BYTES).max(8);
+        let buckets = 1usize << (usize::BITS - 1 - buckets.leading_zeros());
+        buckets / 8 * 7
+    }
+
+    /// Bytes the table holds now (its allocation, not its slots in use).
+    pub fn bytes(&self) -> usize {
+        let cap = self.slots.capacity();
+        if cap == 0 { 0 } else { (cap * 8 / 7).next_power_of_two() * Self::BUCKET_BYTES }
+    }
 
     /// Slots whose weight is exactly zero: they add nothing to a score.
     pub fn zero_weights(&self) -> usize {
@@ -69,7 +90,8 @@ impl Ftrl {
     }
 
     /// Drops slots until at most `target` are left: zero weights first, then the smallest by
-    /// magnitude (ties by feature, so equal models shrink equally). Returns how many went.
+    /// magnitude (ties by feature, so equal models shrink equally). Returns how many went. The
+    /// table keeps its allocation: the freed slots are refilled, without a resize.
     pub fn shrink_to(&mut self, target: usize) -> usize {
         let before = self.slots.len();
         if before <= target {
@@ -84,7 +106,6 @@ impl Ftrl {
                 self.slots.remove(f);
             }
         }
-        self.slots.shrink_to_fit();
         before - self.slots.len()
     }
 
@@ -119,8 +140,8 @@ mod tests {
         let mut m = Ftrl::default();
         for i in 0..2000 {
             // Feature 1 is clicked 80% of the time, feature 2 20%; 0 is a shared bias.
-            m.update(&cfg, &[0, 1], i % 5 != 0, 1.0);
-            m.update(&cfg, &[0, 2], i % 5 == 0, 1.0);
+            m.update(&cfg, &[0, 1], i % 5 != 0, 1.0, usize::MAX);
+            m.update(&cfg, &[0, 2], i % 5 == 0, 1.0, usize::MAX);
         }
         let (p1, p2) = (sigmoid(m.logit(&[0, 1])), sigmoid(m.logit(&[0, 2])));
         assert!((p1 - 0.8).abs() < 0.05 && (p2 - 0.2).abs() < 0.05, "p1={p1} p2={p2}");
@@ -128,13 +149,38 @@ mod tests {
     }
 
     #[test]
+    fn the_table_stays_within_its_byte_bound() {
+        let cfg = FtrlConfig::default();
+        for budget in [1 << 10, 100_000, 1 << 20, 5 << 20] {
+            let cap = Ftrl::capacity_for(budget);
+            let mut m = Ftrl::default();
+            for i in 0..(cap as u64 + 500) {
+                m.update(&cfg, &[i, i + 1_000_000_000], i % 3 == 0, 1.0, cap);
+                assert!(m.len() <= cap, "budget {budget}: {} slots over the cap {cap}", m.len());
+            }
+            assert_eq!(m.len(), cap, "budget {budget}: full");
+            assert!(m.bytes() <= budget, "budget {budget}: the table takes {} bytes", m.bytes());
+            // Full: a known feature still learns, a new one waits for room.
+            let before = m.weight(0);
+            m.update(&cfg, &[0, u64::MAX], true, 5.0, cap);
+            assert_ne!(m.weight(0), before);
+            assert_eq!(m.weight(u64::MAX), 0.0);
+            assert_eq!(m.len(), cap);
+            let bytes = m.bytes();
+            assert!(m.shrink_to(cap / 10 * 9) > 0);
+            assert_eq!(m.bytes(), bytes, "shrinking keeps the allocation for the refill");
+        }
+        assert_eq!(Ftrl::capacity_for(64 << 20), 1_835_008);
+    }
+
+    #[test]
     fn l1_keeps_a_once_seen_feature_at_zero() {
         let cfg = FtrlConfig { l1: 1.0, ..FtrlConfig::default() };
         let mut m = Ftrl::default();
-        m.update(&cfg, &[9], true, 1.0);
+        m.update(&cfg, &[9], true, 1.0, usize::MAX);
         assert_eq!(m.weight(9), 0.0);
         for _ in 0..10 {
-            m.update(&cfg, &[9], true, 1.0);
+            m.update(&cfg, &[9], true, 1.0, usize::MAX);
         }
         assert!(m.weight(9) > 0.0, "repeated evidence overcomes l1");
     }
@@ -143,8 +189,8 @@ mod tests {
     fn importance_weight_scales_the_step() {
         let cfg = FtrlConfig { l1: 0.0, ..FtrlConfig::default() };
         let (mut a, mut b) = (Ftrl::default(), Ftrl::default());
-        a.update(&cfg, &[1], true, 1.0);
-        b.update(&cfg, &[1], true, 3.0);
+        a.update(&cfg, &[1], true, 1.0, usize::MAX);
+        b.update(&cfg, &[1], true, 3.0, usize::MAX);
         assert!(b.weight(1) > a.weight(1));
     }
 }

@@ -47,9 +47,6 @@ use crate::schema::{ARTICLES, META};
 use crate::users::Users;
 use crate::writer::{Command, Reply};
 
-/// redb's own page cache, a fixed cost beside the user-record budget.
-const REDB_CACHE_BYTES: usize = 64 << 20;
-
 /// The file inside the data dir.
 pub const FILE_NAME: &str = "reco.redb";
 
@@ -72,11 +69,18 @@ pub struct StoreConfig {
     /// memory and in the file; its ids stay in the served set. Default
     /// [`DEFAULT_MAX_BATCHES`] (50, see there).
     pub max_batches: usize,
+    /// redb's own page cache (read pages and dirty pages of a commit), in bytes: memory beside
+    /// `cache_bytes`, which fills up to this as the file grows. Default 64 MiB (redb's own
+    /// default is 1 GiB).
+    pub db_cache_bytes: usize,
 }
+
+/// The default of [`StoreConfig::db_cache_bytes`].
+pub const DEFAULT_DB_CACHE_BYTES: usize = 64 << 20;
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { cache_bytes: 256 << 20, max_batches: DEFAULT_MAX_BATCHES }
+        Self { cache_bytes: 256 << 20, max_batches: DEFAULT_MAX_BATCHES, db_cache_bytes: DEFAULT_DB_CACHE_BYTES }
     }
 }
 
@@ -127,8 +131,7 @@ impl RedbStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        // redb's page cache is memory too: bounded here rather than left at redb's default (1 GiB).
-        let db = Database::builder().set_cache_size(REDB_CACHE_BYTES).create(&path).map_err(|e| match e {
+        let db = Database::builder().set_cache_size(config.db_cache_bytes).create(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => {
                 StoreError::Locked(format!("{} (a running `reco serve` probably uses it)", path.display()))
             }

@@ -27,7 +27,10 @@ fn open(dir: &Path, max_batches: usize) -> RedbStore {
 
 #[test]
 fn defaults_are_documented_values() {
-    assert_eq!(StoreConfig::default(), StoreConfig { cache_bytes: 256 << 20, max_batches: 50 });
+    assert_eq!(
+        StoreConfig::default(),
+        StoreConfig { cache_bytes: 256 << 20, max_batches: 50, db_cache_bytes: 64 << 20 }
+    );
     assert_eq!(StoreConfig::default().max_batches, reco_engine::store::DEFAULT_MAX_BATCHES);
 }
 
@@ -88,7 +91,9 @@ fn many_threads_on_a_few_users_under_a_tiny_cache_lose_nothing() {
     const MAX: usize = 8;
     let users = ["a", "b", "c"];
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open_with(dir.path(), StoreConfig { cache_bytes: 0, max_batches: MAX }).unwrap();
+    let store =
+        RedbStore::open_with(dir.path(), StoreConfig { cache_bytes: 0, max_batches: MAX, ..StoreConfig::default() })
+            .unwrap();
     let clock = AtomicI64::new(0);
     let (done, finished) = mpsc::channel();
     let (appended, reads, evicted) = std::thread::scope(|s| {
@@ -167,7 +172,9 @@ fn many_threads_on_a_few_users_under_a_tiny_cache_lose_nothing() {
     assert!(evicted > 0, "the tiny cache evicted");
     store.close().unwrap();
 
-    let store = RedbStore::open_with(dir.path(), StoreConfig { cache_bytes: 0, max_batches: MAX }).unwrap();
+    let store =
+        RedbStore::open_with(dir.path(), StoreConfig { cache_bytes: 0, max_batches: MAX, ..StoreConfig::default() })
+            .unwrap();
     let mut per_channel: BTreeMap<(&str, ChannelId), Vec<Batch>> = BTreeMap::new();
     for (user, channel, b) in appended {
         per_channel.entry((user, channel)).or_default().push(b);

@@ -106,6 +106,9 @@ struct ServeArgs {
     /// reload from the data dir on their next request).
     #[arg(long, env = "RECO_CACHE_MIB", default_value_t = 256)]
     cache_mib: usize,
+    /// redb's page cache, MiB: memory beside the record budget, filled as the data file grows.
+    #[arg(long, env = "RECO_DB_CACHE_MIB", default_value_t = 64)]
+    db_cache_mib: usize,
     /// Batches kept per (user, channel); older ones fall off the end of history (their
     /// articles are still never served again).
     #[arg(long, env = "RECO_MAX_BATCHES", default_value_t = reco_engine::store::DEFAULT_MAX_BATCHES)]
@@ -117,14 +120,21 @@ struct ServeArgs {
     #[arg(long, env = "RECO_MAX_READ_MS", default_value_t = 21_600_000)]
     max_read_ms: i64,
     /// Memory bound of user profiles the ranker learned, MiB (least recently active first out).
+    /// Per copy of the learner: the engine keeps two (the published one and the ingest side's),
+    /// as for the two bounds below.
     #[arg(long, env = "RECO_PROFILE_MIB", default_value_t = 128)]
     profile_mib: usize,
     /// Memory bound of open exposure windows (labels waiting for a click), MiB.
     #[arg(long, env = "RECO_PENDING_MIB", default_value_t = 64)]
     pending_mib: usize,
-    /// Ranker weights kept at most (zero and smallest weights dropped first).
-    #[arg(long, env = "RECO_MAX_MODEL_FEATURES", default_value_t = 2_000_000)]
-    max_model_features: usize,
+    /// Memory bound of the ranker's weight table, MiB (about 1.8M weights in 64 MiB; when
+    /// full, zero and then the smallest weights are dropped first).
+    #[arg(long, env = "RECO_MODEL_MIB", default_value_t = 64)]
+    model_mib: usize,
+    /// Memory bound of the accepted events kept in memory for the log's consumers, MiB (older
+    /// ones are read back from the data dir).
+    #[arg(long, env = "RECO_EVENT_TAIL_MIB", default_value_t = 16)]
+    event_tail_mib: usize,
 }
 
 /// The parsed `--variants` list (a newtype, so that clap takes the whole list as one value).
@@ -166,17 +176,22 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store_config = StoreConfig { cache_bytes: args.cache_mib << 20, max_batches: args.max_batches };
+    let store_config = StoreConfig {
+        cache_bytes: args.cache_mib.saturating_mul(1 << 20),
+        max_batches: args.max_batches,
+        db_cache_bytes: args.db_cache_mib.saturating_mul(1 << 20),
+    };
     let store = RedbStore::open_with(&args.data_dir, store_config)?;
     let mut config = EngineConfig {
         max_article_num: args.max_article_num,
         max_clock_skew_ms: args.max_clock_skew_ms,
         max_read_ms: args.max_read_ms,
+        event_tail_bytes: args.event_tail_mib.saturating_mul(1 << 20),
         ..EngineConfig::default()
     };
-    config.learn.max_profile_bytes = args.profile_mib << 20;
-    config.learn.max_pending_bytes = args.pending_mib << 20;
-    config.learn.max_model_features = args.max_model_features;
+    config.learn.max_profile_bytes = args.profile_mib.saturating_mul(1 << 20);
+    config.learn.max_pending_bytes = args.pending_mib.saturating_mul(1 << 20);
+    config.learn.max_model_bytes = args.model_mib.saturating_mul(1 << 20);
     if let Some(Variants(variants)) = args.variants {
         config.variants = variants;
     }

@@ -201,26 +201,53 @@ impl Ingest {
     }
 }
 
-/// The accepted events this process keeps in memory, by log sequence number.
+/// The accepted events this process keeps in memory, by log sequence number, within a byte
+/// budget (an exposure of 100 cards costs ten times one of 10).
 pub(super) struct EventFeed {
-    tail: Mutex<BTreeMap<u64, Arc<EventRecord>>>,
-    capacity: usize,
+    tail: Mutex<Tail>,
+    budget: usize,
+}
+
+#[derive(Default)]
+struct Tail {
+    events: BTreeMap<u64, Arc<EventRecord>>,
+    bytes: usize,
+}
+
+/// Estimated bytes of one event in the tail: the record, its allocations, the `Arc` header and
+/// the map entry (key, pointer, a share of the node).
+fn tail_cost(e: &EventRecord) -> usize {
+    size_of::<EventRecord>()
+        + e.user.capacity()
+        + e.article_ids.capacity() * size_of::<ArticleId>()
+        + e.sources.capacity() * size_of::<Sources>()
+        + 16
+        + 24
 }
 
 impl EventFeed {
-    pub fn new(capacity: usize) -> Self {
-        Self { tail: Mutex::default(), capacity: capacity.max(1) }
+    pub fn new(budget: usize) -> Self {
+        Self { tail: Mutex::default(), budget }
     }
 
     pub fn len(&self) -> usize {
-        lock(&self.tail).len()
+        lock(&self.tail).events.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        lock(&self.tail).bytes
     }
 
     fn push(&self, seq: u64, event: Arc<EventRecord>) {
         let mut tail = lock(&self.tail);
-        tail.insert(seq, event);
-        while tail.len() > self.capacity {
-            tail.pop_first();
+        let cost = tail_cost(&event);
+        if let Some(old) = tail.events.insert(seq, event) {
+            tail.bytes -= tail_cost(&old);
+        }
+        tail.bytes += cost;
+        while tail.bytes > self.budget && tail.events.len() > 1 {
+            let Some((_, old)) = tail.events.pop_first() else { break };
+            tail.bytes -= tail_cost(&old);
         }
     }
 
@@ -231,7 +258,7 @@ impl EventFeed {
             let tail = lock(&self.tail);
             let mut out = Vec::new();
             let mut next = after + 1;
-            for (seq, e) in tail.range(next..) {
+            for (seq, e) in tail.events.range(next..) {
                 if *seq != next {
                     break;
                 }

@@ -42,9 +42,9 @@ pub struct EngineConfig {
     pub max_clock_skew_ms: i64,
     /// Longest `read_duration_ms` a read event may carry.
     pub max_read_ms: i64,
-    /// Accepted events kept in memory for the log's consumers (older ones are read from the
-    /// store).
-    pub event_tail: usize,
+    /// Estimated bytes of accepted events kept in memory for the log's consumers (older ones
+    /// are read from the store); the newest event is always kept.
+    pub event_tail_bytes: usize,
     pub rank: RankConfig,
     pub learn: LearnConfig,
     /// The A/B variants; a user's bucket is a hash of their id modulo their number.
@@ -61,7 +61,7 @@ impl Default for EngineConfig {
             max_report_events: 1000,
             max_clock_skew_ms: 5 * 60_000,
             max_read_ms: 6 * 3_600_000,
-            event_tail: 65_536,
+            event_tail_bytes: 16 << 20,
             rank: RankConfig::default(),
             learn: LearnConfig::default(),
             variants: vec![Variant::default()],
@@ -192,8 +192,9 @@ pub struct EngineMemory {
     /// One copy of the learner; the engine keeps two (the published one and the ingest side's).
     pub learner: LearnerMemory,
     pub store: MemoryUse,
-    /// Accepted events kept in memory for the log's consumers.
+    /// Accepted events kept in memory for the log's consumers, and their estimated bytes.
     pub event_tail: usize,
+    pub event_tail_bytes: usize,
 }
 
 pub struct Engine<S> {
@@ -257,7 +258,7 @@ impl<S: Store> Engine<S> {
         })?;
         tracing::info!(checkpoint = from, replayed, users = model.learner.users(), "learner ready");
         let seed = u64::from_le_bytes(secret[..8].try_into().expect("8 bytes"));
-        let feed = EventFeed::new(config.event_tail);
+        let feed = EventFeed::new(config.event_tail_bytes);
         Ok(Self {
             store,
             catalog,
@@ -336,6 +337,7 @@ impl<S: Store> Engine<S> {
             learner: self.model.load().learner.memory(),
             store: self.store.memory(),
             event_tail: self.feed.len(),
+            event_tail_bytes: self.feed.bytes(),
         }
     }
 

@@ -61,7 +61,7 @@ impl Learner {
             }
             Action::Dislike => {
                 let features = self.take_pending(key).unwrap_or_else(|| self.hashed(world, user, article, ctx).into());
-                self.model.update(&cfg.ftrl, &features, false, cfg.dislike_weight);
+                self.model.update(&cfg.ftrl, &features, false, cfg.dislike_weight, cfg.model_capacity());
                 self.dislike(user, article, ctx.now_ms);
             }
             Action::Click | Action::Collect | Action::Share | Action::Read => {
@@ -72,7 +72,7 @@ impl Learner {
                     _ => (cfg.read_base + cfg.read_per_minute * read_ms as f64 / 60_000.0).min(cfg.read_max),
                 };
                 let features = self.take_pending(key).unwrap_or_else(|| self.hashed(world, user, article, ctx).into());
-                self.model.update(&cfg.ftrl, &features, true, weight);
+                self.model.update(&cfg.ftrl, &features, true, weight, cfg.model_capacity());
                 if action != Action::Read || read_ms >= cfg.long_read_ms {
                     self.like(cfg, world, user, article, ctx.now_ms);
                 }
@@ -108,7 +108,7 @@ impl Learner {
         // A later exposure of the same pair replaced the entry: its own queue item closes it.
         if self.pending.get(&(user, article)).is_some_and(|p| p.expires == expires) {
             let features = self.take_pending((user, article)).expect("checked above");
-            self.model.update(&cfg.ftrl, &features, false, 1.0);
+            self.model.update(&cfg.ftrl, &features, false, 1.0, cfg.model_capacity());
             self.negatives += 1;
         }
     }

@@ -64,9 +64,17 @@ pub struct LearnConfig {
     /// Bytes of user profiles kept at most; over it the least recently active users' profiles
     /// are dropped (down to 90 %): those users rank like new ones until they act again.
     pub max_profile_bytes: usize,
-    /// Model weights kept at most; over it, zero weights and then the smallest are dropped
-    /// (down to 90 %).
-    pub max_model_features: usize,
+    /// Memory bound of the model's weight table, bytes: it holds [`Ftrl::capacity_for`] this
+    /// many weights at most; when full, zero weights and then the smallest are dropped (down to
+    /// 90 %), and until then new features wait for room.
+    pub max_model_bytes: usize,
+}
+
+impl LearnConfig {
+    /// The most weights the model holds (see [`LearnConfig::max_model_bytes`]).
+    pub fn model_capacity(&self) -> usize {
+        Ftrl::capacity_for(self.max_model_bytes)
+    }
 }
 
 impl Default for LearnConfig {
@@ -88,7 +96,7 @@ impl Default for LearnConfig {
             profile_decay: 0.95,
             max_pending_bytes: 64 << 20,
             max_profile_bytes: 128 << 20,
-            max_model_features: 2_000_000,
+            max_model_bytes: 64 << 20,
         }
     }
 }
@@ -170,7 +178,7 @@ impl Learner {
             pending_bytes: self.pending_bytes,
             model_features: self.model.len(),
             zero_features: self.model.zero_weights(),
-            model_bytes: self.model.len() * Ftrl::SLOT_BYTES,
+            model_bytes: self.model.bytes(),
         }
     }
 
@@ -230,8 +238,9 @@ impl Learner {
         if self.profile_bytes > cfg.max_profile_bytes {
             self.drop_profiles(cfg.max_profile_bytes / 10 * 9);
         }
-        if self.model.len() > cfg.max_model_features {
-            self.dropped_features += self.model.shrink_to(cfg.max_model_features / 10 * 9) as u64;
+        let cap = cfg.model_capacity();
+        if self.model.len() >= cap {
+            self.dropped_features += self.model.shrink_to(cap / 10 * 9) as u64;
         }
     }
 

@@ -146,7 +146,9 @@ fn the_sweep_keeps_the_recently_used_within_the_budget() {
 #[test]
 fn the_writer_evicts_idle_records_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open_with(dir.path(), StoreConfig { cache_bytes: 0, max_batches: 3 }).unwrap();
+    let store =
+        RedbStore::open_with(dir.path(), StoreConfig { cache_bytes: 0, max_batches: 3, ..StoreConfig::default() })
+            .unwrap();
     for t in 1..=5 {
         store.append_batch("appender", 1, batch(t)).unwrap();
     }

@@ -102,8 +102,10 @@ struct Stores {
     model: MemStore,
 }
 
-const TINY: StoreConfig = StoreConfig { cache_bytes: 0, max_batches: MAX_BATCHES };
-const HUGE: StoreConfig = StoreConfig { cache_bytes: usize::MAX, max_batches: MAX_BATCHES };
+const TINY: StoreConfig =
+    StoreConfig { cache_bytes: 0, max_batches: MAX_BATCHES, db_cache_bytes: DEFAULT_DB_CACHE_BYTES };
+const HUGE: StoreConfig =
+    StoreConfig { cache_bytes: usize::MAX, max_batches: MAX_BATCHES, db_cache_bytes: DEFAULT_DB_CACHE_BYTES };
 
 impl Stores {
     fn new() -> Self {
