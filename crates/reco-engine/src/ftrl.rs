@@ -91,7 +91,8 @@ impl Ftrl {
 
     /// Drops slots until at most `target` are left: zero weights first, then the smallest by
     /// magnitude (ties by feature, so equal models shrink equally). Returns how many went. The
-    /// table keeps its allocation: the freed slots are refilled, without a resize.
+    /// table is rebuilt at its size: removal leaves tombstones that count as used, and a table
+    /// full of them would double on the next insert instead of reusing them.
     pub fn shrink_to(&mut self, target: usize) -> usize {
         let before = self.slots.len();
         if before <= target {
@@ -106,6 +107,10 @@ impl Ftrl {
                 self.slots.remove(f);
             }
         }
+        let capacity = self.slots.capacity();
+        let kept = std::mem::take(&mut self.slots);
+        self.slots = FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+        self.slots.extend(kept);
         before - self.slots.len()
     }
 
@@ -169,6 +174,11 @@ mod tests {
             let bytes = m.bytes();
             assert!(m.shrink_to(cap / 10 * 9) > 0);
             assert_eq!(m.bytes(), bytes, "shrinking keeps the allocation for the refill");
+            for i in 0..(cap as u64) {
+                m.update(&cfg, &[2_000_000_000 + i], true, 1.0, cap);
+            }
+            assert_eq!(m.len(), cap, "budget {budget}: refilled");
+            assert_eq!(m.bytes(), bytes, "budget {budget}: the refill reuses the freed slots");
         }
         assert_eq!(Ftrl::capacity_for(64 << 20), 1_835_008);
     }
