@@ -91,9 +91,10 @@ impl Ftrl {
 
     /// Drops slots until at most `target` are left: zero weights first, then the smallest by
     /// magnitude (ties by feature, so equal models shrink equally). Returns how many went. The
-    /// table is rebuilt at its size: removal leaves tombstones that count as used, and a table
-    /// full of them would double on the next insert instead of reusing them.
-    pub fn shrink_to(&mut self, target: usize) -> usize {
+    /// table is rebuilt for `cap` slots: removal leaves tombstones that count as used, and a
+    /// table full of them would double on the next insert instead of reusing them; and a table
+    /// loaded larger (a checkpoint taken under a bigger bound) comes down to the bound.
+    pub fn shrink_to(&mut self, target: usize, cap: usize) -> usize {
         let before = self.slots.len();
         if before <= target {
             return 0;
@@ -107,9 +108,8 @@ impl Ftrl {
                 self.slots.remove(f);
             }
         }
-        let capacity = self.slots.capacity();
         let kept = std::mem::take(&mut self.slots);
-        self.slots = FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+        self.slots = FxHashMap::with_capacity_and_hasher(cap.max(kept.len()), Default::default());
         self.slots.extend(kept);
         before - self.slots.len()
     }
@@ -172,7 +172,7 @@ mod tests {
             assert_eq!(m.weight(u64::MAX), 0.0);
             assert_eq!(m.len(), cap);
             let bytes = m.bytes();
-            assert!(m.shrink_to(cap / 10 * 9) > 0);
+            assert!(m.shrink_to(cap / 10 * 9, cap) > 0);
             assert_eq!(m.bytes(), bytes, "shrinking keeps the allocation for the refill");
             for i in 0..(cap as u64) {
                 m.update(&cfg, &[2_000_000_000 + i], true, 1.0, cap);
@@ -181,6 +181,14 @@ mod tests {
             assert_eq!(m.bytes(), bytes, "budget {budget}: the refill reuses the freed slots");
         }
         assert_eq!(Ftrl::capacity_for(64 << 20), 1_835_008);
+        // A table grown under a bigger bound comes down to the smaller one on its first shrink.
+        let (big, small) = (Ftrl::capacity_for(4 << 20), Ftrl::capacity_for(1 << 20));
+        let mut m = Ftrl::default();
+        for i in 0..big as u64 {
+            m.update(&cfg, &[i], true, 1.0, big);
+        }
+        m.shrink_to(small / 10 * 9, small);
+        assert!(m.bytes() <= 1 << 20, "the table takes {} bytes after the shrink", m.bytes());
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl Learner {
         }
         let cap = cfg.model_capacity();
         if self.model.len() >= cap {
-            self.dropped_features += self.model.shrink_to(cap / 10 * 9) as u64;
+            self.dropped_features += self.model.shrink_to(cap / 10 * 9, cap) as u64;
         }
     }
 
