@@ -3,12 +3,16 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use std::io::BufRead;
+use std::sync::Arc;
 
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::{ALL_CHANNELS, Article, ArticleId, Channel, ChannelId};
+use crate::text::TextIndex;
 
 /// The toutiao course's channels (id, name); 推荐 (0) is every channel at once.
 pub const CHANNELS: &[(ChannelId, &str)] = &[
@@ -44,21 +48,48 @@ pub fn is_channel(id: ChannelId) -> bool {
     CHANNELS.iter().any(|(c, _)| *c == id)
 }
 
-/// Articles indexed for the feed. Immutable once built; a new catalog replaces it whole.
+/// Why and when an article was taken out of feeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retraction {
+    pub reason: String,
+    /// Unix time in milliseconds.
+    pub time_ms: i64,
+}
+
+/// Articles indexed for the feed. Immutable once built: a change builds the next catalog
+/// ([`Catalog::with_changes`]) and the engine swaps it in whole, so a refresh ranks against one
+/// consistent catalog.
+///
+/// A retracted article stays here for lookups ([`Catalog::get`]: history joins, events on it,
+/// `Catalog.Articles`) but is in no candidate list: not in [`Catalog::newest_first`], not in the
+/// text index, and [`Catalog::live`] is `None` for it.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    articles: Vec<Article>,
+    articles: Vec<Arc<Article>>,
     by_id: HashMap<ArticleId, u32>,
-    /// Per channel (and `ALL_CHANNELS`), article indexes newest first.
+    /// Per channel (and `ALL_CHANNELS`), indexes of live articles newest first.
     fresh: HashMap<ChannelId, Vec<u32>>,
+    retracted: HashMap<ArticleId, Retraction>,
+    text: TextIndex,
 }
 
 impl Catalog {
-    pub fn new(mut articles: Vec<Article>) -> Self {
+    pub fn new(articles: Vec<Article>) -> Self {
+        Self::build(articles.into_iter().map(Arc::new).collect(), HashMap::default())
+    }
+
+    /// A catalog of `articles`, the ids of `retracted` among them taken out of feeds.
+    pub fn with_retractions(articles: Vec<Article>, retracted: Vec<(ArticleId, Retraction)>) -> Self {
+        Self::build(articles.into_iter().map(Arc::new).collect(), retracted.into_iter().collect())
+    }
+
+    fn build(mut articles: Vec<Arc<Article>>, mut retracted: HashMap<ArticleId, Retraction>) -> Self {
         articles.sort_by_key(|a| a.id);
         articles.dedup_by_key(|a| a.id);
-        let by_id = articles.iter().enumerate().map(|(i, a)| (a.id, i as u32)).collect();
-        let mut order: Vec<u32> = (0..articles.len() as u32).collect();
+        let by_id: HashMap<ArticleId, u32> = articles.iter().enumerate().map(|(i, a)| (a.id, i as u32)).collect();
+        retracted.retain(|id, _| by_id.contains_key(id));
+        let mut order: Vec<u32> =
+            (0..articles.len() as u32).filter(|&i| !retracted.contains_key(&articles[i as usize].id)).collect();
         order.sort_by_key(|&i| {
             let a = &articles[i as usize];
             (std::cmp::Reverse(a.publish_time), std::cmp::Reverse(a.id))
@@ -68,7 +99,22 @@ impl Catalog {
             fresh.entry(articles[i as usize].channel_id).or_default().push(i);
         }
         fresh.insert(ALL_CHANNELS, order);
-        Self { articles, by_id, fresh }
+        let mut catalog = Self { articles, by_id, fresh, retracted, text: TextIndex::default() };
+        catalog.text = TextIndex::new(&catalog);
+        catalog
+    }
+
+    /// The next catalog: `published` upserted (a retracted id published again is live again),
+    /// then `retracted` taken out of feeds.
+    pub fn with_changes(&self, published: Vec<Article>, retracted: Vec<(ArticleId, Retraction)>) -> Self {
+        let mut by_id: HashMap<ArticleId, Arc<Article>> = self.articles.iter().map(|a| (a.id, Arc::clone(a))).collect();
+        let mut gone = self.retracted.clone();
+        for a in published {
+            gone.remove(&a.id);
+            by_id.insert(a.id, Arc::new(a));
+        }
+        gone.extend(retracted);
+        Self::build(by_id.into_values().collect(), gone)
     }
 
     pub fn len(&self) -> usize {
@@ -79,20 +125,39 @@ impl Catalog {
         self.articles.is_empty()
     }
 
+    /// Any article, retracted or not.
     pub fn get(&self, id: ArticleId) -> Option<&Article> {
-        self.by_id.get(&id).map(|&i| &self.articles[i as usize])
+        self.by_id.get(&id).map(|&i| &*self.articles[i as usize])
+    }
+
+    /// An article that may be served.
+    pub fn live(&self, id: ArticleId) -> Option<&Article> {
+        self.get(id).filter(|_| !self.retracted.contains_key(&id))
     }
 
     pub fn contains(&self, id: ArticleId) -> bool {
         self.by_id.contains_key(&id)
     }
 
-    /// Articles of `channel` (every article for `ALL_CHANNELS`), newest first.
-    pub fn newest_first(&self, channel: ChannelId) -> impl Iterator<Item = &Article> {
-        self.fresh.get(&channel).into_iter().flatten().map(|&i| &self.articles[i as usize])
+    pub fn retraction(&self, id: ArticleId) -> Option<&Retraction> {
+        self.retracted.get(&id)
     }
 
-    /// Every channel with its article count, 推荐 first.
+    pub fn retracted_count(&self) -> usize {
+        self.retracted.len()
+    }
+
+    /// The index of the live articles' keywords and title tokens.
+    pub fn text(&self) -> &TextIndex {
+        &self.text
+    }
+
+    /// Live articles of `channel` (every channel for `ALL_CHANNELS`), newest first.
+    pub fn newest_first(&self, channel: ChannelId) -> impl Iterator<Item = &Article> {
+        self.fresh.get(&channel).into_iter().flatten().map(|&i| &*self.articles[i as usize])
+    }
+
+    /// Every channel with its live article count, 推荐 first.
     pub fn channels(&self) -> Vec<(Channel, usize)> {
         CHANNELS
             .iter()
@@ -203,15 +268,16 @@ pub struct ImportReport {
 
 /// Reads one article per line (`{"id":1,"channel_id":18,"title":"...","author":"...",
 /// "publish_time":1763900000000,"keywords":["..."],"summary":"...","cover":"..."}`); blank
-/// lines are skipped, bad lines reported with their number and reason.
-pub fn parse_jsonl(reader: impl BufRead) -> std::io::Result<ImportReport> {
+/// lines are skipped, bad lines (see [`check_article`]; `latest_ms` is the latest allowed
+/// `publish_time`) reported with their number and reason.
+pub fn parse_jsonl(reader: impl BufRead, latest_ms: i64) -> std::io::Result<ImportReport> {
     let mut report = ImportReport::default();
     for (i, line) in reader.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Article>(&line).map_err(|e| e.to_string()).and_then(validate) {
+        match parse_line(&line, latest_ms) {
             Ok(a) => report.articles.push(a),
             Err(reason) => report.rejected.push((i + 1, reason)),
         }
@@ -219,7 +285,25 @@ pub fn parse_jsonl(reader: impl BufRead) -> std::io::Result<ImportReport> {
     Ok(report)
 }
 
-fn validate(a: Article) -> Result<Article, String> {
+/// One JSON Lines article, checked.
+pub fn parse_line(line: &str, latest_ms: i64) -> Result<Article, String> {
+    let a = serde_json::from_str::<Article>(line).map_err(|e| e.to_string())?;
+    check_article(&a, latest_ms)?;
+    Ok(a)
+}
+
+/// Longest title, author and summary in characters, most keywords and longest keyword, longest
+/// cover URL in bytes.
+pub const MAX_TITLE_CHARS: usize = 300;
+pub const MAX_AUTHOR_CHARS: usize = 100;
+pub const MAX_SUMMARY_CHARS: usize = 4_000;
+pub const MAX_KEYWORDS: usize = 32;
+pub const MAX_KEYWORD_CHARS: usize = 64;
+pub const MAX_COVER_BYTES: usize = 2_048;
+
+/// Why an article may not be in the catalog, if it may not: a bad id, an unknown channel, an
+/// empty title, a `publish_time` not in `1..=latest_ms`, a field over its limit.
+pub fn check_article(a: &Article, latest_ms: i64) -> Result<(), String> {
     if a.id <= 0 {
         return Err(format!("id must be > 0, got {}", a.id));
     }
@@ -232,7 +316,32 @@ fn validate(a: Article) -> Result<Article, String> {
     if a.publish_time <= 0 {
         return Err(format!("publish_time must be Unix milliseconds > 0, got {}", a.publish_time));
     }
-    Ok(a)
+    if a.publish_time > latest_ms {
+        return Err(format!(
+            "publish_time {} is in the future: at most {latest_ms} (now plus the allowed clock skew) is allowed",
+            a.publish_time
+        ));
+    }
+    let chars = |field: &str, text: &str, max: usize| {
+        let n = text.chars().count();
+        if n > max { Err(format!("{field} is {n} characters, at most {max} are allowed")) } else { Ok(()) }
+    };
+    chars("title", &a.title, MAX_TITLE_CHARS)?;
+    chars("author", &a.author, MAX_AUTHOR_CHARS)?;
+    chars("summary", &a.summary, MAX_SUMMARY_CHARS)?;
+    if a.keywords.len() > MAX_KEYWORDS {
+        return Err(format!("keywords has {} entries, at most {MAX_KEYWORDS} are allowed", a.keywords.len()));
+    }
+    for k in &a.keywords {
+        if k.trim().is_empty() {
+            return Err("keywords has an empty entry".to_owned());
+        }
+        chars("a keyword", k, MAX_KEYWORD_CHARS)?;
+    }
+    if a.cover.len() > MAX_COVER_BYTES {
+        return Err(format!("cover is {} bytes, at most {MAX_COVER_BYTES} are allowed", a.cover.len()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -267,7 +376,7 @@ mod tests {
             r#"{"id":4,"channel_id":18,"title":"ok","author":"a","publish_time":5}"#,
             "\n",
         );
-        let report = parse_jsonl(text.as_bytes()).unwrap();
+        let report = parse_jsonl(text.as_bytes(), i64::MAX).unwrap();
         assert_eq!(report.articles.iter().map(|a| a.id).collect::<Vec<_>>(), vec![1, 4]);
         let lines: Vec<usize> = report.rejected.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, vec![3, 4, 5]);

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::catalog::Retraction;
 use crate::model::{ALL_CHANNELS, Action, Article};
 use crate::store::{AppendOutcome, Batch, BatchItem, DEFAULT_MAX_BATCHES, EventKey, EventRecord, Sources, Store};
 
@@ -62,6 +63,17 @@ pub fn catalog<S: Store>(store: &S) {
     let mut loaded = store.load_articles().unwrap();
     loaded.sort_by_key(|a| a.id);
     assert_eq!(loaded, vec![article(1, "one"), article(2, "two, edited")], "upsert replaces by id");
+
+    assert!(store.load_retractions().unwrap().is_empty(), "nothing is retracted yet");
+    let gone = |reason: &str| Retraction { reason: reason.to_owned(), time_ms: 7 };
+    store.retract_articles(&[(1, gone("wrong")), (2, gone("withdrawn"))]).unwrap();
+    store.retract_articles(&[(1, gone("illegal"))]).unwrap();
+    let mut retracted = store.load_retractions().unwrap();
+    retracted.sort_by_key(|r| r.0);
+    assert_eq!(retracted, vec![(1, gone("illegal")), (2, gone("withdrawn"))], "a later retraction replaces");
+    assert_eq!(store.load_articles().unwrap().len(), 2, "retracted articles keep their rows");
+    store.upsert_articles(&[article(2, "two, back")]).unwrap();
+    assert_eq!(store.load_retractions().unwrap(), vec![(1, gone("illegal"))], "publishing again clears it");
 }
 
 pub fn meta<S: Store>(store: &S) {

@@ -23,7 +23,7 @@ pub mod text;
 pub mod conformance;
 
 pub use engine::{
-    ArticleStats, Engine, EngineConfig, EngineError, Explanation, FeedItem, FeedRequest, FeedResponse, Observation,
-    ReportedEvent, StatsReport, Verdict,
+    ArticleStats, Engine, EngineConfig, EngineError, Explanation, FeedItem, FeedRequest, FeedResponse, MAX_CHANGES,
+    Observation, PublishVerdict, ReportedEvent, RetractVerdict, StatsReport, Verdict,
 };
 pub use feed::Variant;

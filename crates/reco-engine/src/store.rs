@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Retraction;
 use crate::model::{Action, Article, ArticleId, ChannelId};
 
 #[derive(Debug, thiserror::Error)]
@@ -432,12 +433,17 @@ pub struct MemoryUse {
 /// The durable state behind the engine. Reads of user records go through a closure so that a
 /// backend can hand out its cached copy without cloning it.
 ///
-/// Durability contract: `record_events`, `upsert_articles` and `put_meta` are durable when they
+/// Durability contract: `record_events`, `upsert_articles`, `retract_articles` and `put_meta` are durable when they
 /// return; `append_batch` may be written behind and is durable after `flush` (which graceful
 /// shutdown calls).
 pub trait Store: Send + Sync + 'static {
     fn load_articles(&self) -> Result<Vec<Article>, StoreError>;
+    /// Upserts by id; an id that was retracted is live again.
     fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError>;
+    /// Marks articles retracted (a later retraction of an id replaces the earlier one); their
+    /// rows stay.
+    fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError>;
+    fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError>;
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
 
@@ -481,6 +487,7 @@ impl Default for MemStore {
 #[derive(Default)]
 struct MemInner {
     articles: BTreeMap<ArticleId, Article>,
+    retracted: BTreeMap<ArticleId, Retraction>,
     meta: HashMap<String, Vec<u8>>,
     users: HashMap<String, UserRecord>,
     events: HashSet<EventKey>,
@@ -514,8 +521,18 @@ impl Store for MemStore {
         let mut inner = self.lock();
         for a in articles {
             inner.articles.insert(a.id, a.clone());
+            inner.retracted.remove(&a.id);
         }
         Ok(())
+    }
+
+    fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError> {
+        self.lock().retracted.extend(retractions.iter().cloned());
+        Ok(())
+    }
+
+    fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError> {
+        Ok(self.lock().retracted.iter().map(|(id, r)| (*id, r.clone())).collect())
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -602,6 +619,14 @@ impl<S: Store> Store for Arc<S> {
 
     fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError> {
         (**self).upsert_articles(articles)
+    }
+
+    fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError> {
+        (**self).retract_articles(retractions)
+    }
+
+    fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError> {
+        (**self).load_retractions()
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

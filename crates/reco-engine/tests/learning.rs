@@ -69,7 +69,8 @@ fn a_click_changes_the_very_next_feed() {
 
     let next = refresh(&e, "u1", 0, NOW + 2_000);
     let shares_keyword = |id: i64| {
-        let a = e.catalog().get(id).unwrap();
+        let catalog = e.catalog();
+        let a = catalog.get(id).unwrap();
         a.keywords.iter().take(2).any(|k| liked.keywords[..2].contains(k))
     };
     let personal: Vec<i64> = next
@@ -118,8 +119,8 @@ fn disliked_and_read_articles_never_come_back_and_the_topic_is_demoted() {
         t += 10;
         assert!(r.items.iter().all(|i| i.article_id != disliked && i.article_id != read), "round {round}");
     }
-    let topic = &e.catalog().get(disliked).unwrap().keywords[0];
-    let same_topic = articles.iter().find(|a| a.id != disliked && &a.keywords[0] == topic).unwrap();
+    let topic = e.catalog().get(disliked).unwrap().keywords[0].clone();
+    let same_topic = articles.iter().find(|a| a.id != disliked && a.keywords[0] == topic).unwrap();
     let why = e.explain("u", same_topic.id, t).unwrap();
     assert!(why.demotion < 1.0, "the disliked topic is demoted: {}", why.demotion);
     assert!(e.explain("u", disliked, t).unwrap().hidden);

@@ -1,10 +1,14 @@
 //! Protocol <-> engine conversions, kept at the edge.
 
-use reco_engine::model::Action;
+use reco_engine::catalog::Retraction;
+use reco_engine::model::{Action, Article, ArticleId};
 use reco_engine::params::{ParamError, TrackParam};
 use reco_engine::stats::Counts;
 use reco_engine::store::StoreError;
-use reco_engine::{ArticleStats, EngineError, Explanation, FeedResponse, ReportedEvent, StatsReport, Verdict};
+use reco_engine::{
+    ArticleStats, EngineError, Explanation, FeedResponse, PublishVerdict, ReportedEvent, RetractVerdict, StatsReport,
+    Verdict,
+};
 use reco_proto::{seed, v1};
 use tonic::Status;
 
@@ -38,17 +42,74 @@ pub fn feed(resp: FeedResponse) -> seed::ArticleResponse {
     }
 }
 
-pub fn article(a: &reco_engine::model::Article) -> v1::ArticleInfo {
+pub fn article((a, retraction): (Article, Option<Retraction>)) -> v1::ArticleInfo {
+    let retracted = retraction.is_some();
+    let (retract_reason, retract_time) = retraction.map(|r| (r.reason, r.time_ms)).unwrap_or_default();
     v1::ArticleInfo {
         article_id: a.id,
         channel_id: a.channel_id,
-        title: a.title.clone(),
-        author: a.author.clone(),
+        title: a.title,
+        author: a.author,
         publish_time: a.publish_time,
-        keywords: a.keywords.clone(),
-        summary: a.summary.clone(),
-        cover: a.cover.clone(),
+        keywords: a.keywords,
+        summary: a.summary,
+        cover: a.cover,
+        retracted,
+        retract_reason,
+        retract_time,
     }
+}
+
+/// A published article; the retraction fields are not the publisher's to set.
+pub fn published(a: v1::ArticleInfo) -> Article {
+    Article {
+        id: a.article_id,
+        channel_id: a.channel_id,
+        title: a.title,
+        author: a.author,
+        publish_time: a.publish_time,
+        keywords: a.keywords,
+        summary: a.summary,
+        cover: a.cover,
+    }
+}
+
+pub fn publish_results(ids: &[ArticleId], verdicts: Vec<PublishVerdict>) -> v1::PublishResponse {
+    let mut out = v1::PublishResponse::default();
+    for (&article_id, v) in ids.iter().zip(verdicts) {
+        let (outcome, reason) = match v {
+            PublishVerdict::Created => {
+                out.created += 1;
+                (v1::PublishOutcome::Created, String::new())
+            }
+            PublishVerdict::Updated => {
+                out.updated += 1;
+                (v1::PublishOutcome::Updated, String::new())
+            }
+            PublishVerdict::Rejected(reason) => {
+                out.rejected += 1;
+                (v1::PublishOutcome::Rejected, reason)
+            }
+        };
+        out.results.push(v1::PublishResult { article_id, outcome: outcome as i32, reason });
+    }
+    out
+}
+
+pub fn retract_results(ids: &[ArticleId], verdicts: Vec<RetractVerdict>) -> v1::RetractResponse {
+    let results = ids
+        .iter()
+        .zip(verdicts)
+        .map(|(&article_id, v)| {
+            let outcome = match v {
+                RetractVerdict::Retracted => v1::RetractOutcome::Retracted,
+                RetractVerdict::AlreadyRetracted => v1::RetractOutcome::AlreadyRetracted,
+                RetractVerdict::Unknown => v1::RetractOutcome::NotFound,
+            };
+            v1::RetractResult { article_id, outcome: outcome as i32 }
+        })
+        .collect();
+    v1::RetractResponse { results }
 }
 
 pub fn event(e: v1::TrackEvent) -> ReportedEvent {

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// How often the learner is checkpointed into the store, so that a restart replays only
     /// the events logged since; zero: only at shutdown. Events are durable without it.
     pub checkpoint_interval: Duration,
+    /// The bearer token that `Catalog.Publish` and `Catalog.Retract` require; `None` turns
+    /// them off.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             max_message_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(60),
+            admin_token: None,
         }
     }
 }
@@ -112,7 +116,7 @@ pub async fn serve<S: Store>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cors = cors_layer(&config.cors_origins).map_err(OpenError::Config)?;
-    let reco = services::Reco::new(Arc::clone(&engine));
+    let reco = services::Reco::new(Arc::clone(&engine)).with_admin_token(config.admin_token.as_deref());
     let max = config.max_message_bytes;
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -17,17 +17,50 @@ const MAX_IDS: usize = 1000;
 
 pub struct Reco<S> {
     engine: Arc<Engine<S>>,
+    /// The bearer token of the catalog's writes; `None`: writes are off.
+    admin_token: Option<Arc<str>>,
 }
 
 impl<S> Reco<S> {
     pub fn new(engine: Arc<Engine<S>>) -> Self {
-        Self { engine }
+        Self { engine, admin_token: None }
     }
+
+    pub fn with_admin_token(mut self, token: Option<&str>) -> Self {
+        self.admin_token = token.map(Arc::from);
+        self
+    }
+
+    /// Lets a catalog write through only with `authorization: Bearer <admin token>`.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.admin_token else {
+            return Err(Status::permission_denied(
+                "catalog writes are off on this server: start it with --admin-token (or RECO_ADMIN_TOKEN) to publish",
+            ));
+        };
+        let Some(value) = request.metadata().get("authorization") else {
+            return Err(Status::unauthenticated("catalog writes need `authorization: Bearer <admin token>` metadata"));
+        };
+        let presented = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(|| Status::unauthenticated("the authorization metadata must be `Bearer <admin token>`"))?;
+        if !same_secret(presented.trim().as_bytes(), token.as_bytes()) {
+            return Err(Status::permission_denied("the admin token is not this server's"));
+        }
+        Ok(())
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl<S> Clone for Reco<S> {
     fn clone(&self) -> Self {
-        Self { engine: Arc::clone(&self.engine) }
+        Self { engine: Arc::clone(&self.engine), admin_token: self.admin_token.clone() }
     }
 }
 
@@ -78,6 +111,33 @@ impl<S: Store> Catalog for Reco<S> {
             .map(|(c, count)| v1::Channel { id: c.id, name: c.name, article_count: count as u32 })
             .collect();
         Ok(Response::new(v1::ChannelsResponse { channels }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(articles = request.get_ref().articles.len()))]
+    async fn publish(&self, request: Request<v1::PublishRequest>) -> Result<Response<v1::PublishResponse>, Status> {
+        self.authorize(&request)?;
+        let articles: Vec<_> = request.into_inner().articles.into_iter().map(convert::published).collect();
+        let ids: Vec<i64> = articles.iter().map(|a| a.id).collect();
+        let engine = Arc::clone(&self.engine);
+        // Waits for the store's durable commit and rebuilds the catalog: off the async workers.
+        let verdicts = tokio::task::spawn_blocking(move || engine.publish(articles, now_ms()))
+            .await
+            .map_err(|e| Status::internal(format!("publish task failed: {e}")))?
+            .map_err(convert::status)?;
+        Ok(Response::new(convert::publish_results(&ids, verdicts)))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(ids = request.get_ref().article_ids.len()))]
+    async fn retract(&self, request: Request<v1::RetractRequest>) -> Result<Response<v1::RetractResponse>, Status> {
+        self.authorize(&request)?;
+        let v1::RetractRequest { article_ids, reason } = request.into_inner();
+        let engine = Arc::clone(&self.engine);
+        let ids = article_ids.clone();
+        let verdicts = tokio::task::spawn_blocking(move || engine.retract(&ids, &reason, now_ms()))
+            .await
+            .map_err(|e| Status::internal(format!("retract task failed: {e}")))?
+            .map_err(convert::status)?;
+        Ok(Response::new(convert::retract_results(&article_ids, verdicts)))
     }
 }
 

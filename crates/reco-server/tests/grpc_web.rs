@@ -5,62 +5,13 @@ mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::web::{client, frame, frames, post};
 use common::{TestServer, now_ms};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use prost::Message;
 use prost::bytes::Bytes;
 use reco_proto::seed::{ArticleResponse, UserRequest};
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn frame(msg: &impl Message) -> Vec<u8> {
-    let body = msg.encode_to_vec();
-    let mut out = vec![0u8];
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
-/// Splits a gRPC-Web body into its data frames and the trailer frame's text.
-fn frames(mut body: &[u8]) -> (Vec<Vec<u8>>, String) {
-    let mut data = Vec::new();
-    let mut trailer = None;
-    while !body.is_empty() {
-        let flag = body[0];
-        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
-        let payload = body[5..5 + len].to_vec();
-        body = &body[5 + len..];
-        if flag & 0x80 != 0 {
-            trailer = Some(String::from_utf8(payload).unwrap());
-        } else {
-            data.push(payload);
-        }
-    }
-    (data, trailer.expect("a trailer frame"))
-}
-
-async fn post(server: &TestServer, path: &str, content_type: &str, body: Vec<u8>) -> (http::response::Parts, Vec<u8>) {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(format!("{}{path}", server.url()))
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::ACCEPT, content_type)
-        .header("x-grpc-web", "1")
-        .header(header::ORIGIN, "http://localhost:8080")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let resp = client().request(req).await.unwrap();
-    assert_eq!(resp.version(), http::Version::HTTP_11);
-    let (parts, body) = resp.into_parts();
-    (parts, body.collect().await.unwrap().to_bytes().to_vec())
-}
 
 fn user_request(user: &str) -> UserRequest {
     UserRequest { user_id: user.into(), channel_id: 0, article_num: 10, time_stamp: now_ms() }

@@ -13,6 +13,7 @@ use common::{
     Client, TWO_VARIANTS, TestServer, card_combines, checkpointed, combine, dislike, engine_config, event, ids, now_ms,
     parse_combine, read_event,
 };
+use reco_engine::catalog::Retraction;
 use reco_engine::model::Article;
 use reco_engine::store::{AppendOutcome, ArticleCounters, Batch, EventRecord, MemStore, Store, StoreError, UserRecord};
 use reco_proto::v1::{ArticleInfo, Verdict};
@@ -259,6 +260,12 @@ impl Store for FailingCheckpoints {
     }
     fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError> {
         self.inner.upsert_articles(articles)
+    }
+    fn retract_articles(&self, retractions: &[(i64, Retraction)]) -> Result<(), StoreError> {
+        self.inner.retract_articles(retractions)
+    }
+    fn load_retractions(&self) -> Result<Vec<(i64, Retraction)>, StoreError> {
+        self.inner.load_retractions()
     }
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_meta(key)

@@ -2,6 +2,7 @@
 //! tables (batches, counters, events), JSON for articles. Every decoder checks lengths and
 //! answers [`StoreError::Corrupt`] instead of panicking.
 
+use reco_engine::catalog::Retraction;
 use reco_engine::model::{Action, Article, ArticleId, ChannelId};
 use reco_engine::store::{ArticleCounters, Batch, BatchItem, EventKey, EventRecord, Sources, StoreError};
 
@@ -313,6 +314,14 @@ pub fn encode_article(article: &Article) -> Result<Vec<u8>, StoreError> {
 
 pub fn decode_article(id: ArticleId, bytes: &[u8]) -> Result<Article, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("article {id}: {e}")))
+}
+
+pub fn encode_retraction(r: &Retraction) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(r).map_err(|e| StoreError::Backend(format!("cannot encode a retraction: {e}")))
+}
+
+pub fn decode_retraction(id: ArticleId, bytes: &[u8]) -> Result<Retraction, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("retraction of article {id}: {e}")))
 }
 
 #[cfg(test)]

@@ -37,13 +37,14 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
+use reco_engine::catalog::Retraction;
 use reco_engine::model::{Article, ArticleId, ChannelId};
 use reco_engine::store::{
     AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, MemoryUse, Store, StoreError, UserRecord,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use crate::schema::{ARTICLES, META};
+use crate::schema::{ARTICLES, META, RETRACTIONS};
 use crate::users::Users;
 use crate::writer::{Command, Reply};
 
@@ -260,7 +261,26 @@ impl Store for RedbStore {
 
     fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError> {
         let rows = articles.iter().map(|a| Ok((a.id, codec::encode_article(a)?))).collect::<Result<_, StoreError>>()?;
-        self.request(|reply| Command::Articles { rows, reply })
+        self.request(|reply| Command::Articles { rows, retract: Vec::new(), reply })
+    }
+
+    fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError> {
+        let retract = retractions
+            .iter()
+            .map(|(id, r)| Ok((*id, codec::encode_retraction(r)?)))
+            .collect::<Result<_, StoreError>>()?;
+        self.request(|reply| Command::Articles { rows: Vec::new(), retract, reply })
+    }
+
+    fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError> {
+        let txn = self.state.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(RETRACTIONS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_error)? {
+            let (id, value) = row.map_err(db_error)?;
+            out.push((id.value(), codec::decode_retraction(id.value(), value.value())?));
+        }
+        Ok(out)
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -19,10 +19,16 @@ use crate::{at_row, codec, db_error};
 /// version 2 would not see them and could serve those articles again. Older files have no
 /// trimmed ids; channels stored with more than `max_batches` batches trim at load, in memory,
 /// and drop the extra rows at their next trim.
-pub(crate) const SCHEMA_VERSION: u32 = 3;
+///
+/// 4: the [`RETRACTIONS`] table. A build that reads only version 3 would serve retracted
+/// articles again.
+pub(crate) const SCHEMA_VERSION: u32 = 4;
 pub(crate) const SCHEMA_KEY: &str = "reco_store.schema_version";
 
 pub(crate) const ARTICLES: TableDefinition<ArticleId, &[u8]> = TableDefinition::new("articles");
+/// Article id -> `codec::encode_retraction`: the articles taken out of feeds, kept in
+/// [`ARTICLES`] for lookups. Publishing an id again removes its row.
+pub(crate) const RETRACTIONS: TableDefinition<ArticleId, &[u8]> = TableDefinition::new("retractions");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// `(user, channel, batch time)` -> `codec::encode_batch`: the kept history.
 pub(crate) const BATCHES: TableDefinition<(&str, ChannelId, i64), &[u8]> = TableDefinition::new("batches");
@@ -47,6 +53,7 @@ pub(crate) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(db_error)?;
     {
         txn.open_table(ARTICLES).map_err(db_error)?;
+        txn.open_table(RETRACTIONS).map_err(db_error)?;
         txn.open_table(BATCHES).map_err(db_error)?;
         txn.open_table(TRIMMED).map_err(db_error)?;
         txn.open_table(READS).map_err(db_error)?;

@@ -21,7 +21,7 @@ use reco_engine::model::{ArticleId, ChannelId};
 use reco_engine::store::{ArticleCounters, EventRecord, StoreError};
 use redb::{Durability, ReadableTable, Table};
 
-use crate::schema::{ARTICLES, BATCHES, COUNTERS, EVENT_LOG, EVENTS, META, READS, TRIMMED};
+use crate::schema::{ARTICLES, BATCHES, COUNTERS, EVENT_LOG, EVENTS, META, READS, RETRACTIONS, TRIMMED};
 use crate::{State, codec, db_error, lock, read_lock, write_lock};
 
 pub(crate) type Reply<T> = SyncSender<Result<T, StoreError>>;
@@ -46,8 +46,10 @@ pub(crate) enum Command {
         events: Vec<EventRecord>,
         reply: Reply<Vec<Option<u64>>>,
     },
+    /// Upserts `rows` (clearing their retractions) and then stores `retract`.
     Articles {
         rows: Vec<(ArticleId, Vec<u8>)>,
+        retract: Vec<(ArticleId, Vec<u8>)>,
         reply: Reply<()>,
     },
     Meta {
@@ -178,6 +180,7 @@ fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, 
         let mut batches = txn.open_table(BATCHES).map_err(db_error)?;
         let mut trimmed = txn.open_table(TRIMMED).map_err(db_error)?;
         let mut articles = txn.open_table(ARTICLES).map_err(db_error)?;
+        let mut retractions = txn.open_table(RETRACTIONS).map_err(db_error)?;
         let mut meta = txn.open_table(META).map_err(db_error)?;
         let mut events = EventTables {
             events: txn.open_table(EVENTS).map_err(db_error)?,
@@ -208,9 +211,13 @@ fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, 
                         fresh.push(events.record(state, event, &mut committed.counters)?);
                     }
                 }
-                Command::Articles { rows, .. } => {
+                Command::Articles { rows, retract, .. } => {
                     for (id, value) in rows {
                         articles.insert(*id, value.as_slice()).map_err(db_error)?;
+                        retractions.remove(*id).map_err(db_error)?;
+                    }
+                    for (id, value) in retract {
+                        retractions.insert(*id, value.as_slice()).map_err(db_error)?;
                     }
                 }
                 Command::Meta { key, value, .. } => {

@@ -6,17 +6,15 @@
 //! or `RECO_*` environment variables.
 
 mod eval;
+mod import;
 mod text_format;
 
-use std::fs::File;
-use std::io::BufReader;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use reco_engine::store::Store;
 use reco_engine::{EngineConfig, Variant};
 use reco_proto::seed::UserRequest;
 use reco_proto::seed::user_recommend_client::UserRecommendClient;
@@ -38,13 +36,9 @@ struct Cli {
 enum Command {
     /// Serve gRPC, gRPC-Web and the feed page on one port.
     Serve(ServeArgs),
-    /// Load or update articles from a JSON Lines file into the data dir (server stopped).
-    Import {
-        /// One article per line: {"id","channel_id","title","author","publish_time" (ms),"keywords",...}.
-        file: PathBuf,
-        #[arg(long, env = "RECO_DATA_DIR", default_value = "reco-data")]
-        data_dir: PathBuf,
-    },
+    /// Load or update articles from a JSON Lines file: into a stopped server's data dir, or
+    /// with --addr into a running server (Catalog.Publish, needs its admin token).
+    Import(import::ImportArgs),
     /// Ask a server for recommendations and print them like the seed client (`ret=...`).
     Recommend {
         #[arg(long, env = "RECO_URL", default_value = "http://127.0.0.1:8888")]
@@ -135,6 +129,10 @@ struct ServeArgs {
     /// ones are read back from the data dir).
     #[arg(long, env = "RECO_EVENT_TAIL_MIB", default_value_t = 16)]
     event_tail_mib: usize,
+    /// The bearer token that Catalog.Publish and Catalog.Retract require (`authorization:
+    /// Bearer <token>`), at least 16 characters; without it, catalog writes are off.
+    #[arg(long, env = "RECO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 /// The parsed `--variants` list (a newtype, so that clap takes the whole list as one value).
@@ -160,7 +158,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Import { file, data_dir } => import(&file, &data_dir),
+        Command::Import(args) => import::import(&args),
         Command::Recommend { addr, user, channel, num, timestamp } => recommend(
             addr,
             UserRequest {
@@ -181,6 +179,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_batches: args.max_batches,
         db_cache_bytes: args.db_cache_mib.saturating_mul(1 << 20),
     };
+    if let Some(token) = &args.admin_token
+        && (token.trim().len() < 16 || token.trim() != token)
+    {
+        bail!("--admin-token must be at least 16 characters without surrounding spaces (it guards catalog writes)");
+    }
     let store = RedbStore::open_with(&args.data_dir, store_config)?;
     let mut config = EngineConfig {
         max_article_num: args.max_article_num,
@@ -209,6 +212,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         web_dir: web_dir.clone(),
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_secs),
+        admin_token: args.admin_token,
         ..ServerConfig::default()
     };
     // Refuse a bad allow-list before opening the port.
@@ -238,28 +242,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!(e))
     })
-}
-
-fn import(file: &Path, data_dir: &Path) -> anyhow::Result<()> {
-    let reader = BufReader::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
-    let report =
-        reco_engine::catalog::parse_jsonl(reader).with_context(|| format!("cannot read {}", file.display()))?;
-    for (line, reason) in &report.rejected {
-        eprintln!("{}:{line}: rejected: {reason}", file.display());
-    }
-    let store = RedbStore::open(data_dir)?;
-    store.upsert_articles(&report.articles)?;
-    store.flush()?;
-    println!(
-        "imported {} articles, rejected {} lines, into {}",
-        report.articles.len(),
-        report.rejected.len(),
-        data_dir.display()
-    );
-    if report.articles.is_empty() && !report.rejected.is_empty() {
-        bail!("no article in {} could be imported", file.display());
-    }
-    Ok(())
 }
 
 fn recommend(addr: String, request: UserRequest) -> anyhow::Result<()> {

@@ -233,8 +233,9 @@ async fn import_loads_good_lines_and_reports_bad_ones() {
     let out = run(&["import", file.to_str().unwrap()], &data);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert!(!out.status.success(), "a rejected line fails the import: {stderr}");
     assert!(stdout.contains("imported 2 articles, rejected 2 lines"), "{stdout}");
+    assert!(stderr.contains("2 lines of"), "{stderr}");
     assert!(stderr.contains("articles.jsonl:2: rejected: missing field `author`"), "{stderr}");
     assert!(stderr.contains("articles.jsonl:3: rejected: unknown channel_id 77"), "{stderr}");
 
@@ -254,6 +255,67 @@ async fn import_loads_good_lines_and_reports_bad_ones() {
     let missing = run(&["import", "/nonexistent/file.jsonl"], &data);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot open /nonexistent/file.jsonl"));
+}
+
+#[tokio::test]
+async fn import_into_a_running_server_publishes_and_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = "import-test-token-0123456789";
+    let server = Server::start_with(&data, &["--admin-token", token]);
+    let file = dir.path().join("news.jsonl");
+    let mut f = std::fs::File::create(&file).unwrap();
+    let now = now_ms();
+    for i in 0..2_500 {
+        let channel = 1 + i % 25;
+        match i {
+            7 => writeln!(f, "{{not json").unwrap(),
+            8 => writeln!(f).unwrap(),
+            1_203 => writeln!(f, r#"{{"id":{},"channel_id":18,"title":"t","author":"a","publish_time":{}}}"#, 700_000 + i, now + 86_400_000).unwrap(),
+            _ => writeln!(
+                f,
+                r#"{{"id":{},"channel_id":{channel},"title":"快讯 {i}","author":"编辑","publish_time":{now},"keywords":["快讯"]}}"#,
+                700_000 + i
+            )
+            .unwrap(),
+        }
+    }
+    drop(f);
+    let import =
+        |args: &[&str]| Command::new(BIN).arg("import").arg(&file).args(args).env("RECO_LOG", "warn").output().unwrap();
+    let out = import(&["--addr", &server.url(), "--token", token, "--batch", "1000"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "two rejected lines fail the import: {stdout} {stderr}");
+    assert!(stderr.contains("news.jsonl:8: rejected: key must be a string"), "{stderr}");
+    assert!(stderr.contains("news.jsonl:1204: rejected: publish_time"), "{stderr}");
+    assert!(stderr.contains("articles/s"), "progress lines: {stderr}");
+    assert!(stdout.contains("published 2497 articles (created 2497, updated 0), rejected 2 lines"), "{stdout}");
+
+    // Acknowledged means durable: kill -9 right away, and everything is there after a restart.
+    server.kill_9();
+    let server = Server::start_with(&data, &["--admin-token", token]);
+    let mut catalog = CatalogClient::new(server.channel().await);
+    let (mut found, mut missing) = (0, Vec::new());
+    for from in (700_000..702_500).step_by(1000) {
+        let asked: Vec<i64> = (from..(from + 1000).min(702_500)).collect();
+        let got = catalog.articles(v1::ArticlesRequest { article_ids: asked }).await.unwrap().into_inner();
+        found += got.articles.len();
+        missing.extend(got.missing_ids);
+    }
+    assert_eq!(found, 2_497);
+    assert_eq!(missing, [700_007, 700_008, 701_203]);
+
+    // Publishing again updates; a wrong token fails before anything is sent.
+    let again = import(&["--addr", &server.url(), "--token", token]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("created 0, updated 2497"));
+    let wrong = import(&["--addr", &server.url(), "--token", "not-the-token-0123456789"]);
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("PermissionDenied"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
 }
 
 #[tokio::test]

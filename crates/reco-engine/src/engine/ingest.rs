@@ -25,7 +25,6 @@ use crate::model::{Action, ArticleId, ChannelId};
 use crate::params::{ParamError, TrackParam, Verified};
 use crate::popularity::log2_add;
 use crate::store::{EventRecord, Sources, Store, StoreError};
-use crate::text::TextIndex;
 
 use super::{
     Engine, EngineConfig, EngineError, LEARNER_KEY, Observation, ReportedEvent, Verdict, invalid, parse_combine,
@@ -92,7 +91,6 @@ pub(super) enum Op {
 /// What applying an op reads besides the model.
 struct Statics<'a> {
     catalog: &'a Catalog,
-    text: &'a TextIndex,
     config: &'a EngineConfig,
 }
 
@@ -116,18 +114,10 @@ impl Model {
 
     /// Applies a logged event at start-up. `counted`: the popularity index was loaded from the
     /// store's counters, which hold the event already, so only the learner takes it.
-    pub fn replay(
-        &mut self,
-        config: &EngineConfig,
-        catalog: &Catalog,
-        text: &TextIndex,
-        seq: u64,
-        e: Arc<EventRecord>,
-        counted: bool,
-    ) {
-        let st = Statics { catalog, text, config };
+    pub fn replay(&mut self, config: &EngineConfig, catalog: &Catalog, seq: u64, e: Arc<EventRecord>, counted: bool) {
+        let st = Statics { catalog, config };
         if counted {
-            let world = World { catalog, text, hot: &self.hot, popularity: &st.config.rank.popularity };
+            let world = World { catalog, text: catalog.text(), hot: &self.hot, popularity: &st.config.rank.popularity };
             self.learner.apply(&config.learn, &world, Some(seq), &e);
         } else {
             self.apply(&st, &Op::Event { seq, event: e });
@@ -151,7 +141,7 @@ impl Model {
                 }
                 let world = World {
                     catalog: st.catalog,
-                    text: st.text,
+                    text: st.catalog.text(),
                     hot: &self.hot,
                     popularity: &st.config.rank.popularity,
                 };
@@ -169,7 +159,7 @@ impl Model {
                 self.learner.advance(cfg, obs.time_ms);
                 let world = World {
                     catalog: st.catalog,
-                    text: st.text,
+                    text: st.catalog.text(),
                     hot: &self.hot,
                     popularity: &st.config.rank.popularity,
                 };
@@ -345,7 +335,7 @@ impl<S: Store> Engine<S> {
             verified.key.0[15] = Action::Dislike as u8;
         }
         let p = &verified.param;
-        if let Some(unknown) = p.article_ids.iter().find(|id| !self.catalog.contains(**id)) {
+        if let Some(unknown) = p.article_ids.iter().find(|id| !self.catalog.load().contains(**id)) {
             return Err(reject(format!("unknown article {unknown}"), Some(p)));
         }
         let skew = self.config.max_clock_skew_ms;
@@ -440,7 +430,8 @@ impl<S: Store> Engine<S> {
 
     /// Brings the private copy up to date with `ops`, lets `inspect` read it, publishes it.
     fn apply_locked<R>(&self, ingest: &mut Ingest, ops: Vec<Op>, inspect: impl FnOnce(&Model) -> R) -> R {
-        let st = Statics { catalog: &self.catalog, text: &self.text, config: &self.config };
+        let catalog = self.catalog.load();
+        let st = Statics { catalog: &catalog, config: &self.config };
         let Ingest { back, lag, applied } = ingest;
         let model = exclusive(back);
         for op in lag.iter().chain(&ops) {

@@ -1,6 +1,7 @@
 //! Read-only views for clients and debugging: article info and counters, params, `Explain`,
 //! `Stats`. They read the published model snapshot and take no lock the ingest side holds.
 
+use crate::catalog::Retraction;
 use crate::feed::{self, Exclusion};
 use crate::learn::{Context, Feature};
 use crate::model::{ALL_CHANNELS, Article, ArticleId, Channel};
@@ -23,7 +24,10 @@ impl<S: Store> Engine<S> {
         ids: &[ArticleId],
         now_ms: i64,
     ) -> Result<Found<(ArticleId, ArticleStats)>, EngineError> {
-        let (known, missing): (Vec<ArticleId>, Vec<ArticleId>) = ids.iter().partition(|id| self.catalog.contains(**id));
+        let (known, missing): (Vec<ArticleId>, Vec<ArticleId>) = {
+            let catalog = self.catalog.load();
+            ids.iter().partition(|id| catalog.contains(**id))
+        };
         let counters = self.store.counters(&known)?;
         let stats = known
             .into_iter()
@@ -36,13 +40,15 @@ impl<S: Store> Engine<S> {
         Ok((stats, missing))
     }
 
-    /// Article info for `ids` in order; unknown ids in the second list.
-    pub fn articles(&self, ids: &[ArticleId]) -> Found<&Article> {
+    /// Article info for `ids` in order, each with its retraction if it was retracted; unknown
+    /// ids in the second list.
+    pub fn articles(&self, ids: &[ArticleId]) -> Found<(Article, Option<Retraction>)> {
+        let catalog = self.catalog.load();
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         for &id in ids {
-            match self.catalog.get(id) {
-                Some(a) => found.push(a),
+            match catalog.get(id) {
+                Some(a) => found.push((a.clone(), catalog.retraction(id).cloned())),
                 None => missing.push(id),
             }
         }
@@ -50,21 +56,21 @@ impl<S: Store> Engine<S> {
     }
 
     pub fn channels(&self) -> Vec<(Channel, usize)> {
-        self.catalog.channels()
+        self.catalog.load().channels()
     }
 
     /// Why `article_id` would be picked for `user_id` now, for debug views.
     pub fn explain(&self, user_id: &str, article_id: ArticleId, now_ms: i64) -> Result<Explanation, EngineError> {
         check_user_id(user_id)?;
-        let article = self
-            .catalog
+        let catalog = self.catalog.load();
+        let article = catalog
             .get(article_id)
             .ok_or_else(|| EngineError::NotFound(format!("article {article_id} is not in the catalog")))?;
         let bucket = self.bucket_of(user_id);
         let variant = &self.config.variants[usize::from(bucket)];
         // Lock order as in a refresh: the snapshot is no lock, the store's record is the one.
         let model = self.model.load();
-        let input = self.rank_input(&model, user_id, ALL_CHANNELS, 10, now_ms, bucket);
+        let input = self.rank_input(&catalog, &model, user_id, ALL_CHANNELS, 10, now_ms, bucket);
         let (sources, served, hidden) = self.store.with_user(user_id, |user| {
             let now = feed::candidates(&input, &Exclusion::new(user, ALL_CHANNELS))
                 .into_iter()
@@ -81,7 +87,7 @@ impl<S: Store> Engine<S> {
         let learner = &model.learner;
         let who = learner.who(user_id);
         let score = feed::score_one(&input, who, article, sources);
-        let world = self.world(&model.hot);
+        let world = self.world(&catalog, &model.hot);
         let ctx = Context { now_ms, position: None, sources };
         let prediction = learner.predict(&world, who, article, &ctx);
         let names = text::named_tokens(article);

@@ -11,9 +11,12 @@ mod ingest;
 mod inspect;
 mod offline;
 mod paging;
+mod publish;
 
-use std::sync::Mutex;
+pub use publish::{MAX_CHANGES, PublishVerdict, RetractVerdict};
+
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -25,7 +28,7 @@ use crate::model::{Action, ArticleId, ChannelId};
 use crate::params::{Signer, TrackParam};
 use crate::stats::Counts;
 use crate::store::{ArticleCounters, MemoryUse, Sources, Store, StoreError};
-use crate::text::{self, TextIndex};
+use crate::text;
 
 use ingest::{EventFeed, Ingest, Model};
 
@@ -199,8 +202,11 @@ pub struct EngineMemory {
 
 pub struct Engine<S> {
     store: S,
-    catalog: Catalog,
-    text: TextIndex,
+    /// The catalog with its text index, replaced whole by `publish` and `retract`; a refresh
+    /// loads it once and ranks against that one.
+    catalog: ArcSwap<Catalog>,
+    /// Taken by `publish` and `retract` (one catalog change at a time), never by a refresh.
+    publishing: Mutex<()>,
     /// What ranking reads, published whole by the ingest side; readers never wait for it.
     model: ArcSwap<Model>,
     /// The ingest side: the private copy of the model and the ops it has not applied yet.
@@ -231,14 +237,13 @@ impl<S: Store> Engine<S> {
         if config.max_clock_skew_ms < 0 || config.max_read_ms < 1 {
             return Err(EngineError::InvalidArgument("max_clock_skew_ms must be >= 0 and max_read_ms >= 1".into()));
         }
-        let catalog = Catalog::new(store.load_articles()?);
+        let catalog = Catalog::with_retractions(store.load_articles()?, store.load_retractions()?);
         let mut hot = HotIndex::default();
         for (id, c) in store.all_counters()? {
             if let Some(a) = catalog.get(id) {
                 hot.set(id, a.channel_id, c.popularity_log2);
             }
         }
-        let text = TextIndex::new(&catalog);
         // With a checkpoint, popularity is the checkpoint's plus the events replayed; without
         // one, it is the store's counters, which hold every event already.
         let checkpoint = store.get_meta(LEARNER_KEY)?.and_then(|bytes| {
@@ -253,7 +258,7 @@ impl<S: Store> Engine<S> {
         let from = model.learner.applied();
         let mut replayed = 0u64;
         store.scan_events(from, &mut |seq, event| {
-            model.replay(&config, &catalog, &text, seq, std::sync::Arc::new(event), counted);
+            model.replay(&config, &catalog, seq, std::sync::Arc::new(event), counted);
             replayed += 1;
         })?;
         tracing::info!(checkpoint = from, replayed, users = model.learner.users(), "learner ready");
@@ -261,8 +266,8 @@ impl<S: Store> Engine<S> {
         let feed = EventFeed::new(config.event_tail_bytes);
         Ok(Self {
             store,
-            catalog,
-            text,
+            catalog: ArcSwap::from_pointee(catalog),
+            publishing: Mutex::new(()),
             model: ArcSwap::from_pointee(model.clone()),
             ingest: Mutex::new(Ingest::new(model)),
             feed,
@@ -278,8 +283,9 @@ impl<S: Store> Engine<S> {
         &self.store
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The catalog now (a snapshot: later changes do not show in it).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -341,13 +347,14 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    fn world<'a>(&'a self, hot: &'a HotIndex) -> World<'a> {
-        World { catalog: &self.catalog, text: &self.text, hot, popularity: &self.config.rank.popularity }
+    fn world<'a>(&'a self, catalog: &'a Catalog, hot: &'a HotIndex) -> World<'a> {
+        World { catalog, text: catalog.text(), hot, popularity: &self.config.rank.popularity }
     }
 
     #[allow(clippy::too_many_arguments)]
     fn rank_input<'a>(
         &'a self,
+        catalog: &'a Catalog,
         model: &'a Model,
         user: &'a str,
         channel: ChannelId,
@@ -356,9 +363,9 @@ impl<S: Store> Engine<S> {
         bucket: u8,
     ) -> RankInput<'a> {
         RankInput {
-            catalog: &self.catalog,
+            catalog,
             hot: &model.hot,
-            text: &self.text,
+            text: catalog.text(),
             learner: &model.learner,
             learn: &self.config.learn,
             user,

@@ -12,12 +12,13 @@ impl<S: Store> Engine<S> {
     /// Scores `ids` for `user` as the ranker would now (`-inf` for unknown ids), without the
     /// candidate sources: for offline evaluation, where the candidates are given.
     pub fn score_for(&self, user: &str, ids: &[ArticleId], now_ms: i64) -> Vec<f64> {
+        let catalog = self.catalog.load();
         let model = self.model.load();
-        let input = self.rank_input(&model, user, ALL_CHANNELS, ids.len(), now_ms, self.bucket_of(user));
+        let input = self.rank_input(&catalog, &model, user, ALL_CHANNELS, ids.len(), now_ms, self.bucket_of(user));
         let who = model.learner.who(user);
         ids.iter()
             .map(|id| {
-                self.catalog.get(*id).map_or(f64::NEG_INFINITY, |a| feed::score_one(&input, who, a, Sources::default()))
+                catalog.get(*id).map_or(f64::NEG_INFINITY, |a| feed::score_one(&input, who, a, Sources::default()))
             })
             .collect()
     }
@@ -27,7 +28,7 @@ impl<S: Store> Engine<S> {
     /// the user's profile but trains no model weight. It goes through the ingest side like a
     /// logged event.
     pub fn observe(&self, obs: &Observation<'_>) {
-        if !self.catalog.contains(obs.article) {
+        if !self.catalog.load().contains(obs.article) {
             return;
         }
         self.apply_ops(vec![Op::Observe(std::sync::Arc::new(Observed::from(obs)))]);

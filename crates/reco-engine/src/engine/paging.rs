@@ -44,12 +44,21 @@ impl<S: Store> Engine<S> {
                     let found = history.at_or_before(req.time_stamp).map(|(b, older)| (Arc::clone(b), older));
                     return Plan::History(found);
                 }
+                let catalog = self.catalog.load();
                 let model = self.model.load();
                 let input = feed::RankInput {
                     // The exploration draw is a function of the request: reproducible runs.
                     seed: text::hash_str(b'x', &req.user_id)
                         ^ text::mix(req.time_stamp as u64 ^ u64::from(req.channel_id as u32)),
-                    ..self.rank_input(&model, &req.user_id, req.channel_id, req.article_num as usize, now_ms, bucket)
+                    ..self.rank_input(
+                        &catalog,
+                        &model,
+                        &req.user_id,
+                        req.channel_id,
+                        req.article_num as usize,
+                        now_ms,
+                        bucket,
+                    )
                 };
                 Plan::Refresh(feed::rank(&input, &Exclusion::new(user, req.channel_id)))
             })?;

@@ -25,7 +25,7 @@ pub fn hot_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: usize
     input
         .hot
         .most_popular(input.channel)
-        .filter(|id| !exclusion.excludes(*id))
+        .filter(|id| !exclusion.excludes(*id) && input.catalog.live(*id).is_some())
         .take(limit)
         .map(|id| Candidate { id, sources: Sources::HOT })
         .collect()
@@ -56,7 +56,7 @@ pub fn coengaged_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Pro
     let mut acc: FxHashMap<ArticleId, f32> = FxHashMap::default();
     for &liked in profile.recent.iter().rev().take(10) {
         for &(other, w) in input.learner.coengaged(liked) {
-            if !ex.excludes(other) && input.catalog.get(other).is_some_and(|a| input.in_channel(a)) {
+            if !ex.excludes(other) && input.catalog.live(other).is_some_and(|a| input.in_channel(a)) {
                 *acc.entry(other).or_default() += w;
             }
         }

@@ -2,6 +2,8 @@
 //! client helpers the tests share.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Weak};
