@@ -6,8 +6,8 @@ use reco_engine::params::{ParamError, TrackParam};
 use reco_engine::stats::Counts;
 use reco_engine::store::StoreError;
 use reco_engine::{
-    ArticleStats, EngineError, Explanation, FeedResponse, PublishVerdict, ReportedEvent, RetractVerdict, StatsReport,
-    Verdict,
+    ArticleStats, CatalogChange, ChangeKind, EngineError, Explanation, FeedResponse, PublishVerdict, ReportedEvent,
+    RetractVerdict, StatsReport, Verdict,
 };
 use reco_proto::{seed, v1};
 use tonic::Status;
@@ -57,6 +57,20 @@ pub fn article((a, retraction): (Article, Option<Retraction>)) -> v1::ArticleInf
         retracted,
         retract_reason,
         retract_time,
+    }
+}
+
+/// A change as watchers receive it.
+pub fn change(c: &CatalogChange) -> v1::CatalogChange {
+    let kind = match c.kind {
+        ChangeKind::Published => v1::ChangeKind::Published,
+        ChangeKind::Updated => v1::ChangeKind::Updated,
+        ChangeKind::Retracted => v1::ChangeKind::Retracted,
+    };
+    v1::CatalogChange {
+        seq: c.seq,
+        kind: kind as i32,
+        article: Some(article(((*c.article).clone(), c.retraction.clone()))),
     }
 }
 

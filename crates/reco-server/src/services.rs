@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use reco_engine::store::Store;
-use reco_engine::{Engine, ReportedEvent};
+use reco_engine::{CatalogChange, Engine, ReportedEvent, Since};
 use reco_proto::seed::user_recommend_server::UserRecommend;
 use reco_proto::v1::catalog_server::Catalog;
 use reco_proto::v1::tracking_server::Tracking;
 use reco_proto::{seed, v1};
+use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -19,11 +20,24 @@ pub struct Reco<S> {
     engine: Arc<Engine<S>>,
     /// The bearer token of the catalog's writes; `None`: writes are off.
     admin_token: Option<Arc<str>>,
+    /// Catalog changes for `Watch`, fed by the engine's notifier.
+    changes: broadcast::Sender<Arc<CatalogChange>>,
 }
 
-impl<S> Reco<S> {
+/// Changes a watcher may fall behind before it is ended with RESOURCE_EXHAUSTED.
+pub const WATCH_BUFFER: usize = 1024;
+
+impl<S: Store> Reco<S> {
     pub fn new(engine: Arc<Engine<S>>) -> Self {
-        Self { engine, admin_token: None }
+        let (changes, _) = broadcast::channel(WATCH_BUFFER);
+        let feed = changes.clone();
+        // No watcher is not an error: the send fails and nothing waits.
+        engine.on_catalog_change(Box::new(move |batch| {
+            for c in batch {
+                let _ = feed.send(Arc::clone(c));
+            }
+        }));
+        Self { engine, admin_token: None, changes }
     }
 
     pub fn with_admin_token(mut self, token: Option<&str>) -> Self {
@@ -60,7 +74,83 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 impl<S> Clone for Reco<S> {
     fn clone(&self) -> Self {
-        Self { engine: Arc::clone(&self.engine), admin_token: self.admin_token.clone() }
+        Self { engine: Arc::clone(&self.engine), admin_token: self.admin_token.clone(), changes: self.changes.clone() }
+    }
+}
+
+/// What a watcher asked to see: every channel, or these.
+fn watched_channels(ids: &[i32]) -> Result<Option<Vec<i32>>, Status> {
+    if ids.len() > reco_engine::catalog::CHANNELS.len() {
+        return Err(Status::invalid_argument(format!(
+            "channel_ids has {} entries, at most {} (every channel) are allowed",
+            ids.len(),
+            reco_engine::catalog::CHANNELS.len()
+        )));
+    }
+    if let Some(bad) = ids.iter().find(|c| !reco_engine::catalog::is_channel(**c)) {
+        return Err(Status::invalid_argument(format!(
+            "channel_ids: {bad} is unknown (known: 0..=25, see Catalog.Channels)"
+        )));
+    }
+    Ok((!ids.is_empty() && !ids.contains(&0)).then(|| ids.to_vec()))
+}
+
+type Sent = Result<v1::CatalogChange, Status>;
+
+/// Feeds one watcher: SUBSCRIBED, the changes after `since` (or RESYNC), then live changes
+/// until the watcher hangs up or falls [`WATCH_BUFFER`] behind.
+async fn feed_watcher(
+    mut live: broadcast::Receiver<Arc<CatalogChange>>,
+    backlog: Since,
+    channels: Option<Vec<i32>>,
+    out: mpsc::Sender<Sent>,
+) {
+    let wanted = |c: &CatalogChange| channels.as_ref().is_none_or(|ids| ids.contains(&c.article.channel_id));
+    let marker = |kind: v1::ChangeKind, seq: u64| v1::CatalogChange { seq, kind: kind as i32, article: None };
+    let (backlog, mut last) = match backlog {
+        Since::Changes(changes, newest) => (Some(changes), newest),
+        Since::Gone(newest) => (None, newest),
+    };
+    if out.send(Ok(marker(v1::ChangeKind::Subscribed, last))).await.is_err() {
+        return;
+    }
+    match backlog {
+        Some(changes) => {
+            for c in changes.iter().filter(|c| wanted(c)) {
+                if out.send(Ok(convert::change(c))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        None => {
+            if out.send(Ok(marker(v1::ChangeKind::Resync, last))).await.is_err() {
+                return;
+            }
+        }
+    }
+    loop {
+        let next = tokio::select! {
+            next = live.recv() => next,
+            () = out.closed() => return,
+        };
+        match next {
+            // Subscribed before the backlog was read: what it held comes again, skip it.
+            Ok(c) if c.seq <= last => {}
+            Ok(c) => {
+                last = c.seq;
+                if wanted(&c) && out.send(Ok(convert::change(&c))).await.is_err() {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                let msg = format!(
+                    "this watcher fell {n} changes behind (at most {WATCH_BUFFER} are buffered): resubscribe with since = {last}"
+                );
+                let _ = out.send(Err(Status::resource_exhausted(msg))).await;
+                return;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
     }
 }
 
@@ -95,6 +185,19 @@ impl<S: Store> UserRecommend for Reco<S> {
 
 #[tonic::async_trait]
 impl<S: Store> Catalog for Reco<S> {
+    type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Sent> + Send>>;
+
+    async fn watch(&self, request: Request<v1::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let r = request.into_inner();
+        let channels = watched_channels(&r.channel_ids)?;
+        // Subscribed first, then the backlog read: no change falls between the two.
+        let live = self.changes.subscribe();
+        let backlog = self.engine.catalog_changes_since(r.since);
+        let (out, stream) = mpsc::channel(16);
+        tokio::spawn(feed_watcher(live, backlog, channels, out));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(stream))))
+    }
+
     async fn articles(&self, request: Request<v1::ArticlesRequest>) -> Result<Response<v1::ArticlesResponse>, Status> {
         let ids = request.into_inner().article_ids;
         check_len("article_ids", ids.len())?;

@@ -238,3 +238,102 @@ async fn published_and_retracted_articles_survive_a_crash() {
     let feed = client.feed("after-crash", 0, 100, now_ms()).await;
     assert!(!ids(&feed).contains(&910_007));
 }
+
+async fn watch(client: &mut Client, channel_ids: Vec<i32>, since: u64) -> tonic::Streaming<v1::CatalogChange> {
+    client.catalog.watch(v1::WatchRequest { channel_ids, since }).await.unwrap().into_inner()
+}
+
+async fn next(stream: &mut tonic::Streaming<v1::CatalogChange>) -> v1::CatalogChange {
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await;
+    got.expect("a change within 10 s").unwrap().expect("the stream is open")
+}
+
+#[tokio::test]
+async fn watchers_see_changes_of_their_channels_in_order_and_catch_up_with_since() {
+    use v1::ChangeKind::{Published, Resync, Retracted, Subscribed, Updated};
+    let server = TestServer::start_with(with_token()).await;
+    let mut client = server.client().await;
+    let mut python = watch(&mut client, vec![18], 0).await;
+    let mut all = watch(&mut client, vec![], 0).await;
+    let hello = next(&mut python).await;
+    assert_eq!(hello.kind(), Subscribed);
+    assert_eq!(next(&mut all).await.kind(), Subscribed);
+
+    publish(&mut client, vec![article(920_001, 18, "py"), article(920_002, 19, "java")]).await;
+    publish(&mut client, vec![article(920_001, 18, "py, edited")]).await;
+    retract(&mut client, vec![920_001], "wrong").await;
+    let seen: Vec<(v1::ChangeKind, i64)> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            let c = next(&mut python).await;
+            v.push((c.kind(), c.article.unwrap().article_id));
+        }
+        v
+    };
+    assert_eq!(seen, [(Published, 920_001), (Updated, 920_001), (Retracted, 920_001)]);
+    let mut seqs = Vec::new();
+    for want in [920_001, 920_002, 920_001, 920_001] {
+        let c = next(&mut all).await;
+        assert_eq!(c.article.as_ref().unwrap().article_id, want);
+        seqs.push(c.seq);
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > hello.seq, "{seqs:?} after {}", hello.seq);
+
+    // A watcher that reconnects with the last number it saw gets what it missed first.
+    let mut back = watch(&mut client, vec![], seqs[0]).await;
+    assert_eq!(next(&mut back).await.kind(), Subscribed);
+    let missed: Vec<u64> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(next(&mut back).await.seq);
+        }
+        v
+    };
+    assert_eq!(missed, seqs[1..]);
+    // One from before this server's start (its ring starts empty) is told to reload.
+    let mut stale = watch(&mut client, vec![], hello.seq - 1_000_000).await;
+    assert_eq!(next(&mut stale).await.kind(), Subscribed);
+    assert_eq!(next(&mut stale).await.kind(), Resync);
+
+    let bad = client.catalog.watch(v1::WatchRequest { channel_ids: vec![99], since: 0 }).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("channel_ids"), "{}", bad.message());
+}
+
+#[tokio::test]
+async fn a_watcher_that_does_not_read_is_ended_and_never_slows_publishing() {
+    let server = TestServer::start_with(with_token()).await;
+    let mut client = server.client().await;
+    // Its own connection with HTTP/2's smallest windows, so that not reading fills them soon.
+    let narrow = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut idle = v1::catalog_client::CatalogClient::new(narrow)
+        .watch(v1::WatchRequest { channel_ids: vec![], since: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let started = std::time::Instant::now();
+    for round in 0..10 {
+        let batch = (0..1000).map(|i| article(930_000 + round * 1000 + i, 1 + (i % 25) as i32, "t")).collect();
+        assert_eq!(publish(&mut client, batch).await.created, 1000);
+    }
+    let publishing = started.elapsed();
+    let mut received = 0;
+    let status = loop {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), idle.message()).await;
+        match got.unwrap_or_else(|_| panic!("no status after {received} changes")) {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("the stream ended without a status after {received} changes"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{}", status.message());
+    assert!(status.message().contains("resubscribe with since"), "{}", status.message());
+    assert!(received < 10_000, "{received}");
+    eprintln!("10,000 articles published in {publishing:?} beside a watcher that did not read; it got {received}");
+}

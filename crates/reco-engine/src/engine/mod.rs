@@ -13,7 +13,7 @@ mod offline;
 mod paging;
 mod publish;
 
-pub use publish::{MAX_CHANGES, PublishVerdict, RetractVerdict};
+pub use publish::{CatalogChange, ChangeKind, ChangeNotifier, MAX_CHANGES, PublishVerdict, RetractVerdict, Since};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -207,6 +207,7 @@ pub struct Engine<S> {
     catalog: ArcSwap<Catalog>,
     /// Taken by `publish` and `retract` (one catalog change at a time), never by a refresh.
     publishing: Mutex<()>,
+    changes: publish::ChangeFeed,
     /// What ranking reads, published whole by the ingest side; readers never wait for it.
     model: ArcSwap<Model>,
     /// The ingest side: the private copy of the model and the ops it has not applied yet.
@@ -268,6 +269,7 @@ impl<S: Store> Engine<S> {
             store,
             catalog: ArcSwap::from_pointee(catalog),
             publishing: Mutex::new(()),
+            changes: publish::ChangeFeed::new(now_nanos() / 1_000),
             model: ArcSwap::from_pointee(model.clone()),
             ingest: Mutex::new(Ingest::new(model)),
             feed,

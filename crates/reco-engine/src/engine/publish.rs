@@ -1,8 +1,14 @@
 //! Catalog changes while serving: `publish` (upsert by id) and `retract`. Each call is one
 //! durable store write and then one swap of the whole catalog; a refresh that loaded the old
 //! catalog finishes with it, the next one sees the change.
+//!
+//! Every change gets a sequence number and goes to the change feed: a bounded ring of the
+//! latest changes (for watchers that reconnect with the last number they saw) and the
+//! notifier (the server's push). Numbers start at the start time in microseconds, so they grow
+//! across restarts; the ring starts empty at each start.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use crate::catalog::{self, Retraction};
 use crate::model::{Article, ArticleId};
@@ -14,6 +20,74 @@ use super::{Engine, EngineError, invalid};
 pub const MAX_CHANGES: usize = 1000;
 /// Longest retraction reason, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
+
+/// Changes kept for watchers that reconnect.
+pub const CHANGE_RING: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Published,
+    Updated,
+    Retracted,
+}
+
+/// One catalog change, as watchers see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CatalogChange {
+    pub seq: u64,
+    pub kind: ChangeKind,
+    /// The article as it is after the change.
+    pub article: Arc<Article>,
+    pub retraction: Option<Retraction>,
+}
+
+/// Receives each call's changes, in sequence order, under the engine's publishing lock: it must
+/// not block (the server's hands them to a broadcast channel).
+pub type ChangeNotifier = Box<dyn Fn(&[Arc<CatalogChange>]) + Send + Sync>;
+
+/// The change feed: the latest changes, the next number, the notifier.
+pub(super) struct ChangeFeed {
+    ring: Mutex<VecDeque<Arc<CatalogChange>>>,
+    next: Mutex<u64>,
+    notifiers: Mutex<Vec<ChangeNotifier>>,
+}
+
+impl ChangeFeed {
+    pub(super) fn new(first_seq: u64) -> Self {
+        Self { ring: Mutex::default(), next: Mutex::new(first_seq), notifiers: Mutex::default() }
+    }
+
+    fn push(&self, changes: Vec<(ChangeKind, Arc<Article>, Option<Retraction>)>) {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let changes: Vec<Arc<CatalogChange>> = changes
+            .into_iter()
+            .map(|(kind, article, retraction)| {
+                let seq = *next;
+                *next += 1;
+                Arc::new(CatalogChange { seq, kind, article, retraction })
+            })
+            .collect();
+        {
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            ring.extend(changes.iter().cloned());
+            let extra = ring.len().saturating_sub(CHANGE_RING);
+            ring.drain(..extra);
+        }
+        for notify in self.notifiers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            notify(&changes);
+        }
+    }
+}
+
+/// The changes after a given number, if the ring still holds all of them.
+#[derive(Debug, PartialEq)]
+pub enum Since {
+    /// Every change after the number asked, oldest first, and the newest number now.
+    Changes(Vec<Arc<CatalogChange>>, u64),
+    /// Some changes after the number asked are gone (a restart, or more than
+    /// [`CHANGE_RING`] since): the watcher must reload what it shows. The newest number now.
+    Gone(u64),
+}
 
 /// What `publish` did with one article.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +134,16 @@ impl<S: Store> Engine<S> {
         }
         if !accepted.is_empty() {
             self.store.upsert_articles(&accepted)?;
-            self.catalog.store(std::sync::Arc::new(current.with_changes(accepted, Vec::new())));
+            let next = current.with_changes(accepted.clone(), Vec::new());
+            let changes = accepted
+                .iter()
+                .map(|a| {
+                    let kind = if current.contains(a.id) { ChangeKind::Updated } else { ChangeKind::Published };
+                    (kind, Arc::new(a.clone()), None)
+                })
+                .collect();
+            self.catalog.store(Arc::new(next));
+            self.changes.push(changes);
         }
         Ok(verdicts)
     }
@@ -95,9 +178,37 @@ impl<S: Store> Engine<S> {
             .collect();
         if !changes.is_empty() {
             self.store.retract_articles(&changes)?;
-            self.catalog.store(std::sync::Arc::new(current.with_changes(Vec::new(), changes)));
+            let feed = changes
+                .iter()
+                .filter_map(|(id, r)| {
+                    let article = current.get(*id)?;
+                    Some((ChangeKind::Retracted, Arc::new(article.clone()), Some(r.clone())))
+                })
+                .collect();
+            self.catalog.store(Arc::new(current.with_changes(Vec::new(), changes)));
+            self.changes.push(feed);
         }
         Ok(verdicts)
+    }
+
+    /// Adds a receiver of every later change (the server's push).
+    pub fn on_catalog_change(&self, notifier: ChangeNotifier) {
+        self.changes.notifiers.lock().unwrap_or_else(|e| e.into_inner()).push(notifier);
+    }
+
+    /// The changes after `seq` (see [`Since`]); with `seq` 0, none: only the newest number.
+    pub fn catalog_changes_since(&self, seq: u64) -> Since {
+        let ring = self.changes.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = *self.changes.next.lock().unwrap_or_else(|e| e.into_inner()) - 1;
+        if seq == 0 || seq >= newest {
+            return Since::Changes(Vec::new(), newest);
+        }
+        match ring.front() {
+            Some(first) if first.seq <= seq + 1 => {
+                Since::Changes(ring.iter().filter(|c| c.seq > seq).cloned().collect(), newest)
+            }
+            _ => Since::Gone(newest),
+        }
     }
 }
 
