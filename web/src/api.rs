@@ -11,9 +11,9 @@ use futures_util::future::join;
 use reco_proto::{
     seed::{UserRequest, user_recommend_client::UserRecommendClient},
     v1::{
-        self, ArticleInfo, ArticlesRequest, ChannelsRequest, ExplainRequest, ExplainResponse, ReportRequest,
-        StatsRequest, StatsResponse, TrackEvent, Verdict, VerifyRequest, catalog_client::CatalogClient,
-        tracking_client::TrackingClient,
+        self, ArticleInfo, ArticlesRequest, ChangeKind, ChannelsRequest, ExplainRequest, ExplainResponse,
+        ReportRequest, StatsRequest, StatsResponse, TrackEvent, Verdict, VerifyRequest, WatchRequest,
+        catalog_client::CatalogClient, tracking_client::TrackingClient,
     },
 };
 use tonic_web_wasm_client::Client;
@@ -22,9 +22,38 @@ use crate::{
     event_log::{Outcome, Report},
     explain::{Contribution, Explanation},
     feed::{ArticleMeta, BATCH_SIZE, BatchData, Card},
+    live::Change,
     param::{Check, Param},
     stats::{Stats, StatsRow},
 };
+
+/// An open `Catalog.Watch` stream.
+pub struct Watch(tonic::Streaming<v1::CatalogChange>);
+
+impl Watch {
+    /// The next change; `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Option<Result<Change, ApiError>> {
+        loop {
+            let message = match self.0.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) => return None,
+                Err(status) => return Some(Err(status.into())),
+            };
+            let seq = message.seq;
+            let article_id = message.article.as_ref().map_or(0, |article| article.article_id);
+            let change = match message.kind() {
+                ChangeKind::Subscribed => Change::Subscribed { seq },
+                ChangeKind::Published => Change::Published { seq, article_id },
+                ChangeKind::Updated => Change::Updated { seq, article_id },
+                ChangeKind::Retracted => Change::Retracted { seq, article_id },
+                ChangeKind::Resync => Change::Resync { seq },
+                // A kind this page does not know (a newer server): skip it.
+                ChangeKind::Unspecified => continue,
+            };
+            return Some(Ok(change));
+        }
+    }
+}
 
 /// A channel tab.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,9 +156,10 @@ impl Api {
 
         let (articles, checks) = join(self.articles(&ids), self.verify(&raw)).await;
         let articles = articles?;
+        let retracted = |id: i64| articles.iter().any(|info| info.article_id == id && info.retracted);
         let mut params = raw.into_iter().zip(checks).map(|(raw, check)| Param::new(raw).with_check(check));
         let exposure = exposure.and_then(|_| params.next());
-        let cards = ids
+        let cards: Vec<Card> = ids
             .iter()
             .enumerate()
             .map(|(position, &article_id)| {
@@ -143,7 +173,15 @@ impl Api {
                 Card { article_id, position: position as u32, meta, params: [next(), next(), next(), next()] }
             })
             .collect();
+        // A history batch keeps what was served; an article retracted since is not shown.
+        let cards = cards.into_iter().filter(|card| !retracted(card.article_id)).collect();
         Ok(BatchData { exposure, pre_timestamp: response.time_stamp, cards })
+    }
+
+    /// Opens `Catalog.Watch` for `channel_id` (0: every channel) after change `since`.
+    pub async fn watch(&self, channel_id: i32, since: u64) -> Result<Watch, ApiError> {
+        let request = WatchRequest { channel_ids: vec![channel_id], since };
+        Ok(Watch(CatalogClient::new(self.transport()).watch(request).await?.into_inner()))
     }
 
     async fn articles(&self, ids: &[i64]) -> Result<Vec<ArticleInfo>, ApiError> {

@@ -244,6 +244,17 @@ impl Feed {
         self.card_count() != before
     }
 
+    /// Takes article `article_id` off every batch, and out of answers still on their way (a
+    /// retraction). Returns whether the feed changed.
+    pub fn hide(&mut self, article_id: i64) -> bool {
+        self.dismissed.insert(article_id);
+        let before = self.card_count();
+        for batch in &mut self.batches {
+            batch.data.cards.retain(|card| card.article_id != article_id);
+        }
+        self.card_count() != before
+    }
+
     /// The exposure param of batch `key` the first time one of its cards is seen, then `None`.
     pub fn take_exposure(&mut self, key: u64) -> Option<String> {
         let batch = self.batch(key)?;

@@ -6,6 +6,7 @@ use crate::{
     card::ArticleCard,
     clock,
     feed::{Batch, Cursor, LoadKind, Status},
+    live::Connection,
     page::{self, Page},
 };
 
@@ -37,8 +38,31 @@ pub fn FeedPanel() -> impl IntoView {
             })
     };
 
+    let banner = move || page.live.with(|live| live.banner());
+    let live_status = move || page.live.with(|live| live.status_text());
+    let live_state = move || {
+        page.live.with(|live| match live.connection() {
+            Connection::Live => "live",
+            Connection::Connecting => "connecting",
+            Connection::Down { .. } => "down",
+        })
+    };
+
     view! {
         <section class="feed" data-testid="feed">
+            <p class="live-status" data-testid="live-status" data-state=live_state>
+                {live_status}
+            </p>
+            {move || {
+                banner()
+                    .map(|text| {
+                        view! {
+                            <button class="new-articles" data-testid="new-articles" on:click=move |_| page.refresh()>
+                                {text}
+                            </button>
+                        }
+                    })
+            }}
             {failed(LoadKind::Refresh)}
             <Show when=move || loading(LoadKind::Refresh)() && empty()>
                 <p class="loading" data-testid="loading">"loading the feed…"</p>

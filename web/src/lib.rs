@@ -4,7 +4,8 @@
 //!
 //! Logic lives in plain types with ordinary unit tests: [`param`] (decoding,
 //! pretty-printing, `algorithmCombine`), [`feed`] (batches, history paging, stale answers,
-//! dismissed cards), [`event_log`] (reports, filter, pause, clear, JSON export), [`explain`]
+//! dismissed cards), [`live`] (the push stream, new and retracted articles), [`event_log`]
+//! (reports, filter, pause, clear, JSON export), [`explain`]
 //! and [`stats`] (the debug views' data and wording), [`remote`] (on-demand fetches).
 //! [`api`] is the only module that sees protobuf; [`page::Page`] holds the signals; the
 //! other modules are thin panels.
@@ -18,6 +19,7 @@ pub mod explain;
 mod explain_panel;
 pub mod feed;
 mod feed_panel;
+pub mod live;
 mod log_panel;
 pub mod page;
 pub mod param;
@@ -43,6 +45,11 @@ pub fn App() -> impl IntoView {
         page.user.track();
         page.channel.track();
         page.reload();
+    });
+    // The live stream follows the channel.
+    Effect::new(move || {
+        page.channel.track();
+        page.watch_catalog();
     });
 
     view! {

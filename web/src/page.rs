@@ -11,6 +11,7 @@ use crate::{
     event_log::{EventLog, Outcome, Report},
     explain::Explanation,
     feed::{Feed, LoadKind, Status, Ticket},
+    live::Live,
     param::Param,
     remote::Fetch,
     stats::{self, Stats},
@@ -34,7 +35,10 @@ pub struct Page {
     pub log: RwSignal<EventLog>,
     pub stats: RwSignal<Fetch<Stats>>,
     pub channels: LocalResource<Result<Vec<Channel>, ApiError>>,
+    /// The push stream of catalog changes for the current channel.
+    pub live: RwSignal<Live>,
     in_flight: StoredValue<Option<AbortHandle>>,
+    watching: StoredValue<Option<AbortHandle>>,
     observer: StoredValue<Option<Observer>, LocalStorage>,
 }
 
@@ -52,12 +56,17 @@ impl Page {
                 let api = api.get_value();
                 async move { api.channels().await }
             }),
+            live: RwSignal::new(Live::default()),
             in_flight: StoredValue::new(None),
+            watching: StoredValue::new(None),
             observer: StoredValue::new_local(None),
         };
         page.observer.set_value(page.exposure_observer());
         on_cleanup(move || {
             page.cancel_load();
+            if let Some(handle) = page.watching.try_get_value().flatten() {
+                handle.abort();
+            }
             page.observer.try_with_value(|observer| {
                 if let Some((observer, _)) = observer {
                     observer.disconnect();
@@ -85,6 +94,7 @@ impl Page {
     }
 
     pub fn refresh(&self) {
+        self.live.update(Live::seen);
         let ticket = self.feed.try_update(|feed| feed.start_refresh(now_ms())).expect("the feed outlives the page");
         self.load(ticket);
     }
@@ -137,6 +147,46 @@ impl Page {
         };
         spawn_local(async move {
             let _ = Abortable::new(request, registration).await;
+        });
+    }
+
+    /// (Re)opens the push stream for the current channel, and keeps it open: after a failure
+    /// (a server restart, a network cut) it reconnects with the last change seen, backing off.
+    pub fn watch_catalog(&self) {
+        if let Some(handle) = self.watching.get_value() {
+            handle.abort();
+        }
+        let (handle, registration) = AbortHandle::new_pair();
+        self.watching.set_value(Some(handle));
+        self.live.update(Live::restart);
+        let page = *self;
+        let api = self.api.get_value();
+        let channel_id = self.channel.get_untracked();
+        let run = async move {
+            loop {
+                let since = page.live.with_untracked(Live::since);
+                let failure = match api.watch(channel_id, since).await {
+                    Ok(mut stream) => loop {
+                        match stream.next().await {
+                            Some(Ok(change)) => {
+                                if let Some(id) = page.live.try_update(|live| live.apply(change)).flatten() {
+                                    page.feed.update(|feed| {
+                                        feed.hide(id);
+                                    });
+                                }
+                            }
+                            Some(Err(err)) => break err.to_string(),
+                            None => break "the server ended the stream".to_owned(),
+                        }
+                    },
+                    Err(err) => err.to_string(),
+                };
+                let Some(wait) = page.live.try_update(|live| live.fail(failure)) else { return };
+                sleep_ms(wait).await;
+            }
+        };
+        spawn_local(async move {
+            let _ = Abortable::new(run, registration).await;
         });
     }
 
@@ -238,6 +288,16 @@ impl Page {
 
 pub fn now_ms() -> i64 {
     js_sys::Date::now() as i64
+}
+
+/// Resolves after `ms` milliseconds (the browser's timer).
+async fn sleep_ms(ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// Marks the first card for the browser test's timing; later calls do nothing.

@@ -1,5 +1,6 @@
 //! Memory benchmark: RSS and resident users against distinct users served, under the default
-//! bounds (or `RECO_CACHE_MIB`, `RECO_DB_CACHE_MIB`, `RECO_PROFILE_MIB`), over a real redb
+//! bounds (or `RECO_CACHE_MIB`, `RECO_DB_CACHE_MIB`, `RECO_PROFILE_MIB`, `RECO_PENDING_MIB`,
+//! `RECO_MODEL_MIB`), over a real redb
 //! store in a temp dir.
 //!
 //! `cargo run --release -p reco-store --example memory -- 100000 [report]` serves that many
@@ -45,8 +46,10 @@ fn main() {
     let now = 1_764_000_000_000;
     store.upsert_articles(&demo_articles(1, now, 6_000)).expect("catalog");
     let mut engine_config = EngineConfig::default();
-    engine_config.learn.max_profile_bytes =
-        env_mib("RECO_PROFILE_MIB", engine_config.learn.max_profile_bytes >> 20) << 20;
+    let learn = &mut engine_config.learn;
+    learn.max_profile_bytes = env_mib("RECO_PROFILE_MIB", learn.max_profile_bytes >> 20) << 20;
+    learn.max_pending_bytes = env_mib("RECO_PENDING_MIB", learn.max_pending_bytes >> 20) << 20;
+    learn.max_model_bytes = env_mib("RECO_MODEL_MIB", learn.max_model_bytes >> 20) << 20;
     let learn = engine_config.learn.clone();
     let engine = Engine::new(store, b"memory-benchmark-secret-0123", engine_config).expect("engine");
     println!(
@@ -57,7 +60,7 @@ fn main() {
         rss_mib()
     );
     println!(
-        "{:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7}",
+        "{:>9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9} {:>7}",
         "users",
         "RSS MiB",
         "resident",
@@ -69,6 +72,8 @@ fn main() {
         "features",
         "mdl MiB",
         "tail MiB",
+        "applied",
+        "ahead",
         "s"
     );
     let start = Instant::now();
@@ -96,7 +101,7 @@ fn main() {
         if (u + 1) % step == 0 {
             let m = engine.memory();
             println!(
-                "{:>9} {:>7.0} {:>8} {:>8.1} {:>8} {:>8} {:>8.1} {:>8.1} {:>9} {:>8.1} {:>8.1} {:>7.1}",
+                "{:>9} {:>7.0} {:>8} {:>8.1} {:>8} {:>8} {:>8.1} {:>8.1} {:>9} {:>8.1} {:>8.1} {:>9} {:>9} {:>7.1}",
                 u + 1,
                 rss_mib(),
                 m.store.resident_users,
@@ -108,6 +113,8 @@ fn main() {
                 m.learner.model_features,
                 mib(m.learner.model_bytes),
                 mib(m.event_tail_bytes),
+                m.learner.applied,
+                m.learner.ahead,
                 start.elapsed().as_secs_f64()
             );
         }

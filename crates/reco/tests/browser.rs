@@ -17,7 +17,9 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder, Locator, key::Key};
-use reco_proto::v1::{ArticleStatsRequest, ExplainRequest, tracking_client::TrackingClient};
+use reco_proto::v1::{
+    ArticleStatsRequest, ExplainRequest, RetractRequest, catalog_client::CatalogClient, tracking_client::TrackingClient,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -383,19 +385,7 @@ async fn feed_page_works_in_headless_chromium() -> TestResult {
 
     let data_dir = tempfile::tempdir()?;
     let port = free_port()?;
-    let mut server = Process::spawn(
-        "reco serve",
-        Command::new(env!("CARGO_BIN_EXE_reco"))
-            .arg("serve")
-            .arg("--addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .arg("--web-dir")
-            .arg(&dist)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(out.join("server.log"))?),
-    )?;
+    let mut server = start_server(port, data_dir.path(), &dist, &out)?;
     wait_for_port("reco serve", port, &mut server).await?;
 
     let driver_port = free_port()?;
@@ -430,13 +420,64 @@ async fn feed_page_works_in_headless_chromium() -> TestResult {
         .connect(&format!("http://127.0.0.1:{driver_port}"))
         .await?;
 
-    let result = exercise_page(&client, port, &mut server, &out, &wasm).await;
+    let restart = || start_server(port, data_dir.path(), &dist, &out);
+    let result = exercise_page(&client, port, &mut server, &restart, &out, &wasm).await;
     client.close().await?;
     drop(profile);
     result
 }
 
-async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &Path, wasm: &[u8]) -> TestResult {
+/// `reco serve` on `port` with the admin token, its log appended to `out/server.log`.
+fn start_server(port: u16, data_dir: &Path, dist: &Path, out: &Path) -> TestResult<Process> {
+    let log = fs::OpenOptions::new().create(true).append(true).open(out.join("server.log"))?;
+    Process::spawn(
+        "reco serve",
+        Command::new(env!("CARGO_BIN_EXE_reco"))
+            .arg("serve")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--web-dir")
+            .arg(dist)
+            .arg("--admin-token")
+            .arg(ADMIN_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+}
+
+const ADMIN_TOKEN: &str = "browser-test-admin-token";
+
+/// Publishes one article in `channel_id` with `reco import --addr`, as a publisher would.
+fn import_one(port: u16, out: &Path, id: i64, channel_id: i32) -> TestResult {
+    let file = out.join("breaking.jsonl");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    fs::write(
+        &file,
+        format!(
+            r#"{{"id":{id},"channel_id":{channel_id},"title":"突发：浏览器测试发布的文章","author":"编辑部","publish_time":{now},"keywords":["突发"]}}"#
+        ) + "\n",
+    )?;
+    let output = Command::new(env!("CARGO_BIN_EXE_reco"))
+        .arg("import")
+        .arg(&file)
+        .args(["--addr", &format!("http://127.0.0.1:{port}"), "--token", ADMIN_TOKEN])
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("reco import --addr failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(())
+}
+
+async fn exercise_page(
+    client: &Client,
+    port: u16,
+    server: &mut Process,
+    restart: &dyn Fn() -> TestResult<Process>,
+    out: &Path,
+    wasm: &[u8],
+) -> TestResult {
     let url = format!("http://127.0.0.1:{port}/");
 
     // First load: a batch of cards with ids, titles and decoded, server-checked params.
@@ -605,6 +646,41 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
         assert_eq!(card.channel_name, channel_name, "{card:?}");
     }
 
+    // Live catalog: an article published with `reco import --addr` shows as a banner within a
+    // second, and is in the refresh the banner asks for; retracted, it leaves the page.
+    wait_until(
+        client,
+        "the live stream",
+        r#"return document.querySelector("[data-testid=live-status]")?.dataset.state === "live";"#,
+    )
+    .await?;
+    let breaking = 990_001;
+    import_one(port, out, breaking, channel_id)?;
+    let published = Instant::now();
+    wait_until(client, "the new-articles banner", r#"return !!document.querySelector("[data-testid=new-articles]");"#)
+        .await?;
+    let banner_after = published.elapsed();
+    let banner = client.find(Locator::Css("[data-testid=new-articles]")).await?.text().await?;
+    assert!(banner.contains("1 new article"), "banner says: {banner}");
+    assert!(banner_after < Duration::from_secs(1), "the banner took {banner_after:?}");
+    eprintln!("new-articles banner {banner_after:?} after reco import --addr returned");
+    screenshot(client, &out.join("new-articles.png")).await?;
+    click(client, "[data-testid=new-articles]").await?;
+    wait_for_batches(client, "the refresh with the new article", 2).await?;
+    let with_new = batches(client).await?;
+    assert!(with_new[0].ids().contains(&breaking), "the refresh after the banner: {:?}", with_new[0].ids());
+    assert!(client.find_all(Locator::Css("[data-testid=new-articles]")).await?.is_empty(), "the banner stays");
+    let mut request =
+        tonic::Request::new(RetractRequest { article_ids: vec![breaking], reason: "测试撤稿".into() });
+    request.metadata_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse()?);
+    CatalogClient::new(channel.clone()).retract(request).await?;
+    wait_until(
+        client,
+        "the retracted card to leave",
+        &format!(r#"return !document.querySelector("[data-testid=card][data-article-id='{breaking}']");"#),
+    )
+    .await?;
+
     // The server goes away: the page says so and offers a retry.
     server.kill();
     click(client, "[data-testid=refresh]").await?;
@@ -617,7 +693,23 @@ async fn exercise_page(client: &Client, port: u16, server: &mut Process, out: &P
     .await?;
     let message = client.find(Locator::Css("[data-testid=error]")).await?.text().await?;
     assert!(message.contains("Cannot load the feed"), "error state says: {message}");
+    wait_until(
+        client,
+        "the live stream to notice",
+        r#"return document.querySelector("[data-testid=live-status]")?.dataset.state === "down";"#,
+    )
+    .await?;
     screenshot(client, &out.join("error.png")).await?;
+
+    // It comes back: the push stream reconnects on its own.
+    *server = restart()?;
+    wait_for_port("reco serve", port, server).await?;
+    wait_until(
+        client,
+        "the live stream after the restart",
+        r#"return document.querySelector("[data-testid=live-status]")?.dataset.state === "live";"#,
+    )
+    .await?;
 
     let gzip = gzip_len(wasm)?;
     eprintln!(

@@ -138,6 +138,9 @@ pub struct LearnerMemory {
     /// Model weights that are exactly zero (L1 keeps them there): they add nothing to a score.
     pub zero_features: usize,
     pub model_bytes: usize,
+    /// Log numbers applied past a gap (see `Learner::applied`), and every applied number.
+    pub ahead: usize,
+    pub applied: u64,
 }
 
 impl Learner {
@@ -179,6 +182,8 @@ impl Learner {
             model_features: self.model.len(),
             zero_features: self.model.zero_weights(),
             model_bytes: self.model.bytes(),
+            ahead: self.ahead.len(),
+            applied: self.applied,
         }
     }
 
