@@ -10,6 +10,10 @@
 
 use std::time::Instant;
 
+// The allocator of `reco serve`, so that RSS here is what the service would show.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use reco_engine::catalog::demo_articles;
 use reco_engine::store::Store;
 use reco_engine::{Engine, EngineConfig, ReportedEvent};

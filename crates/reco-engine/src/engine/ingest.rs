@@ -97,7 +97,8 @@ struct Statics<'a> {
 impl Model {
     /// The model from a checkpoint's bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let cp: Checkpoint = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let mut cp: Checkpoint = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        cp.learner.recount();
         let mut hot = HotIndex::default();
         for (id, channel, log2) in cp.popularity {
             hot.set(id, channel, log2);
