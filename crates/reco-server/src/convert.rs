@@ -45,6 +45,11 @@ pub fn feed(resp: FeedResponse) -> seed::ArticleResponse {
 pub fn article((a, retraction): (Article, Option<Retraction>)) -> v1::ArticleInfo {
     let retracted = retraction.is_some();
     let (retract_reason, retract_time) = retraction.map(|r| (r.reason, r.time_ms)).unwrap_or_default();
+    v1::ArticleInfo { retracted, retract_reason, retract_time, ..article_info(a) }
+}
+
+/// An article's content as `ArticleInfo` (not retracted): what `Catalog.Publish` takes.
+pub fn article_info(a: Article) -> v1::ArticleInfo {
     v1::ArticleInfo {
         article_id: a.id,
         channel_id: a.channel_id,
@@ -54,9 +59,7 @@ pub fn article((a, retraction): (Article, Option<Retraction>)) -> v1::ArticleInf
         keywords: a.keywords,
         summary: a.summary,
         cover: a.cover,
-        retracted,
-        retract_reason,
-        retract_time,
+        ..Default::default()
     }
 }
 

@@ -25,6 +25,7 @@ use reco_proto::v1::tracking_server::TrackingServer;
 use tonic::service::Routes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use convert::article_info;
 pub use services::now_ms;
 
 /// Default origins allowed to call from a browser.

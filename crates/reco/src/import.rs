@@ -205,7 +205,9 @@ async fn send(
     progress: &mut Progress,
 ) -> anyhow::Result<()> {
     let (lines, articles): (Vec<usize>, Vec<Article>) = batch.into_iter().unzip();
-    let mut request = tonic::Request::new(v1::PublishRequest { articles: articles.into_iter().map(info).collect() });
+    let mut request = tonic::Request::new(v1::PublishRequest {
+        articles: articles.into_iter().map(reco_server::article_info).collect(),
+    });
     request.metadata_mut().insert("authorization", bearer.clone());
     let response = client
         .publish(request)
@@ -223,18 +225,4 @@ async fn send(
         }
     }
     Ok(())
-}
-
-fn info(a: Article) -> v1::ArticleInfo {
-    v1::ArticleInfo {
-        article_id: a.id,
-        channel_id: a.channel_id,
-        title: a.title,
-        author: a.author,
-        publish_time: a.publish_time,
-        keywords: a.keywords,
-        summary: a.summary,
-        cover: a.cover,
-        ..Default::default()
-    }
 }
