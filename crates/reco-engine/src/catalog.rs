@@ -106,12 +106,12 @@ impl Catalog {
 
     /// The next catalog: `published` upserted (a retracted id published again is live again),
     /// then `retracted` taken out of feeds.
-    pub fn with_changes(&self, published: Vec<Article>, retracted: Vec<(ArticleId, Retraction)>) -> Self {
+    pub fn with_changes(&self, published: Vec<Arc<Article>>, retracted: Vec<(ArticleId, Retraction)>) -> Self {
         let mut by_id: HashMap<ArticleId, Arc<Article>> = self.articles.iter().map(|a| (a.id, Arc::clone(a))).collect();
         let mut gone = self.retracted.clone();
         for a in published {
             gone.remove(&a.id);
-            by_id.insert(a.id, Arc::new(a));
+            by_id.insert(a.id, a);
         }
         gone.extend(retracted);
         Self::build(by_id.into_values().collect(), gone)
@@ -130,6 +130,11 @@ impl Catalog {
         self.by_id.get(&id).map(|&i| &*self.articles[i as usize])
     }
 
+    /// Any article, as the catalog shares it.
+    pub fn shared(&self, id: ArticleId) -> Option<Arc<Article>> {
+        self.by_id.get(&id).map(|&i| Arc::clone(&self.articles[i as usize]))
+    }
+
     /// An article that may be served.
     pub fn live(&self, id: ArticleId) -> Option<&Article> {
         self.get(id).filter(|_| !self.retracted.contains_key(&id))
@@ -141,10 +146,6 @@ impl Catalog {
 
     pub fn retraction(&self, id: ArticleId) -> Option<&Retraction> {
         self.retracted.get(&id)
-    }
-
-    pub fn retracted_count(&self) -> usize {
-        self.retracted.len()
     }
 
     /// The index of the live articles' keywords and title tokens.

@@ -55,8 +55,9 @@ fn open(file: &Path) -> anyhow::Result<(BufReader<File>, u64)> {
 
 fn offline(file: &Path, data_dir: &Path) -> anyhow::Result<()> {
     let (reader, _) = open(file)?;
-    let report = catalog::parse_jsonl(reader, reco_server::now_ms())
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    // The clock skew a server allows by default: an article may be stamped a little ahead.
+    let latest = reco_server::now_ms().saturating_add(reco_engine::EngineConfig::default().max_clock_skew_ms);
+    let report = catalog::parse_jsonl(reader, latest).with_context(|| format!("cannot read {}", file.display()))?;
     for (line, reason) in &report.rejected {
         eprintln!("{}:{line}: rejected: {reason}", file.display());
     }

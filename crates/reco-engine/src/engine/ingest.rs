@@ -336,7 +336,8 @@ impl<S: Store> Engine<S> {
             verified.key.0[15] = Action::Dislike as u8;
         }
         let p = &verified.param;
-        if let Some(unknown) = p.article_ids.iter().find(|id| !self.catalog.load().contains(**id)) {
+        let catalog = self.catalog.load();
+        if let Some(unknown) = p.article_ids.iter().find(|id| !catalog.contains(**id)) {
             return Err(reject(format!("unknown article {unknown}"), Some(p)));
         }
         let skew = self.config.max_clock_skew_ms;

@@ -45,34 +45,38 @@ pub struct CatalogChange {
 /// not block (the server's hands them to a broadcast channel).
 pub type ChangeNotifier = Box<dyn Fn(&[Arc<CatalogChange>]) + Send + Sync>;
 
-/// The change feed: the latest changes, the next number, the notifier.
+/// The change feed: the latest changes with the next number, and the notifiers.
 pub(super) struct ChangeFeed {
-    ring: Mutex<VecDeque<Arc<CatalogChange>>>,
-    next: Mutex<u64>,
+    ring: Mutex<Ring>,
     notifiers: Mutex<Vec<ChangeNotifier>>,
+}
+
+struct Ring {
+    changes: VecDeque<Arc<CatalogChange>>,
+    next: u64,
 }
 
 impl ChangeFeed {
     pub(super) fn new(first_seq: u64) -> Self {
-        Self { ring: Mutex::default(), next: Mutex::new(first_seq), notifiers: Mutex::default() }
+        Self { ring: Mutex::new(Ring { changes: VecDeque::new(), next: first_seq }), notifiers: Mutex::default() }
     }
 
     fn push(&self, changes: Vec<(ChangeKind, Arc<Article>, Option<Retraction>)>) {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        let changes: Vec<Arc<CatalogChange>> = changes
-            .into_iter()
-            .map(|(kind, article, retraction)| {
-                let seq = *next;
-                *next += 1;
-                Arc::new(CatalogChange { seq, kind, article, retraction })
-            })
-            .collect();
-        {
+        let changes: Vec<Arc<CatalogChange>> = {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-            ring.extend(changes.iter().cloned());
-            let extra = ring.len().saturating_sub(CHANGE_RING);
-            ring.drain(..extra);
-        }
+            let changes: Vec<Arc<CatalogChange>> = changes
+                .into_iter()
+                .map(|(kind, article, retraction)| {
+                    let seq = ring.next;
+                    ring.next += 1;
+                    Arc::new(CatalogChange { seq, kind, article, retraction })
+                })
+                .collect();
+            ring.changes.extend(changes.iter().cloned());
+            let extra = ring.changes.len().saturating_sub(CHANGE_RING);
+            ring.changes.drain(..extra);
+            changes
+        };
         for notify in self.notifiers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             notify(&changes);
         }
@@ -118,6 +122,7 @@ impl<S: Store> Engine<S> {
         let mut seen = HashSet::with_capacity(articles.len());
         let mut verdicts = Vec::with_capacity(articles.len());
         let mut accepted = Vec::with_capacity(articles.len());
+        let mut kinds = Vec::with_capacity(articles.len());
         for article in articles {
             let verdict = match catalog::check_article(&article, latest) {
                 Err(reason) => PublishVerdict::Rejected(reason),
@@ -127,6 +132,11 @@ impl<S: Store> Engine<S> {
                 Ok(()) if current.contains(article.id) => PublishVerdict::Updated,
                 Ok(()) => PublishVerdict::Created,
             };
+            match verdict {
+                PublishVerdict::Created => kinds.push(ChangeKind::Published),
+                PublishVerdict::Updated => kinds.push(ChangeKind::Updated),
+                PublishVerdict::Rejected(_) => {}
+            }
             if !matches!(verdict, PublishVerdict::Rejected(_)) {
                 accepted.push(article);
             }
@@ -134,15 +144,10 @@ impl<S: Store> Engine<S> {
         }
         if !accepted.is_empty() {
             self.store.upsert_articles(&accepted)?;
-            let next = current.with_changes(accepted.clone(), Vec::new());
-            let changes = accepted
-                .iter()
-                .map(|a| {
-                    let kind = if current.contains(a.id) { ChangeKind::Updated } else { ChangeKind::Published };
-                    (kind, Arc::new(a.clone()), None)
-                })
-                .collect();
-            self.catalog.store(Arc::new(next));
+            // One allocation per article, shared by the catalog and the change feed.
+            let accepted: Vec<Arc<Article>> = accepted.into_iter().map(Arc::new).collect();
+            let changes = kinds.into_iter().zip(&accepted).map(|(kind, a)| (kind, Arc::clone(a), None)).collect();
+            self.catalog.store(Arc::new(current.with_changes(accepted, Vec::new())));
             self.changes.push(changes);
         }
         Ok(verdicts)
@@ -180,10 +185,7 @@ impl<S: Store> Engine<S> {
             self.store.retract_articles(&changes)?;
             let feed = changes
                 .iter()
-                .filter_map(|(id, r)| {
-                    let article = current.get(*id)?;
-                    Some((ChangeKind::Retracted, Arc::new(article.clone()), Some(r.clone())))
-                })
+                .filter_map(|(id, r)| Some((ChangeKind::Retracted, current.shared(*id)?, Some(r.clone()))))
                 .collect();
             self.catalog.store(Arc::new(current.with_changes(Vec::new(), changes)));
             self.changes.push(feed);
@@ -199,13 +201,13 @@ impl<S: Store> Engine<S> {
     /// The changes after `seq` (see [`Since`]); with `seq` 0, none: only the newest number.
     pub fn catalog_changes_since(&self, seq: u64) -> Since {
         let ring = self.changes.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let newest = *self.changes.next.lock().unwrap_or_else(|e| e.into_inner()) - 1;
+        let newest = ring.next - 1;
         if seq == 0 || seq >= newest {
             return Since::Changes(Vec::new(), newest);
         }
-        match ring.front() {
+        match ring.changes.front() {
             Some(first) if first.seq <= seq + 1 => {
-                Since::Changes(ring.iter().filter(|c| c.seq > seq).cloned().collect(), newest)
+                Since::Changes(ring.changes.iter().filter(|c| c.seq > seq).cloned().collect(), newest)
             }
             _ => Since::Gone(newest),
         }
