@@ -41,6 +41,9 @@ pub enum Connection {
 /// Longest wait between reconnection attempts, ms.
 pub const MAX_RETRY_MS: u32 = 8_000;
 
+/// New articles the page keeps track of at most; past it the banner says "N+".
+pub const MAX_FRESH: usize = 1_000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Live {
     connection: Connection,
@@ -48,13 +51,15 @@ pub struct Live {
     last_seq: u64,
     /// Published in the watched channel since the last refresh, oldest first.
     fresh: Vec<i64>,
+    /// More were published than [`MAX_FRESH`]: the banner says "N+".
+    more: bool,
     /// Changes may have been missed (the server said so): the feed should be refreshed.
     stale: bool,
 }
 
 impl Default for Live {
     fn default() -> Live {
-        Live { connection: Connection::Connecting, last_seq: 0, fresh: Vec::new(), stale: false }
+        Live { connection: Connection::Connecting, last_seq: 0, fresh: Vec::new(), more: false, stale: false }
     }
 }
 
@@ -95,7 +100,9 @@ impl Live {
             }
             Change::Published { seq, article_id } => {
                 self.last_seq = self.last_seq.max(seq);
-                if !self.fresh.contains(&article_id) {
+                if self.fresh.len() >= MAX_FRESH {
+                    self.more = true;
+                } else if !self.fresh.contains(&article_id) {
                     self.fresh.push(article_id);
                 }
                 None
@@ -126,6 +133,7 @@ impl Live {
     /// The feed was refreshed: what was new is in it now.
     pub fn seen(&mut self) {
         self.fresh.clear();
+        self.more = false;
         self.stale = false;
     }
 
@@ -135,6 +143,7 @@ impl Live {
             0 if self.stale => Some("the catalog changed while the page was disconnected — refresh".to_owned()),
             0 => None,
             1 => Some("1 new article — refresh".to_owned()),
+            n if self.more => Some(format!("{n}+ new articles — refresh")),
             n => Some(format!("{n} new articles — refresh")),
         }
     }
@@ -154,6 +163,18 @@ impl Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_publications_is_counted_within_a_bound() {
+        let mut live = Live::default();
+        for id in 1..=(MAX_FRESH as i64 + 500) {
+            live.apply(Change::Published { seq: id as u64, article_id: id });
+        }
+        assert_eq!(live.fresh().len(), MAX_FRESH);
+        assert_eq!(live.banner().unwrap(), format!("{MAX_FRESH}+ new articles — refresh"));
+        live.seen();
+        assert_eq!(live.banner(), None);
+    }
 
     #[test]
     fn publications_count_until_the_feed_is_refreshed() {

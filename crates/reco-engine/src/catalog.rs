@@ -1,9 +1,13 @@
 //! The article catalog in memory: lookups by id, per-channel lists newest first, the channel
 //! list, the deterministic demo catalog, and JSON Lines import.
 
-use rustc_hash::FxHashMap as HashMap;
+use std::cmp::Reverse;
+use std::hash::BuildHasherDefault;
 use std::io::BufRead;
 use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
+use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -56,65 +60,158 @@ pub struct Retraction {
     pub time_ms: i64,
 }
 
-/// Articles indexed for the feed. Immutable once built: a change builds the next catalog
-/// ([`Catalog::with_changes`]) and the engine swaps it in whole, so a refresh ranks against one
-/// consistent catalog.
+/// Orders articles newest first: the later `publish_time`, then the larger id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Newest(Reverse<i64>, Reverse<ArticleId>);
+
+impl Newest {
+    pub fn of(a: &Article) -> Self {
+        Self(Reverse(a.publish_time), Reverse(a.id))
+    }
+
+    pub fn id(self) -> ArticleId {
+        self.1.0
+    }
+
+    pub fn publish_time(self) -> i64 {
+        self.0.0
+    }
+}
+
+/// A persistent map: a clone shares every node, a change copies the path it touches.
+pub(crate) type SharedMap<K, V> =
+    imbl::GenericHashMap<K, V, BuildHasherDefault<FxHasher>, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// Articles indexed for the feed. A snapshot: a change is made to a clone (which shares all
+/// but the touched paths of its persistent maps, so a change costs O(log n), not O(n)) and the
+/// engine swaps the clone in, so a refresh ranks against one consistent catalog.
 ///
 /// A retracted article stays here for lookups ([`Catalog::get`]: history joins, events on it,
 /// `Catalog.Articles`) but is in no candidate list: not in [`Catalog::newest_first`], not in the
-/// text index, and [`Catalog::live`] is `None` for it.
-#[derive(Debug, Default)]
+/// text index, and [`Catalog::live`] is `None` for it. An article older than the maximum age
+/// leaves the catalog altogether ([`Catalog::age_out`]; the store keeps it).
+#[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    articles: Vec<Arc<Article>>,
-    by_id: HashMap<ArticleId, u32>,
-    /// Per channel (and `ALL_CHANNELS`), indexes of live articles newest first.
-    fresh: HashMap<ChannelId, Vec<u32>>,
-    retracted: HashMap<ArticleId, Retraction>,
+    articles: SharedMap<ArticleId, Arc<Article>>,
+    /// Per channel (and `ALL_CHANNELS`), the live articles newest first.
+    fresh: HashMap<ChannelId, OrdMap<Newest, Arc<Article>>>,
+    /// Every article by (publish time, id), oldest first: what ages out next.
+    by_age: OrdSet<(i64, ArticleId)>,
+    retracted: SharedMap<ArticleId, Retraction>,
     text: TextIndex,
+    /// Articles published before this time have left the catalog.
+    oldest_ms: i64,
 }
 
 impl Catalog {
     pub fn new(articles: Vec<Article>) -> Self {
-        Self::build(articles.into_iter().map(Arc::new).collect(), HashMap::default())
+        Self::with_retractions(articles, Vec::new())
     }
 
     /// A catalog of `articles`, the ids of `retracted` among them taken out of feeds.
     pub fn with_retractions(articles: Vec<Article>, retracted: Vec<(ArticleId, Retraction)>) -> Self {
-        Self::build(articles.into_iter().map(Arc::new).collect(), retracted.into_iter().collect())
-    }
-
-    fn build(mut articles: Vec<Arc<Article>>, mut retracted: HashMap<ArticleId, Retraction>) -> Self {
-        articles.sort_by_key(|a| a.id);
-        articles.dedup_by_key(|a| a.id);
-        let by_id: HashMap<ArticleId, u32> = articles.iter().enumerate().map(|(i, a)| (a.id, i as u32)).collect();
-        retracted.retain(|id, _| by_id.contains_key(id));
-        let mut order: Vec<u32> =
-            (0..articles.len() as u32).filter(|&i| !retracted.contains_key(&articles[i as usize].id)).collect();
-        order.sort_by_key(|&i| {
-            let a = &articles[i as usize];
-            (std::cmp::Reverse(a.publish_time), std::cmp::Reverse(a.id))
-        });
-        let mut fresh: HashMap<ChannelId, Vec<u32>> = HashMap::default();
-        for &i in &order {
-            fresh.entry(articles[i as usize].channel_id).or_default().push(i);
+        let mut catalog = Self::default();
+        let retracted: HashMap<ArticleId, Retraction> = retracted.into_iter().collect();
+        // The text index ranks title tokens by their document frequency over the whole set.
+        let mut text = TextIndex::default();
+        let articles: Vec<Arc<Article>> = articles.into_iter().map(Arc::new).collect();
+        for a in &articles {
+            if !retracted.contains_key(&a.id) {
+                text.count(a);
+            }
         }
-        fresh.insert(ALL_CHANNELS, order);
-        let mut catalog = Self { articles, by_id, fresh, retracted, text: TextIndex::default() };
-        catalog.text = TextIndex::new(&catalog);
+        catalog.text = text;
+        for a in articles {
+            let retraction = retracted.get(&a.id).cloned();
+            catalog.put(a, retraction, false);
+        }
         catalog
     }
 
-    /// The next catalog: `published` upserted (a retracted id published again is live again),
-    /// then `retracted` taken out of feeds.
-    pub fn with_changes(&self, published: Vec<Arc<Article>>, retracted: Vec<(ArticleId, Retraction)>) -> Self {
-        let mut by_id: HashMap<ArticleId, Arc<Article>> = self.articles.iter().map(|a| (a.id, Arc::clone(a))).collect();
-        let mut gone = self.retracted.clone();
-        for a in published {
-            gone.remove(&a.id);
-            by_id.insert(a.id, a);
+    /// Upserts `article`: a new one is live, a changed one replaces the old (a retracted id
+    /// published again is live again).
+    pub fn upsert(&mut self, article: Arc<Article>) {
+        self.put(article, None, true);
+    }
+
+    fn put(&mut self, article: Arc<Article>, retraction: Option<Retraction>, count: bool) {
+        if let Some(old) = self.articles.get(&article.id).cloned() {
+            self.remove(&old);
         }
-        gone.extend(retracted);
-        Self::build(by_id.into_values().collect(), gone)
+        self.by_age.insert((article.publish_time, article.id));
+        match retraction {
+            Some(r) => {
+                self.retracted.insert(article.id, r);
+            }
+            None => self.index(&article, count),
+        }
+        self.articles.insert(article.id, article);
+    }
+
+    /// Takes a live article out of feeds; false when it is unknown or retracted already.
+    pub fn retract(&mut self, id: ArticleId, retraction: Retraction) -> bool {
+        let Some(article) = self.articles.get(&id).cloned() else { return false };
+        if self.retracted.contains_key(&id) {
+            return false;
+        }
+        self.unindex(&article);
+        self.retracted.insert(id, retraction);
+        true
+    }
+
+    /// Drops every article published before `before_ms` (lookups of it miss from now on) and
+    /// returns their ids, oldest first.
+    pub fn age_out(&mut self, before_ms: i64) -> Vec<ArticleId> {
+        let mut gone = Vec::new();
+        while let Some(&(time, id)) = self.by_age.get_min() {
+            if time >= before_ms {
+                break;
+            }
+            if let Some(article) = self.articles.get(&id).cloned() {
+                self.remove(&article);
+            } else {
+                self.by_age.remove(&(time, id));
+            }
+            gone.push(id);
+        }
+        self.oldest_ms = self.oldest_ms.max(before_ms);
+        gone
+    }
+
+    /// Articles published before this time have left the catalog (see [`Catalog::age_out`]).
+    pub fn oldest_ms(&self) -> i64 {
+        self.oldest_ms
+    }
+
+    /// The newest `publish_time` in the catalog, if it has any article.
+    pub fn newest_ms(&self) -> Option<i64> {
+        self.by_age.get_max().map(|(t, _)| *t)
+    }
+
+    fn remove(&mut self, article: &Article) {
+        if self.retracted.remove(&article.id).is_none() {
+            self.unindex(article);
+        }
+        self.by_age.remove(&(article.publish_time, article.id));
+        self.articles.remove(&article.id);
+    }
+
+    fn index(&mut self, article: &Arc<Article>, count: bool) {
+        let key = Newest::of(article);
+        for c in [article.channel_id, ALL_CHANNELS] {
+            self.fresh.entry(c).or_default().insert(key, Arc::clone(article));
+        }
+        self.text.insert(article, count);
+    }
+
+    fn unindex(&mut self, article: &Article) {
+        let key = Newest::of(article);
+        for c in [article.channel_id, ALL_CHANNELS] {
+            if let Some(list) = self.fresh.get_mut(&c) {
+                list.remove(&key);
+            }
+        }
+        self.text.remove(article);
     }
 
     pub fn len(&self) -> usize {
@@ -127,12 +224,12 @@ impl Catalog {
 
     /// Any article, retracted or not.
     pub fn get(&self, id: ArticleId) -> Option<&Article> {
-        self.by_id.get(&id).map(|&i| &*self.articles[i as usize])
+        self.articles.get(&id).map(|a| &**a)
     }
 
     /// Any article, as the catalog shares it.
     pub fn shared(&self, id: ArticleId) -> Option<Arc<Article>> {
-        self.by_id.get(&id).map(|&i| Arc::clone(&self.articles[i as usize]))
+        self.articles.get(&id).cloned()
     }
 
     /// An article that may be served.
@@ -141,7 +238,7 @@ impl Catalog {
     }
 
     pub fn contains(&self, id: ArticleId) -> bool {
-        self.by_id.contains_key(&id)
+        self.articles.contains_key(&id)
     }
 
     pub fn retraction(&self, id: ArticleId) -> Option<&Retraction> {
@@ -155,7 +252,7 @@ impl Catalog {
 
     /// Live articles of `channel` (every channel for `ALL_CHANNELS`), newest first.
     pub fn newest_first(&self, channel: ChannelId) -> impl Iterator<Item = &Article> {
-        self.fresh.get(&channel).into_iter().flatten().map(|&i| &*self.articles[i as usize])
+        self.fresh.get(&channel).into_iter().flat_map(|list| list.values().map(|a| &**a))
     }
 
     /// Every channel with its live article count, 推荐 first.
@@ -163,7 +260,7 @@ impl Catalog {
         CHANNELS
             .iter()
             .map(|&(id, name)| {
-                let count = self.fresh.get(&id).map_or(0, Vec::len);
+                let count = self.fresh.get(&id).map_or(0, OrdMap::len);
                 (Channel { id, name: name.to_owned() }, count)
             })
             .collect()
@@ -362,6 +459,69 @@ mod tests {
         let newest: Vec<i64> = catalog.newest_first(18).map(|a| a.publish_time).collect();
         assert!(newest.windows(2).all(|w| w[0] >= w[1]));
         assert!(catalog.newest_first(18).all(|a| a.channel_id == 18));
+    }
+
+    /// What a refresh can see of a catalog: per channel the live ids newest first, per keyword
+    /// its postings, and every lookup.
+    fn view(c: &Catalog, ids: &[ArticleId]) -> Vec<String> {
+        let mut out: Vec<String> = CHANNELS
+            .iter()
+            .map(|(ch, _)| format!("{ch}: {:?}", c.newest_first(*ch).map(|a| a.id).collect::<Vec<_>>()))
+            .collect();
+        for (_, topics) in TOPICS {
+            for t in *topics {
+                out.push(format!("{t}: {:?}", c.text().postings(crate::text::keyword_token(t)).collect::<Vec<_>>()));
+            }
+        }
+        for &id in ids {
+            out.push(format!(
+                "{id}: {:?} {:?} {:?}",
+                c.get(id).map(|a| &a.title),
+                c.live(id).is_some(),
+                c.retraction(id)
+            ));
+        }
+        out.push(format!("{:?} {}", c.channels(), c.text().len()));
+        out
+    }
+
+    #[test]
+    fn changes_one_by_one_give_the_catalog_built_at_once() {
+        let now = 1_763_900_000_000;
+        let day = 24 * 3_600_000;
+        let articles = demo_articles(5, now, 1_500);
+        let r = |n: i64| Retraction { reason: format!("r{n}"), time_ms: n };
+        let mut step = Catalog::new(articles[..500].to_vec());
+        let before = view(&step, &[1, 2, 3]);
+        let kept = step.clone();
+        for a in &articles[500..] {
+            step.upsert(Arc::new(a.clone()));
+        }
+        // Updates (a new title, an id's time moved), retractions, a retracted id published again.
+        let mut updated = articles[10].clone();
+        updated.title = "新标题".into();
+        updated.publish_time = now;
+        step.upsert(Arc::new(updated.clone()));
+        for id in [20, 21, 22, 600] {
+            assert!(step.retract(id, r(id)));
+        }
+        assert!(!step.retract(20, r(0)), "retracted already");
+        assert!(!step.retract(999_999, r(0)), "unknown");
+        step.upsert(Arc::new(articles[20].clone()));
+        let gone = step.age_out(now - 10 * day);
+        assert!(!gone.is_empty());
+
+        let mut at_once: Vec<Article> = articles.clone();
+        at_once[10] = updated;
+        at_once.retain(|a| a.publish_time >= now - 10 * day);
+        let retracted: Vec<(ArticleId, Retraction)> =
+            [21, 22, 600].into_iter().filter(|id| at_once.iter().any(|a| a.id == *id)).map(|id| (id, r(id))).collect();
+        let built = Catalog::with_retractions(at_once, retracted);
+        let probe: Vec<ArticleId> = (1..=1_500).collect();
+        assert_eq!(view(&step, &probe), view(&built, &probe));
+        assert_eq!(step.len(), built.len());
+        assert!(gone.iter().all(|id| step.get(*id).is_none()));
+        assert_eq!(view(&kept, &[1, 2, 3]), before, "a clone changed alone: the snapshot is untouched");
     }
 
     #[test]

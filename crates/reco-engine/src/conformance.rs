@@ -74,6 +74,11 @@ pub fn catalog<S: Store>(store: &S) {
     assert_eq!(store.load_articles().unwrap().len(), 2, "retracted articles keep their rows");
     store.upsert_articles(&[article(2, "two, back")]).unwrap();
     assert_eq!(store.load_retractions().unwrap(), vec![(1, gone("illegal"))], "publishing again clears it");
+    assert_eq!(
+        store.get_articles(&[2, 9, 1]).unwrap(),
+        vec![Some((article(2, "two, back"), None)), None, Some((article(1, "one"), Some(gone("illegal"))))],
+        "articles by id, with their retractions"
+    );
 }
 
 pub fn meta<S: Store>(store: &S) {
@@ -143,9 +148,22 @@ pub fn events<S: Store>(store: &S) {
     assert!(store.with_user(user, |u| u.has_read(11) && !u.has_read(10)).unwrap(), "read events fill the read set");
     assert!(store.with_user(user, |u| u.has_read(12)).unwrap(), "a dislike hides the article like a read");
 
+    // Counters let go from memory stay exact, for reads and for the next event alike.
+    store.forget_counters(&|id| id != 10);
+    assert_eq!(store.counters(&[10]).unwrap()[0], c[0], "forgotten counters read back as they were");
+    assert_eq!(store.record_events(&[event(6, user, Action::Click, &[10])]).unwrap(), vec![Some(6)]);
+    assert_eq!(store.counters(&[10]).unwrap()[0].clicks, 2, "an event adds to the stored counters");
+
     let mut logged = Vec::new();
     store.scan_events(0, &mut |seq, e| logged.push((seq, e))).unwrap();
-    let expected = [&evs[0], &evs[1], &evs[2], &event(4, user, Action::Share, &[10]), &disliked];
+    let expected = [
+        &evs[0],
+        &evs[1],
+        &evs[2],
+        &event(4, user, Action::Share, &[10]),
+        &disliked,
+        &event(6, user, Action::Click, &[10]),
+    ];
     assert_eq!(logged.len(), expected.len(), "the log holds each new event once");
     for ((seq, got), (i, want)) in logged.iter().zip(expected.iter().enumerate()) {
         assert_eq!(*seq, i as u64 + 1);
@@ -153,7 +171,11 @@ pub fn events<S: Store>(store: &S) {
     }
     let mut tail = Vec::new();
     store.scan_events(3, &mut |seq, e| tail.push((seq, e.key))).unwrap();
-    assert_eq!(tail, vec![(4, EventKey([4; 16])), (5, EventKey([5; 16]))], "a scan starts after the given number");
+    assert_eq!(
+        tail,
+        vec![(4, EventKey([4; 16])), (5, EventKey([5; 16])), (6, EventKey([6; 16]))],
+        "a scan starts after the given number"
+    );
     store.flush().unwrap();
 }
 

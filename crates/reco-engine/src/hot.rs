@@ -49,6 +49,14 @@ impl HotIndex {
         }
     }
 
+    /// Keeps only the articles `keep` says yes to.
+    pub fn retain(&mut self, keep: impl Fn(ArticleId) -> bool) {
+        self.log2.retain(|id, _| keep(*id));
+        for set in self.order.values_mut() {
+            set.retain(|(_, id)| keep(*id));
+        }
+    }
+
     /// Every article with engagement: id, channel, log-sum.
     pub fn entries(&self) -> impl Iterator<Item = (ArticleId, ChannelId, f64)> + '_ {
         self.log2.iter().map(|(id, (c, p))| (*id, *c, *p))

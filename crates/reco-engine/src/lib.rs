@@ -23,8 +23,8 @@ pub mod text;
 pub mod conformance;
 
 pub use engine::{
-    ArticleStats, CatalogChange, ChangeKind, ChangeNotifier, Engine, EngineConfig, EngineError, Explanation, FeedItem,
-    FeedRequest, FeedResponse, MAX_CHANGES, Observation, PublishVerdict, ReportedEvent, RetractVerdict, Since,
-    StatsReport, Verdict,
+    ArticleStats, CatalogChange, ChangeKind, ChangeNotifier, DAY_MS, Engine, EngineConfig, EngineError, Explanation,
+    FeedItem, FeedRequest, FeedResponse, MAX_CHANGES, Observation, PublishVerdict, ReportedEvent, RetractVerdict,
+    Since, StatsReport, Verdict,
 };
 pub use feed::Variant;

@@ -430,6 +430,9 @@ pub struct MemoryUse {
     pub evicted_users: u64,
 }
 
+/// An article as stored, with its retraction if it was retracted.
+pub type StoredArticle = (Article, Option<Retraction>);
+
 /// The durable state behind the engine. Reads of user records go through a closure so that a
 /// backend can hand out its cached copy without cloning it.
 ///
@@ -444,6 +447,13 @@ pub trait Store: Send + Sync + 'static {
     /// rows stay.
     fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError>;
     fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError>;
+    /// Stored articles by id, each with its retraction if it was retracted (for articles that
+    /// aged out of the catalog). This default reads every article: backends should do better.
+    fn get_articles(&self, ids: &[ArticleId]) -> Result<Vec<Option<StoredArticle>>, StoreError> {
+        let mut articles: HashMap<ArticleId, Article> = self.load_articles()?.into_iter().map(|a| (a.id, a)).collect();
+        let retractions: HashMap<ArticleId, Retraction> = self.load_retractions()?.into_iter().collect();
+        Ok(ids.iter().map(|id| articles.remove(id).map(|a| (a, retractions.get(id).cloned()))).collect())
+    }
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
 
@@ -460,6 +470,15 @@ pub trait Store: Send + Sync + 'static {
     fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError>;
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError>;
     fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError>;
+    /// Lets the backend drop from memory the counters of articles `keep` says no to (articles
+    /// that aged out of the catalog). Counters stay durable and exact: a later read or event
+    /// on such an article finds them in the backend. Backends whose memory is their storage
+    /// keep them.
+    fn forget_counters(&self, _keep: &dyn Fn(ArticleId) -> bool) {}
+    /// How many articles' counters the backend holds in memory (for the memory benchmark).
+    fn counters_in_memory(&self) -> usize {
+        0
+    }
 
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
@@ -629,6 +648,10 @@ impl<S: Store> Store for Arc<S> {
         (**self).load_retractions()
     }
 
+    fn get_articles(&self, ids: &[ArticleId]) -> Result<Vec<Option<StoredArticle>>, StoreError> {
+        (**self).get_articles(ids)
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).get_meta(key)
     }
@@ -659,6 +682,14 @@ impl<S: Store> Store for Arc<S> {
 
     fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError> {
         (**self).all_counters()
+    }
+
+    fn forget_counters(&self, keep: &dyn Fn(ArticleId) -> bool) {
+        (**self).forget_counters(keep)
+    }
+
+    fn counters_in_memory(&self) -> usize {
+        (**self).counters_in_memory()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

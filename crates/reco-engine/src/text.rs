@@ -6,9 +6,11 @@
 //! with a fixed function (see [`hash_str`]), so learned state keyed by them stays valid across
 //! builds and restarts.
 
-use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
-use crate::catalog::Catalog;
+use imbl::OrdMap;
+
+use crate::catalog::{Newest, SharedMap};
 use crate::model::{Article, ArticleId, ChannelId};
 
 /// A hashed token.
@@ -105,11 +107,14 @@ pub fn tokens(article: &Article) -> Vec<Token> {
 
 /// Per article its tokens (keywords first, then title tokens by rarity), and per token the
 /// articles that have it, newest first, with their channels (so a channel feed filters
-/// postings without a catalog lookup).
-#[derive(Debug, Default)]
+/// postings without a catalog lookup). Persistent maps: a clone shares them, a change copies
+/// the paths it touches.
+#[derive(Clone, Debug, Default)]
 pub struct TextIndex {
-    by_article: FxHashMap<ArticleId, Box<[Token]>>,
-    postings: FxHashMap<Token, Vec<(ArticleId, ChannelId)>>,
+    by_article: SharedMap<ArticleId, Arc<[Token]>>,
+    postings: SharedMap<Token, OrdMap<Newest, ChannelId>>,
+    /// Per token, how many indexed articles have it (kept or not).
+    df: SharedMap<Token, u32>,
     articles: usize,
 }
 
@@ -117,29 +122,55 @@ pub struct TextIndex {
 const TITLE_TOKENS: usize = 4;
 
 impl TextIndex {
-    pub fn new(catalog: &Catalog) -> Self {
-        let mut all: Vec<(ArticleId, ChannelId, Vec<NamedToken>)> = Vec::with_capacity(catalog.len());
-        let mut df: FxHashMap<Token, u32> = FxHashMap::default();
-        // newest_first(ALL) visits every article once, newest first: postings come out sorted.
-        for a in catalog.newest_first(crate::model::ALL_CHANNELS) {
-            let toks = named_tokens(a);
-            for t in &toks {
-                *df.entry(t.token).or_default() += 1;
-            }
-            all.push((a.id, a.channel_id, toks));
+    /// Counts `article`'s tokens in the document frequencies without indexing it (a catalog
+    /// built at once counts every article first, so the rarest title tokens are chosen over
+    /// the whole set).
+    pub(crate) fn count(&mut self, article: &Article) {
+        for t in named_tokens(article) {
+            *self.df.entry(t.token).or_default() += 1;
         }
-        let mut index = TextIndex { articles: all.len(), ..TextIndex::default() };
-        for (id, channel, toks) in all {
-            let (keywords, mut title): (Vec<NamedToken>, Vec<NamedToken>) = toks.into_iter().partition(|t| t.keyword);
-            title.sort_by_key(|t| (df[&t.token], t.token));
-            title.truncate(TITLE_TOKENS);
-            let kept: Box<[Token]> = keywords.iter().chain(&title).map(|t| t.token).collect();
-            for &t in kept.iter() {
-                index.postings.entry(t).or_default().push((id, channel));
-            }
-            index.by_article.insert(id, kept);
+    }
+
+    /// Indexes `article`; `count`: add its tokens to the frequencies first (an article
+    /// published later is ranked against the frequencies of the moment).
+    pub(crate) fn insert(&mut self, article: &Article, count: bool) {
+        if count {
+            self.count(article);
         }
-        index
+        let (keywords, mut title): (Vec<NamedToken>, Vec<NamedToken>) =
+            named_tokens(article).into_iter().partition(|t| t.keyword);
+        title.sort_by_key(|t| (self.df.get(&t.token).copied().unwrap_or(0), t.token));
+        title.truncate(TITLE_TOKENS);
+        let kept: Arc<[Token]> = keywords.iter().chain(&title).map(|t| t.token).collect();
+        let key = Newest::of(article);
+        for &t in kept.iter() {
+            self.postings.entry(t).or_default().insert(key, article.channel_id);
+        }
+        self.by_article.insert(article.id, kept);
+        self.articles += 1;
+    }
+
+    /// Takes an indexed `article` out, frequencies included.
+    pub(crate) fn remove(&mut self, article: &Article) {
+        let Some(kept) = self.by_article.remove(&article.id) else { return };
+        let key = Newest::of(article);
+        for t in kept.iter() {
+            if let Some(list) = self.postings.get_mut(t) {
+                list.remove(&key);
+                if list.is_empty() {
+                    self.postings.remove(t);
+                }
+            }
+        }
+        for t in named_tokens(article) {
+            if let Some(n) = self.df.get_mut(&t.token) {
+                *n -= 1;
+                if *n == 0 {
+                    self.df.remove(&t.token);
+                }
+            }
+        }
+        self.articles -= 1;
     }
 
     /// The kept tokens of an article: its keywords, then its rarest title tokens.
@@ -147,21 +178,31 @@ impl TextIndex {
         self.by_article.get(&id).map_or(&[], |t| t)
     }
 
-    /// Articles that have `token` and their channels, newest first.
-    pub fn postings(&self, token: Token) -> &[(ArticleId, ChannelId)] {
-        self.postings.get(&token).map_or(&[], Vec::as_slice)
+    /// Articles that have `token`, newest first, with their channels.
+    pub fn postings(&self, token: Token) -> impl Iterator<Item = (ArticleId, ChannelId)> + '_ {
+        self.postings.get(&token).into_iter().flat_map(|list| list.iter().map(|(k, c)| (k.id(), *c)))
     }
 
-    /// `ln(N / df)`, 0 for an unknown token.
+    /// `ln(N / df)` over the kept tokens, 0 for an unknown token.
     pub fn idf(&self, token: Token) -> f32 {
-        let df = self.postings(token).len();
+        let df = self.postings.get(&token).map_or(0, OrdMap::len);
         if df == 0 { 0.0 } else { (self.articles as f32 / df as f32).ln().max(0.0) }
+    }
+
+    /// Indexed articles.
+    pub fn len(&self) -> usize {
+        self.articles
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.articles == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Catalog;
 
     fn article(id: i64, title: &str, keywords: &[&str]) -> Article {
         Article {
@@ -198,8 +239,8 @@ mod tests {
             article(2, "足球比赛", &["足球"]),
             article(3, "篮球比赛", &["篮球"]),
         ]);
-        let index = TextIndex::new(&catalog);
-        assert_eq!(index.postings(keyword_token("足球")), [(2, 1), (1, 1)]);
+        let index = catalog.text();
+        assert_eq!(index.postings(keyword_token("足球")).collect::<Vec<_>>(), [(2, 1), (1, 1)]);
         assert!(index.idf(keyword_token("篮球")) > index.idf(keyword_token("足球")));
         assert_eq!(index.idf(keyword_token("网球")), 0.0);
         assert_eq!(index.tokens(3)[0], keyword_token("篮球"), "keywords come first");

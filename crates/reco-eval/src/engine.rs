@@ -146,8 +146,10 @@ pub struct RecoScorer {
 }
 
 impl RecoScorer {
-    /// An engine whose catalog is `map`'s articles, with nothing learned yet.
+    /// An engine whose catalog is `map`'s articles, with nothing learned yet. Articles never
+    /// age out: a replay's candidates are the log's impressions, whatever their age.
     pub fn new(map: ArticleMap, config: EngineConfig) -> Result<Self, EvalError> {
+        let config = EngineConfig { max_article_age_ms: i64::MAX, ..config };
         let store = MemStore::new();
         store.upsert_articles(&map.articles).map_err(reco_engine::EngineError::from)?;
         let engine = Engine::new(store, SECRET, config)?;

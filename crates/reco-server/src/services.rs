@@ -201,7 +201,7 @@ impl<S: Store> Catalog for Reco<S> {
     async fn articles(&self, request: Request<v1::ArticlesRequest>) -> Result<Response<v1::ArticlesResponse>, Status> {
         let ids = request.into_inner().article_ids;
         check_len("article_ids", ids.len())?;
-        let (found, missing_ids) = self.engine.articles(&ids);
+        let (found, missing_ids) = self.engine.articles(&ids).map_err(convert::status)?;
         let articles = found.into_iter().map(convert::article).collect();
         Ok(Response::new(v1::ArticlesResponse { articles, missing_ids }))
     }

@@ -40,11 +40,12 @@ use std::thread::JoinHandle;
 use reco_engine::catalog::Retraction;
 use reco_engine::model::{Article, ArticleId, ChannelId};
 use reco_engine::store::{
-    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, MemoryUse, Store, StoreError, UserRecord,
+    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, MemoryUse, Store, StoreError,
+    StoredArticle, UserRecord,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use crate::schema::{ARTICLES, META, RETRACTIONS};
+use crate::schema::{ARTICLES, COUNTERS, META, RETRACTIONS};
 use crate::users::Users;
 use crate::writer::{Command, Reply};
 
@@ -283,6 +284,23 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn get_articles(&self, ids: &[ArticleId]) -> Result<Vec<Option<StoredArticle>>, StoreError> {
+        let txn = self.state.db.begin_read().map_err(db_error)?;
+        let articles = txn.open_table(ARTICLES).map_err(db_error)?;
+        let retractions = txn.open_table(RETRACTIONS).map_err(db_error)?;
+        ids.iter()
+            .map(|&id| {
+                let Some(value) = articles.get(id).map_err(db_error)? else { return Ok(None) };
+                let article = codec::decode_article(id, value.value())?;
+                let retraction = match retractions.get(id).map_err(db_error)? {
+                    Some(r) => Some(codec::decode_retraction(id, r.value())?),
+                    None => None,
+                };
+                Ok(Some((article, retraction)))
+            })
+            .collect()
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.state.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(META).map_err(db_error)?;
@@ -336,12 +354,39 @@ impl Store for RedbStore {
     }
 
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {
-        let counters = read_lock(&self.state.counters);
-        Ok(ids.iter().map(|id| counters.get(id).copied().unwrap_or_default()).collect())
+        let mut out: Vec<Option<ArticleCounters>> = {
+            let counters = read_lock(&self.state.counters);
+            ids.iter().map(|id| counters.get(id).copied()).collect()
+        };
+        if out.iter().any(Option::is_none) {
+            // Let go from memory (aged out) or never counted: the table has the committed truth.
+            let txn = self.state.db.begin_read().map_err(db_error)?;
+            let table = txn.open_table(COUNTERS).map_err(db_error)?;
+            for (slot, id) in out.iter_mut().zip(ids) {
+                if slot.is_none() {
+                    *slot = match table.get(*id).map_err(db_error)? {
+                        Some(v) => Some(codec::decode_counters(v.value())?),
+                        None => Some(ArticleCounters::default()),
+                    };
+                }
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 
+    /// The counters held in memory: every article's after opening, then those not let go.
     fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError> {
         Ok(read_lock(&self.state.counters).iter().map(|(id, c)| (*id, *c)).collect())
+    }
+
+    fn forget_counters(&self, keep: &dyn Fn(ArticleId) -> bool) {
+        let mut counters = write_lock(&self.state.counters);
+        counters.retain(|id, _| keep(*id));
+        counters.shrink_to_fit();
+    }
+
+    fn counters_in_memory(&self) -> usize {
+        read_lock(&self.state.counters).len()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

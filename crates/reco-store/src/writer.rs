@@ -186,6 +186,7 @@ fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, 
             events: txn.open_table(EVENTS).map_err(db_error)?,
             log: txn.open_table(EVENT_LOG).map_err(db_error)?,
             reads: txn.open_table(READS).map_err(db_error)?,
+            counters: txn.open_table(COUNTERS).map_err(db_error)?,
             last_seq,
         };
         for (i, command) in group.iter().enumerate() {
@@ -228,9 +229,8 @@ fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, 
             committed.fresh.push(fresh);
         }
         committed.last_seq = events.last_seq;
-        let mut counters = txn.open_table(COUNTERS).map_err(db_error)?;
         for (id, c) in &committed.counters {
-            counters.insert(*id, codec::encode_counters(c).as_slice()).map_err(db_error)?;
+            events.counters.insert(*id, codec::encode_counters(c).as_slice()).map_err(db_error)?;
         }
     }
     txn.commit().map_err(db_error)?;
@@ -241,13 +241,15 @@ struct EventTables<'txn> {
     events: Table<'txn, &'static [u8; 16], &'static [u8]>,
     log: Table<'txn, u64, &'static [u8; 16]>,
     reads: Table<'txn, (&'static str, ArticleId), ()>,
+    counters: Table<'txn, ArticleId, &'static [u8]>,
     /// The newest number in the log, this transaction's entries included.
     last_seq: u64,
 }
 
 impl EventTables<'_> {
     /// Stores `event` unless its key is known, with its log entry and read-set rows; folds it
-    /// into `counters` (which start from the committed in-memory values). Answers its sequence
+    /// into `counters` (which start from the committed values: in memory, or in the table for
+    /// an article whose counters were let go from memory). Answers its sequence
     /// number when it was new. A key seen earlier in the same transaction is a duplicate too:
     /// the transaction reads its own writes.
     fn record(
@@ -270,10 +272,21 @@ impl EventTables<'_> {
             }
         }
         for &id in &event.article_ids {
-            counters
-                .entry(id)
-                .or_insert_with(|| read_lock(&state.counters).get(&id).copied().unwrap_or_default())
-                .apply(event);
+            let c = match counters.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let known = read_lock(&state.counters).get(&id).copied();
+                    let c = match known {
+                        Some(c) => c,
+                        None => match self.counters.get(id).map_err(db_error)? {
+                            Some(v) => codec::decode_counters(v.value())?,
+                            None => ArticleCounters::default(),
+                        },
+                    };
+                    e.insert(c)
+                }
+            };
+            c.apply(event);
         }
         Ok(Some(seq))
     }

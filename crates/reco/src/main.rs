@@ -113,6 +113,11 @@ struct ServeArgs {
     /// Longest read_duration_ms of a read event.
     #[arg(long, env = "RECO_MAX_READ_MS", default_value_t = 21_600_000)]
     max_read_ms: i64,
+    /// Days after its publish_time that an article leaves every feed (and memory); the store
+    /// keeps it for history and article info.
+    #[arg(long, env = "RECO_MAX_ARTICLE_AGE_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    max_article_age_days: u32,
     /// Memory bound of user profiles the ranker learned, MiB (least recently active first out).
     /// Per copy of the learner: the engine keeps two (the published one and the ingest side's),
     /// as for the two bounds below.
@@ -189,6 +194,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_article_num: args.max_article_num,
         max_clock_skew_ms: args.max_clock_skew_ms,
         max_read_ms: args.max_read_ms,
+        max_article_age_ms: i64::from(args.max_article_age_days) * reco_engine::DAY_MS,
         event_tail_bytes: args.event_tail_mib.saturating_mul(1 << 20),
         ..EngineConfig::default()
     };

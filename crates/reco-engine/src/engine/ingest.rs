@@ -86,6 +86,8 @@ pub(super) enum Op {
     Advance(i64),
     /// An action given directly (offline evaluation).
     Observe(Arc<Observed>),
+    /// Forget the articles that left the catalog (aged out).
+    Prune,
 }
 
 /// What applying an op reads besides the model.
@@ -149,6 +151,11 @@ impl Model {
                 self.learner.apply(cfg, &world, Some(*seq), event);
             }
             Op::Advance(now_ms) => self.learner.advance(cfg, *now_ms),
+            Op::Prune => {
+                let known = |id| st.catalog.contains(id);
+                self.learner.forget_articles(known);
+                self.hot.retain(known);
+            }
             Op::Observe(obs) => {
                 let Some(article) = st.catalog.get(obs.article) else { return };
                 if !obs.prior && obs.action.is_positive() {
@@ -337,7 +344,10 @@ impl<S: Store> Engine<S> {
         }
         let p = &verified.param;
         let catalog = self.catalog.load();
-        if let Some(unknown) = p.article_ids.iter().find(|id| !catalog.contains(**id)) {
+        // An article missing from the catalog may have aged out since it was served (the
+        // signature says it was served); if nothing served then can have aged out, it is unknown.
+        let may_have_aged = p.ts.saturating_sub(self.config.max_article_age_ms) < catalog.oldest_ms();
+        if let Some(unknown) = p.article_ids.iter().find(|id| !may_have_aged && !catalog.contains(**id)) {
             return Err(reject(format!("unknown article {unknown}"), Some(p)));
         }
         let skew = self.config.max_clock_skew_ms;
@@ -468,6 +478,11 @@ impl<S: Store> Engine<S> {
             let mut ingest = self.lock_ingest();
             let mut ops = self.logged_after(ingest.applied, 0)?;
             ops.push(Op::Advance(now_ms));
+            let oldest = self.catalog.load().oldest_ms();
+            if self.pruned.swap(oldest, Ordering::Relaxed) != oldest {
+                ops.push(Op::Prune);
+                self.forget_aged_counters();
+            }
             self.apply_locked(&mut ingest, ops, |model| {
                 let learner = &model.learner;
                 // Nothing learned since the last checkpoint: keep it.
@@ -492,6 +507,14 @@ impl<S: Store> Engine<S> {
         }
         tracing::debug!(bytes = bytes.len(), applied, "learner checkpoint written");
         Ok(bytes.len())
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// Lets the store drop the in-memory counters of articles that left the catalog.
+    fn forget_aged_counters(&self) {
+        let catalog = self.catalog.load();
+        self.store.forget_counters(&|id| catalog.contains(id));
     }
 }
 

@@ -24,10 +24,17 @@ impl<S: Store> Engine<S> {
         ids: &[ArticleId],
         now_ms: i64,
     ) -> Result<Found<(ArticleId, ArticleStats)>, EngineError> {
-        let (known, missing): (Vec<ArticleId>, Vec<ArticleId>) = {
+        let (mut known, mut missing): (Vec<ArticleId>, Vec<ArticleId>) = {
             let catalog = self.catalog.load();
             ids.iter().partition(|id| catalog.contains(**id))
         };
+        if !missing.is_empty() {
+            // Aged out of the catalog, but stored: its counters are still there.
+            let stored = self.store.get_articles(&missing)?;
+            let (aged, unknown): (Vec<_>, Vec<_>) = missing.iter().zip(stored).partition(|(_, a)| a.is_some());
+            known.extend(aged.into_iter().map(|(id, _)| *id));
+            missing = unknown.into_iter().map(|(id, _)| *id).collect();
+        }
         let counters = self.store.counters(&known)?;
         let stats = known
             .into_iter()
@@ -40,19 +47,21 @@ impl<S: Store> Engine<S> {
         Ok((stats, missing))
     }
 
-    /// Article info for `ids` in order, each with its retraction if it was retracted; unknown
-    /// ids in the second list.
-    pub fn articles(&self, ids: &[ArticleId]) -> Found<(Article, Option<Retraction>)> {
+    /// Article info for `ids` in order, each with its retraction if it was retracted (from the
+    /// store for articles that aged out of the catalog); unknown ids in the second list.
+    pub fn articles(&self, ids: &[ArticleId]) -> Result<Found<(Article, Option<Retraction>)>, EngineError> {
         let catalog = self.catalog.load();
-        let mut found = Vec::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        for &id in ids {
-            match catalog.get(id) {
-                Some(a) => found.push((a.clone(), catalog.retraction(id).cloned())),
-                None => missing.push(id),
+        let mut found: Vec<Option<(Article, Option<Retraction>)>> =
+            ids.iter().map(|&id| catalog.get(id).map(|a| (a.clone(), catalog.retraction(id).cloned()))).collect();
+        let aged: Vec<ArticleId> = ids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(id, _)| *id).collect();
+        if !aged.is_empty() {
+            let mut stored = self.store.get_articles(&aged)?.into_iter();
+            for slot in found.iter_mut().filter(|f| f.is_none()) {
+                *slot = stored.next().flatten();
             }
         }
-        (found, missing)
+        let missing = ids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(id, _)| *id).collect();
+        Ok((found.into_iter().flatten().collect(), missing))
     }
 
     pub fn channels(&self) -> Vec<(Channel, usize)> {

@@ -15,7 +15,7 @@ mod publish;
 
 pub use publish::{CatalogChange, ChangeKind, ChangeNotifier, MAX_CHANGES, PublishVerdict, RetractVerdict, Since};
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -54,6 +54,10 @@ pub struct EngineConfig {
     pub variants: Vec<Variant>,
     /// Version tag at the front of `algorithmCombine` (`<algorithm>.b<bucket>:<sources>`).
     pub algorithm: String,
+    /// An article published longer ago than this leaves the catalog: no source proposes it,
+    /// and the learner and popularity forget it (the store keeps it, and history reads and
+    /// `Catalog.Articles` still find it). `i64::MAX`: never (offline replays of old logs).
+    pub max_article_age_ms: i64,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             learn: LearnConfig::default(),
             variants: vec![Variant::default()],
             algorithm: "v2".to_owned(),
+            max_article_age_ms: 30 * DAY_MS,
         }
     }
 }
@@ -182,6 +187,11 @@ pub struct StatsReport {
 /// What was found for a list of ids, and the ids that were not.
 pub type Found<T> = (Vec<T>, Vec<ArticleId>);
 
+pub const DAY_MS: i64 = 24 * 3_600_000;
+
+/// A refresh ages the catalog out when its clock is this far past the last time it was.
+const AGE_STEP_MS: i64 = 1_000;
+
 /// Stripes of the per-user lock that makes read-rank-append atomic within this process.
 const USER_LOCKS: usize = 64;
 
@@ -220,6 +230,8 @@ pub struct Engine<S> {
     next_request: AtomicU64,
     /// The learner's `events` and `negatives` mixed, at the last checkpoint written.
     checkpointed: AtomicU64,
+    /// The catalog's `oldest_ms` when the model last forgot aged articles.
+    pruned: AtomicI64,
 }
 
 impl<S: Store> Engine<S> {
@@ -238,7 +250,17 @@ impl<S: Store> Engine<S> {
         if config.max_clock_skew_ms < 0 || config.max_read_ms < 1 {
             return Err(EngineError::InvalidArgument("max_clock_skew_ms must be >= 0 and max_read_ms >= 1".into()));
         }
-        let catalog = Catalog::with_retractions(store.load_articles()?, store.load_retractions()?);
+        if config.max_article_age_ms < 3_600_000 {
+            return Err(EngineError::InvalidArgument("max_article_age_ms must be at least one hour".into()));
+        }
+        // Articles past the maximum age counted from the newest one stay in the store only (the
+        // first refresh ages the rest by the clock).
+        let mut articles = store.load_articles()?;
+        if let Some(newest) = articles.iter().map(|a| a.publish_time).max() {
+            let oldest = newest.saturating_sub(config.max_article_age_ms);
+            articles.retain(|a| a.publish_time >= oldest);
+        }
+        let catalog = Catalog::with_retractions(articles, store.load_retractions()?);
         let mut hot = HotIndex::default();
         for (id, c) in store.all_counters()? {
             if let Some(a) = catalog.get(id) {
@@ -278,6 +300,7 @@ impl<S: Store> Engine<S> {
             user_locks: (0..USER_LOCKS).map(|_| Mutex::new(())).collect(),
             next_request: AtomicU64::new(seed ^ now_nanos()),
             checkpointed: AtomicU64::new(u64::MAX),
+            pruned: AtomicI64::new(i64::MIN),
         })
     }
 

@@ -31,6 +31,7 @@ impl<S: Store> Engine<S> {
                 req.time_stamp
             )));
         }
+        self.age_out_lazily(now_ms);
         // Lock order: the user's stripe, then (inside the store) the user's record. The model
         // snapshot is not a lock: the ingest side never makes a reader wait.
         let _guard = self.user_lock(&req.user_id);

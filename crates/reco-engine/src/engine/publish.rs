@@ -10,11 +10,11 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::catalog::{self, Retraction};
+use crate::catalog::{self, Catalog, Retraction};
 use crate::model::{Article, ArticleId};
 use crate::store::Store;
 
-use super::{Engine, EngineError, invalid};
+use super::{AGE_STEP_MS, Engine, EngineError, invalid};
 
 /// Most articles or ids in one `publish` or `retract`.
 pub const MAX_CHANGES: usize = 1000;
@@ -117,7 +117,10 @@ impl<S: Store> Engine<S> {
     pub fn publish(&self, articles: Vec<Article>, now_ms: i64) -> Result<Vec<PublishVerdict>, EngineError> {
         check_count("articles", articles.len())?;
         let latest = now_ms.saturating_add(self.config.max_clock_skew_ms);
+        let max_age = self.config.max_article_age_ms;
+        let oldest = now_ms.saturating_sub(max_age);
         let _one_change = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        self.age_out_locked(now_ms);
         let current = self.catalog.load_full();
         let mut seen = HashSet::with_capacity(articles.len());
         let mut verdicts = Vec::with_capacity(articles.len());
@@ -126,6 +129,12 @@ impl<S: Store> Engine<S> {
         for article in articles {
             let verdict = match catalog::check_article(&article, latest) {
                 Err(reason) => PublishVerdict::Rejected(reason),
+                Ok(()) if article.publish_time < oldest => PublishVerdict::Rejected(format!(
+                    "publish_time {} is older than the maximum article age ({} days, so at least {oldest}): \
+                     it would never be served",
+                    article.publish_time,
+                    max_age / super::DAY_MS
+                )),
                 Ok(()) if !seen.insert(article.id) => {
                     PublishVerdict::Rejected(format!("id {} is repeated in this call: send each id once", article.id))
                 }
@@ -147,7 +156,11 @@ impl<S: Store> Engine<S> {
             // One allocation per article, shared by the catalog and the change feed.
             let accepted: Vec<Arc<Article>> = accepted.into_iter().map(Arc::new).collect();
             let changes = kinds.into_iter().zip(&accepted).map(|(kind, a)| (kind, Arc::clone(a), None)).collect();
-            self.catalog.store(Arc::new(current.with_changes(accepted, Vec::new())));
+            let mut next = Catalog::clone(&current);
+            for a in &accepted {
+                next.upsert(Arc::clone(a));
+            }
+            self.catalog.store(Arc::new(next));
             self.changes.push(changes);
         }
         Ok(verdicts)
@@ -165,6 +178,7 @@ impl<S: Store> Engine<S> {
             return Err(invalid(format!("reason is {chars} characters, at most {MAX_REASON_CHARS} are allowed")));
         }
         let _one_change = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        self.age_out_locked(now_ms);
         let current = self.catalog.load_full();
         let mut seen = HashSet::with_capacity(ids.len());
         let mut changes = Vec::new();
@@ -187,10 +201,47 @@ impl<S: Store> Engine<S> {
                 .iter()
                 .filter_map(|(id, r)| Some((ChangeKind::Retracted, current.shared(*id)?, Some(r.clone()))))
                 .collect();
-            self.catalog.store(Arc::new(current.with_changes(Vec::new(), changes)));
+            let mut next = Catalog::clone(&current);
+            for (id, r) in changes {
+                next.retract(id, r);
+            }
+            self.catalog.store(Arc::new(next));
             self.changes.push(feed);
         }
         Ok(verdicts)
+    }
+
+    /// Takes the articles older than the maximum age out of the catalog: they leave every
+    /// candidate source (the store keeps them). Returns how many left.
+    pub fn age_out(&self, now_ms: i64) -> usize {
+        let _one_change = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        self.age_out_locked(now_ms)
+    }
+
+    /// [`Engine::age_out`] from a refresh: only when the clock moved on enough since the last
+    /// time, and never waiting (a publish in progress ages the catalog itself).
+    pub(super) fn age_out_lazily(&self, now_ms: i64) {
+        let before = now_ms.saturating_sub(self.config.max_article_age_ms);
+        if self.catalog.load().oldest_ms() <= before.saturating_sub(AGE_STEP_MS)
+            && let Ok(_one_change) = self.publishing.try_lock()
+        {
+            self.age_out_locked(now_ms);
+        }
+    }
+
+    fn age_out_locked(&self, now_ms: i64) -> usize {
+        let before = now_ms.saturating_sub(self.config.max_article_age_ms);
+        let current = self.catalog.load_full();
+        if current.oldest_ms() >= before {
+            return 0;
+        }
+        let mut next = Catalog::clone(&current);
+        let gone = next.age_out(before);
+        self.catalog.store(Arc::new(next));
+        if !gone.is_empty() {
+            tracing::debug!(articles = gone.len(), before, "articles aged out of the catalog");
+        }
+        gone.len()
     }
 
     /// Adds a receiver of every later change (the server's push).

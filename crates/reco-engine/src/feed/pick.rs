@@ -25,19 +25,21 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
     let slots: Vec<usize> =
         rand::seq::index::sample(&mut rng, n.saturating_sub(1), explore_slots).into_iter().map(|i| i + 1).collect();
 
-    let mut explore: Vec<Scored> = Vec::with_capacity(explore_slots);
-    let mut rest: Vec<Scored> = Vec::with_capacity(scored.len());
+    // Each candidate's article, looked up once.
+    let mut explore: Vec<(Scored, Option<&Article>)> = Vec::with_capacity(explore_slots);
+    let mut rest: Vec<(Scored, Option<&Article>)> = Vec::with_capacity(scored.len());
     for (i, s) in scored.into_iter().enumerate() {
-        if chosen.contains(&i) { explore.push(s) } else { rest.push(s) }
+        let a = input.catalog.get(s.id);
+        if chosen.contains(&i) { explore.push((s, a)) } else { rest.push((s, a)) }
     }
     let cap = n.div_ceil(3);
     let mut per_channel: FxHashMap<ChannelId, usize> = FxHashMap::default();
     let mut out: Vec<Scored> = Vec::with_capacity(n);
+    let mut prev: Option<&Article> = None;
     // Exploration slots reached but not filled yet (their candidates did not fit there).
     let mut owed = 0;
     for slot in 0..n {
         owed += usize::from(slots.contains(&slot));
-        let prev = out.last().and_then(|s| input.catalog.get(s.id));
         let room =
             |a: &Article| input.channel != ALL_CHANNELS || per_channel.get(&a.channel_id).copied().unwrap_or(0) < cap;
         let apart = |a: &Article| {
@@ -46,10 +48,9 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
                 !same_topic && (input.channel != ALL_CHANNELS || a.channel_id != p.channel_id)
             })
         };
-        let article = |s: &Scored| input.catalog.get(s.id);
-        let fits = |s: &Scored| article(s).is_none_or(|a| room(a) && apart(a));
+        let fits = |(_, a): &(Scored, Option<&Article>)| a.is_none_or(|a| room(a) && apart(a));
         let explored = if owed > 0 { explore.iter().position(fits) } else { None };
-        let s = if let Some(i) = explored {
+        let (s, a) = if let Some(i) = explored {
             owed -= 1;
             explore.remove(i)
         } else {
@@ -57,7 +58,7 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
             let i = rest
                 .iter()
                 .position(fits)
-                .or_else(|| rest.iter().position(|s| article(s).is_none_or(room)))
+                .or_else(|| rest.iter().position(|(_, a)| a.is_none_or(room)))
                 .or(if rest.is_empty() { None } else { Some(0) });
             match i {
                 Some(i) => rest.remove(i),
@@ -65,9 +66,10 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
                 None => break,
             }
         };
-        if let Some(a) = input.catalog.get(s.id) {
+        if let Some(a) = a {
             *per_channel.entry(a.channel_id).or_default() += 1;
         }
+        prev = a;
         out.push(s);
     }
     out

@@ -111,7 +111,7 @@ fn by_postings(
 ) -> Vec<Candidate> {
     let mut acc: FxHashMap<ArticleId, f32> = FxHashMap::default();
     for &(t, w) in query {
-        for &(id, channel) in input.text.postings(t).iter().take(POSTINGS_WALK) {
+        for (id, channel) in input.text.postings(t).take(POSTINGS_WALK) {
             if (input.channel != ALL_CHANNELS && channel != input.channel) || ex.excludes(id) || skip(id) {
                 continue;
             }

@@ -28,7 +28,7 @@ fn world() -> (Catalog, TextIndex, HotIndex) {
         }
     }
     let catalog = Catalog::new(articles);
-    let text = TextIndex::new(&catalog);
+    let text = catalog.text().clone();
     (catalog, text, HotIndex::default())
 }
 

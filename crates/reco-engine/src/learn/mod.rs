@@ -157,6 +157,16 @@ impl Learner {
     }
 
     /// Articles co-engaged with `id`, with their weights.
+    /// Forgets what it counted of the articles `keep` says no to (articles that left the
+    /// catalog): exposure counts and co-engagement, as a key and in other articles' lists.
+    pub fn forget_articles(&mut self, keep: impl Fn(ArticleId) -> bool) {
+        self.exposures.retain(|id, _| keep(*id));
+        self.coengaged.retain(|id, list| {
+            list.retain(|(other, _)| keep(*other));
+            keep(*id) && !list.is_empty()
+        });
+    }
+
     pub fn coengaged(&self, id: ArticleId) -> &[(ArticleId, f32)] {
         self.coengaged.get(&id).map_or(&[], Vec::as_slice)
     }
@@ -336,7 +346,7 @@ mod tests {
     impl Setup {
         fn new() -> Self {
             let catalog = Catalog::new(vec![article(1, "足球"), article(2, "篮球"), article(3, "足球")]);
-            let text = TextIndex::new(&catalog);
+            let text = catalog.text().clone();
             Self {
                 catalog,
                 text,
