@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mem;
 use crate::model::{Action, Article, ArticleId};
 
 use super::{Context, LearnConfig, Learner, World, user_key};
@@ -15,10 +16,10 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Estimated bytes: the map entry (key, value, control byte), the queue entry, the features.
-    fn cost(&self) -> usize {
-        const ENTRY: usize = 16 + 8 + 16 + 1 + 24;
-        ENTRY + self.features.len() * 8
+    /// Estimated heap bytes beside the map and queue entries (`Learner::pending_total` counts
+    /// their buckets): the features, at the allocator's size class.
+    pub(super) fn cost(&self) -> usize {
+        mem::vec_bytes::<u64>(self.features.len())
     }
 }
 
@@ -48,7 +49,7 @@ impl Learner {
                     self.pending_bytes -= replaced.cost();
                 }
                 self.queue.push_back((expires, key.0, key.1));
-                while self.pending_bytes > cfg.max_pending_bytes {
+                while self.pending_total() > cfg.max_pending_bytes {
                     let Some((t, u, a)) = self.queue.pop_front() else { break };
                     self.close(cfg, t, u, a);
                 }

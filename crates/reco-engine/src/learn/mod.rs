@@ -27,6 +27,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ftrl::{Ftrl, FtrlConfig};
+use crate::mem;
 use crate::model::{Action, Article, ArticleId};
 use crate::stats::Stats;
 use crate::store::EventRecord;
@@ -119,7 +120,9 @@ pub struct Learner {
     /// Events learned from, and pending windows closed as negatives.
     pub events: u64,
     pub negatives: u64,
-    /// Estimated bytes of `pending` (with `queue`) and of `profiles`.
+    /// Estimated heap bytes of the open windows' features and of the profiles (each beside its
+    /// map entry: the maps' and the queue's buckets are added by `pending_total` and
+    /// `profile_total`).
     pending_bytes: usize,
     profile_bytes: usize,
     /// What the bounds dropped so far: profiles, and model weights.
@@ -176,15 +179,27 @@ impl Learner {
     pub fn memory(&self) -> LearnerMemory {
         LearnerMemory {
             profiles: self.profiles.len(),
-            profile_bytes: self.profile_bytes,
+            profile_bytes: self.profile_total(),
             pending: self.pending.len(),
-            pending_bytes: self.pending_bytes,
+            pending_bytes: self.pending_total(),
             model_features: self.model.len(),
             zero_features: self.model.zero_weights(),
             model_bytes: self.model.bytes(),
             ahead: self.ahead.len(),
             applied: self.applied,
         }
+    }
+
+    /// The profiles' bytes: their heap and the map's buckets.
+    fn profile_total(&self) -> usize {
+        self.profile_bytes + mem::table_bytes::<(String, Profile)>(self.profiles.capacity())
+    }
+
+    /// The open windows' bytes: their features, the map's buckets and the queue's.
+    fn pending_total(&self) -> usize {
+        self.pending_bytes
+            + mem::table_bytes::<((u64, ArticleId), Pending)>(self.pending.capacity())
+            + mem::vec_bytes::<(i64, u64, ArticleId)>(self.queue.capacity())
     }
 
     /// The sequence number up to which every logged event is applied.
@@ -240,12 +255,14 @@ impl Learner {
 
     /// Applies the profile and model bounds of `cfg` (the window bound is kept as windows open).
     pub fn bound(&mut self, cfg: &LearnConfig) {
-        if self.profile_bytes > cfg.max_profile_bytes {
-            self.drop_profiles(cfg.max_profile_bytes / 10 * 9);
+        if self.profile_total() > cfg.max_profile_bytes {
+            // The map keeps its buckets: the profiles make room under what is left.
+            let table = self.profile_total() - self.profile_bytes;
+            self.drop_profiles((cfg.max_profile_bytes / 10 * 9).saturating_sub(table));
         }
         let cap = cfg.model_capacity();
-        if self.model.len() >= cap {
-            self.dropped_features += self.model.shrink_to(cap / 10 * 9, cap) as u64;
+        if self.model.is_full(cap) {
+            self.dropped_features += self.model.shrink(cap) as u64;
         }
     }
 
