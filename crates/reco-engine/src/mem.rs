@@ -18,11 +18,7 @@
 /// larger, so the estimate holds for the system allocator too.
 pub const fn alloc_size(n: usize, align: usize) -> usize {
     let class = size_class(n);
-    if align <= 1 || n == 0 || (class <= 4096 && class.is_power_of_two()) {
-        class
-    } else {
-        size_class(n + align - 1)
-    }
+    if align <= 1 || n == 0 || (class <= 4096 && class.is_power_of_two()) { class } else { size_class(n + align - 1) }
 }
 
 const fn size_class(n: usize) -> usize {
@@ -228,7 +224,12 @@ mod tests {
                 }
             });
             held += delta;
-            assert!(btree_bytes(tree.len()) as isize >= held, "{} entries: estimated {}, held {held}", tree.len(), btree_bytes(tree.len()));
+            assert!(
+                btree_bytes(tree.len()) as isize >= held,
+                "{} entries: estimated {}, held {held}",
+                tree.len(),
+                btree_bytes(tree.len())
+            );
         }
     }
 }

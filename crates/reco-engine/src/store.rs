@@ -764,8 +764,14 @@ mod tests {
                 record
             });
             let estimate = record.heap_bytes() as isize;
-            assert!(estimate >= held, "{refreshes} refreshes, {channels} channels: estimated {estimate}, allocated {held}");
-            assert!(estimate <= held + held / 3 + 1_024, "{refreshes} refreshes: estimated {estimate}, allocated {held}");
+            assert!(
+                estimate >= held,
+                "{refreshes} refreshes, {channels} channels: estimated {estimate}, allocated {held}"
+            );
+            assert!(
+                estimate <= held + held / 3 + 1_024,
+                "{refreshes} refreshes: estimated {estimate}, allocated {held}"
+            );
         }
     }
 }

@@ -41,7 +41,9 @@ impl Learner {
             Action::Exposure => {
                 let exposures = self.exposures.entry(article.id).or_default();
                 *exposures = exposures.saturating_add(1);
-                let features = self.hashed(world, user, article, ctx).into_boxed_slice();
+                // Copied into an allocation of its length: shrinking the vector in place would
+                // keep its capacity's block (mimalloc reallocs in place down to half).
+                let features: Box<[u64]> = self.hashed(world, user, article, ctx).as_slice().into();
                 let expires = ctx.now_ms.saturating_add(cfg.negative_window_ms);
                 let pending = Pending { expires, features };
                 self.pending_bytes += pending.cost();
@@ -63,7 +65,7 @@ impl Learner {
             Action::Dislike => {
                 let features = self.take_pending(key).unwrap_or_else(|| self.hashed(world, user, article, ctx).into());
                 self.model.update(&cfg.ftrl, &features, false, cfg.dislike_weight, cfg.model_capacity());
-                self.dislike(user, article, ctx.now_ms);
+                self.dislike(cfg, user, article, ctx.now_ms);
             }
             Action::Click | Action::Collect | Action::Share | Action::Read => {
                 let weight = match action {

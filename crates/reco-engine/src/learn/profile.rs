@@ -120,7 +120,7 @@ impl Learner {
     /// A positive: the profile's affinities and recent list, and co-engagement with the
     /// user's recent positives.
     pub(super) fn like(&mut self, cfg: &LearnConfig, world: &World<'_>, user: &str, article: &Article, now_ms: i64) {
-        let recent = self.with_profile(user, now_ms, |profile| {
+        let recent = self.with_profile(cfg, user, now_ms, |profile| {
             if profile.recent.contains(&article.id) {
                 return None;
             }
@@ -153,8 +153,8 @@ impl Learner {
     }
 
     /// A dislike: demotes the article's keywords and channel, forgets it as a positive.
-    pub(super) fn dislike(&mut self, user: &str, article: &Article, now_ms: i64) {
-        self.with_profile(user, now_ms, |profile| {
+    pub(super) fn dislike(&mut self, cfg: &LearnConfig, user: &str, article: &Article, now_ms: i64) {
+        self.with_profile(cfg, user, now_ms, |profile| {
             for k in &article.keywords {
                 bump(&mut profile.dislikes, keyword_token(k), 1.0, 64);
             }

@@ -102,12 +102,8 @@ fn resident_bytes_are_the_sum_of_the_records_estimates() {
     }
     let read = EventRecord { article_ids: (100..400).collect(), ..read_event(1, &names[1], 0) };
     users.publish([&read].into_iter());
-    let expected: usize = names
-        .iter()
-        .map(|name| {
-            users.read(&db, name, |u| slot_bytes(name) + u.heap_bytes()).unwrap()
-        })
-        .sum();
+    let expected: usize =
+        names.iter().map(|name| users.read(&db, name, |u| slot_bytes(name) + u.heap_bytes()).unwrap()).sum();
     assert!(users.table_bytes() > 0, "the map's buckets");
     assert_eq!(users.memory().resident_bytes, expected + users.table_bytes());
     assert!(users.read(&db, &names[1], |u| u.read_count()).unwrap() > 300, "the published read landed");
