@@ -66,8 +66,8 @@ pub struct LearnConfig {
     /// are dropped (down to 90 %): those users rank like new ones until they act again.
     pub max_profile_bytes: usize,
     /// Memory bound of the model's weight table, bytes: it holds [`Ftrl::capacity_for`] this
-    /// many weights at most; when full, zero weights and then the smallest are dropped (down to
-    /// 90 %), and until then new features wait for room.
+    /// many weights at most, in a table allocated once; when full, zero weights and then the
+    /// smallest are dropped (down to half), and until then new features wait for room.
     pub max_model_bytes: usize,
 }
 
