@@ -12,6 +12,7 @@ pub mod feed;
 pub mod ftrl;
 pub mod hot;
 pub mod learn;
+pub mod mem;
 pub mod model;
 pub mod params;
 pub mod popularity;
@@ -28,3 +29,8 @@ pub use engine::{
     Since, StatsReport, Verdict,
 };
 pub use feed::Variant;
+
+// Unit tests hold memory estimates against what mimalloc really hands out (see `mem`).
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: mem::counting::Counting = mem::counting::Counting;

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, TryLockError};
 
+use reco_engine::mem;
 use reco_engine::model::{ArticleId, ChannelId};
 use reco_engine::store::{EventRecord, MemoryUse, StoreError, UserRecord};
 use redb::{Database, ReadableDatabase};
@@ -41,11 +42,12 @@ const EVICT_CHUNK: usize = 64;
 /// size; some are busy or have writes in flight). The next round goes on.
 const SWEEP_PASSES: usize = 4;
 
-/// What a slot costs beside its record: the map entry (key and `Arc`, at hashbrown's 7/8 load
-/// with a control byte), the key's and the slot's allocations (with their reference counts and
-/// the allocator's overhead). The key's bytes are added per user.
-pub(crate) const SLOT_BYTES: usize =
-    size_of::<(Arc<str>, Arc<Slot>)>() * 8 / 7 + 1 + (16 + 16) + (16 + size_of::<Slot>() + 16);
+/// What a user's slot allocates beside the record's heap: the slot's `Arc` (the record sits in
+/// it) and the key's `Arc<str>`, at the allocator's size classes. The map's buckets are counted
+/// once for the map (`Users::map_bytes`).
+pub(crate) fn slot_bytes(user: &str) -> usize {
+    mem::arc_bytes::<Slot>() + mem::arc_str_bytes(user.len())
+}
 
 pub(crate) struct Users {
     map: RwLock<HashMap<Arc<str>, Arc<Slot>>>,
@@ -55,6 +57,9 @@ pub(crate) struct Users {
     round: AtomicU64,
     /// The sum of `Resident::bytes` over `Ready` slots.
     bytes: AtomicUsize,
+    /// [`Users::map_bytes`] as of the last insert: the map's buckets, which removals never give
+    /// back.
+    map_bytes: AtomicUsize,
     resident: AtomicUsize,
     evicted: AtomicU64,
 }
@@ -90,6 +95,7 @@ impl Users {
             max_batches,
             round: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
+            map_bytes: AtomicUsize::new(0),
             resident: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
         }
@@ -102,7 +108,7 @@ impl Users {
     pub(crate) fn memory(&self) -> MemoryUse {
         MemoryUse {
             resident_users: self.resident.load(Ordering::Relaxed),
-            resident_bytes: self.bytes.load(Ordering::Relaxed),
+            resident_bytes: self.total(),
             evicted_users: self.evicted.load(Ordering::Relaxed),
         }
     }
@@ -165,6 +171,7 @@ impl Users {
                     continue;
                 }
                 map.insert(Arc::clone(&slot.user), Arc::clone(&slot));
+                self.map_bytes.store(Self::map_bytes(&map), Ordering::Relaxed);
             }
             let record = match load(db, user, self.max_batches) {
                 Ok(record) => record,
@@ -187,9 +194,24 @@ impl Users {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn table_bytes(&self) -> usize {
+        Self::map_bytes(&read_lock(&self.map))
+    }
+
+    /// The heap bytes of the map's table: its buckets at their capacity (see [`mem::table_bytes`]).
+    fn map_bytes(map: &HashMap<Arc<str>, Arc<Slot>>) -> usize {
+        mem::table_bytes::<(Arc<str>, Arc<Slot>)>(map.capacity())
+    }
+
+    /// What the budget holds: the records with their slots, and the map.
+    fn total(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed) + self.map_bytes.load(Ordering::Relaxed)
+    }
+
     /// Brings `resident.bytes`, and the total, up to date with the record.
     fn recount(&self, resident: &mut Resident, user: &str) {
-        let bytes = SLOT_BYTES + user.len() + size_of::<UserRecord>() + resident.record.heap_bytes();
+        let bytes = slot_bytes(user) + resident.record.heap_bytes();
         if bytes > resident.bytes {
             self.bytes.fetch_add(bytes - resident.bytes, Ordering::Relaxed);
         } else {
@@ -231,10 +253,11 @@ impl Users {
     /// it; `committed` is the number of the newest committed write-behind append. Answers how
     /// many were evicted.
     pub(crate) fn sweep(&self, committed: u64) -> usize {
-        if self.bytes.load(Ordering::Relaxed) <= self.budget {
+        if self.total() <= self.budget {
             return 0;
         }
-        let target = self.budget - self.budget / 10;
+        // The map keeps its buckets: the records make room under what is left of the budget.
+        let target = (self.budget - self.budget / 10).saturating_sub(self.map_bytes.load(Ordering::Relaxed));
         let mut evicted = 0;
         for _ in 0..SWEEP_PASSES {
             let total = self.bytes.load(Ordering::Relaxed);
@@ -317,6 +340,11 @@ impl Users {
         let SlotState::Ready(resident) = std::mem::replace(&mut *state, SlotState::Gone) else { return None };
         // A ready slot is always its user's entry; only `Gone` slots leave the map.
         map.remove(&*slot.user);
+        if map.is_empty() {
+            // Removals keep the buckets; an empty map gives them back.
+            *map = HashMap::new();
+            self.map_bytes.store(0, Ordering::Relaxed);
+        }
         self.bytes.fetch_sub(resident.bytes, Ordering::Relaxed);
         self.resident.fetch_sub(1, Ordering::Relaxed);
         self.evicted.fetch_add(1, Ordering::Relaxed);

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::Catalog;
 use crate::hot::HotIndex;
 use crate::learn::{Context, Learner, World};
+use crate::mem;
 use crate::model::{Action, ArticleId, ChannelId};
 use crate::params::{ParamError, TrackParam, Verified};
 use crate::popularity::log2_add;
@@ -212,15 +213,20 @@ struct Tail {
     bytes: usize,
 }
 
-/// Estimated bytes of one event in the tail: the record, its allocations, the `Arc` header and
-/// the map entry (key, pointer, a share of the node).
+/// Estimated heap bytes of one event in the tail, at the allocator's size classes: the `Arc`
+/// with the record, and its buffers. The map's nodes are counted for the map (`Tail::total`).
 fn tail_cost(e: &EventRecord) -> usize {
-    size_of::<EventRecord>()
-        + e.user.capacity()
-        + e.article_ids.capacity() * size_of::<ArticleId>()
-        + e.sources.capacity() * size_of::<Sources>()
-        + 16
-        + 24
+    mem::arc_bytes::<EventRecord>()
+        + mem::string_bytes(e.user.capacity())
+        + mem::vec_bytes::<ArticleId>(e.article_ids.capacity())
+        + mem::vec_bytes::<Sources>(e.sources.capacity())
+}
+
+impl Tail {
+    /// The events' bytes and the map's nodes.
+    fn total(&self) -> usize {
+        self.bytes + mem::btree_bytes(self.events.len())
+    }
 }
 
 impl EventFeed {
@@ -233,7 +239,7 @@ impl EventFeed {
     }
 
     pub fn bytes(&self) -> usize {
-        lock(&self.tail).bytes
+        lock(&self.tail).total()
     }
 
     fn push(&self, seq: u64, event: Arc<EventRecord>) {
@@ -243,7 +249,7 @@ impl EventFeed {
             tail.bytes -= tail_cost(&old);
         }
         tail.bytes += cost;
-        while tail.bytes > self.budget && tail.events.len() > 1 {
+        while tail.total() > self.budget && tail.events.len() > 1 {
             let Some((_, old)) = tail.events.pop_first() else { break };
             tail.bytes -= tail_cost(&old);
         }

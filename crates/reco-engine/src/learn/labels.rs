@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mem;
 use crate::model::{Action, Article, ArticleId};
 
 use super::{Context, LearnConfig, Learner, World, user_key};
@@ -15,10 +16,10 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Estimated bytes: the map entry (key, value, control byte), the queue entry, the features.
-    fn cost(&self) -> usize {
-        const ENTRY: usize = 16 + 8 + 16 + 1 + 24;
-        ENTRY + self.features.len() * 8
+    /// Estimated heap bytes beside the map and queue entries (`Learner::pending_total` counts
+    /// their buckets): the features, at the allocator's size class.
+    pub(super) fn cost(&self) -> usize {
+        mem::vec_bytes::<u64>(self.features.len())
     }
 }
 
@@ -40,7 +41,9 @@ impl Learner {
             Action::Exposure => {
                 let exposures = self.exposures.entry(article.id).or_default();
                 *exposures = exposures.saturating_add(1);
-                let features = self.hashed(world, user, article, ctx).into_boxed_slice();
+                // Copied into an allocation of its length: shrinking the vector in place would
+                // keep its capacity's block (mimalloc reallocs in place down to half).
+                let features: Box<[u64]> = self.hashed(world, user, article, ctx).as_slice().into();
                 let expires = ctx.now_ms.saturating_add(cfg.negative_window_ms);
                 let pending = Pending { expires, features };
                 self.pending_bytes += pending.cost();
@@ -48,7 +51,7 @@ impl Learner {
                     self.pending_bytes -= replaced.cost();
                 }
                 self.queue.push_back((expires, key.0, key.1));
-                while self.pending_bytes > cfg.max_pending_bytes {
+                while self.pending_total() > cfg.max_pending_bytes {
                     let Some((t, u, a)) = self.queue.pop_front() else { break };
                     self.close(cfg, t, u, a);
                 }
@@ -62,7 +65,7 @@ impl Learner {
             Action::Dislike => {
                 let features = self.take_pending(key).unwrap_or_else(|| self.hashed(world, user, article, ctx).into());
                 self.model.update(&cfg.ftrl, &features, false, cfg.dislike_weight, cfg.model_capacity());
-                self.dislike(user, article, ctx.now_ms);
+                self.dislike(cfg, user, article, ctx.now_ms);
             }
             Action::Click | Action::Collect | Action::Share | Action::Read => {
                 let weight = match action {

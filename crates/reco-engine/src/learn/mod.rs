@@ -27,6 +27,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ftrl::{Ftrl, FtrlConfig};
+use crate::mem;
 use crate::model::{Action, Article, ArticleId};
 use crate::stats::Stats;
 use crate::store::EventRecord;
@@ -65,8 +66,8 @@ pub struct LearnConfig {
     /// are dropped (down to 90 %): those users rank like new ones until they act again.
     pub max_profile_bytes: usize,
     /// Memory bound of the model's weight table, bytes: it holds [`Ftrl::capacity_for`] this
-    /// many weights at most; when full, zero weights and then the smallest are dropped (down to
-    /// 90 %), and until then new features wait for room.
+    /// many weights at most, in a table allocated once; when full, zero weights and then the
+    /// smallest are dropped (down to half), and until then new features wait for room.
     pub max_model_bytes: usize,
 }
 
@@ -119,7 +120,9 @@ pub struct Learner {
     /// Events learned from, and pending windows closed as negatives.
     pub events: u64,
     pub negatives: u64,
-    /// Estimated bytes of `pending` (with `queue`) and of `profiles`.
+    /// Estimated heap bytes of the open windows' features and of the profiles (each beside its
+    /// map entry: the maps' and the queue's buckets are added by `pending_total` and
+    /// `profile_total`).
     pending_bytes: usize,
     profile_bytes: usize,
     /// What the bounds dropped so far: profiles, and model weights.
@@ -186,15 +189,27 @@ impl Learner {
     pub fn memory(&self) -> LearnerMemory {
         LearnerMemory {
             profiles: self.profiles.len(),
-            profile_bytes: self.profile_bytes,
+            profile_bytes: self.profile_total(),
             pending: self.pending.len(),
-            pending_bytes: self.pending_bytes,
+            pending_bytes: self.pending_total(),
             model_features: self.model.len(),
             zero_features: self.model.zero_weights(),
             model_bytes: self.model.bytes(),
             ahead: self.ahead.len(),
             applied: self.applied,
         }
+    }
+
+    /// The profiles' bytes: their heap and the map's buckets.
+    fn profile_total(&self) -> usize {
+        self.profile_bytes + mem::table_bytes::<(String, Profile)>(self.profiles.capacity())
+    }
+
+    /// The open windows' bytes: their features, the map's buckets and the queue's.
+    fn pending_total(&self) -> usize {
+        self.pending_bytes
+            + mem::table_bytes::<((u64, ArticleId), Pending)>(self.pending.capacity())
+            + mem::vec_bytes::<(i64, u64, ArticleId)>(self.queue.capacity())
     }
 
     /// The sequence number up to which every logged event is applied.
@@ -250,12 +265,14 @@ impl Learner {
 
     /// Applies the profile and model bounds of `cfg` (the window bound is kept as windows open).
     pub fn bound(&mut self, cfg: &LearnConfig) {
-        if self.profile_bytes > cfg.max_profile_bytes {
-            self.drop_profiles(cfg.max_profile_bytes / 10 * 9);
+        if self.profile_total() > cfg.max_profile_bytes {
+            // The map keeps its buckets: the profiles make room under what is left.
+            let table = self.profile_total() - self.profile_bytes;
+            self.drop_profiles((cfg.max_profile_bytes / 10 * 9).saturating_sub(table));
         }
         let cap = cfg.model_capacity();
-        if self.model.len() >= cap {
-            self.dropped_features += self.model.shrink_to(cap / 10 * 9, cap) as u64;
+        if self.model.is_full(cap) {
+            self.dropped_features += self.model.shrink(cap) as u64;
         }
     }
 
@@ -283,7 +300,16 @@ impl Learner {
 
     /// Runs `f` on `user`'s profile (created when missing), keeping the byte count true: the
     /// count is the sum of [`profile::cost`] over the profiles, as `drop_profiles` takes it off.
-    fn with_profile<R>(&mut self, user: &str, now_ms: i64, f: impl FnOnce(&mut Profile) -> R) -> R {
+    fn with_profile<R>(&mut self, cfg: &LearnConfig, user: &str, now_ms: i64, f: impl FnOnce(&mut Profile) -> R) -> R {
+        if self.profiles.len() >= self.profiles.capacity() && !self.profiles.contains_key(user) {
+            // The insert would double the table: if the bigger table would not fit the bound,
+            // make room in this one instead.
+            let grown = mem::table_bytes::<(String, Profile)>(2 * self.profiles.capacity() + 1);
+            if self.profile_bytes + grown > cfg.max_profile_bytes {
+                let table = self.profile_total() - self.profile_bytes;
+                self.drop_profiles((cfg.max_profile_bytes / 10 * 9).saturating_sub(table));
+            }
+        }
         let entry = self.profiles.entry(user.to_owned());
         // A new profile costs nothing before: its entry is counted with it, once, after.
         let new = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
@@ -395,7 +421,7 @@ mod tests {
     #[test]
     fn the_profile_count_is_the_sum_of_the_profiles_costs_and_holds_its_bound() {
         let mut s = Setup::new();
-        s.cfg.max_profile_bytes = 16 << 10;
+        s.cfg.max_profile_bytes = 512 << 10;
         let mut l = Learner::default();
         let true_bytes = |l: &Learner| l.profiles.iter().map(|(u, p)| profile::cost(u, p)).sum::<usize>();
         let mut most = 0;
@@ -407,10 +433,40 @@ mod tests {
             assert_eq!(l.profile_bytes, true_bytes(&l), "after user {u}: the count drifted from the profiles");
             most = most.max(l.users());
         }
-        assert!(l.dropped_profiles > 4_000, "{}", l.dropped_profiles);
-        assert!(true_bytes(&l) <= s.cfg.max_profile_bytes, "{} bytes", true_bytes(&l));
+        assert!(l.dropped_profiles > 2_500, "{}", l.dropped_profiles);
+        assert!(l.profile_total() <= s.cfg.max_profile_bytes, "{} bytes", l.profile_total());
         // Dropping took off what was counted: the count of profiles stays where the bound puts it.
-        assert!(most < 200, "{most} profiles were kept at once under 16 KiB");
+        assert!(most < 2_500, "{most} profiles were kept at once under 512 KiB");
+    }
+
+    #[test]
+    fn the_profile_and_window_estimates_cover_what_they_allocate() {
+        let s = Setup::new();
+        let mut l = Learner::default();
+        let mut seq = 0;
+        for u in 0..3_000u32 {
+            let user = format!("user-{u}");
+            for (i, action) in
+                [Action::Exposure, Action::Click, Action::Exposure, Action::Dislike].into_iter().enumerate()
+            {
+                seq += 1;
+                let ids: &[ArticleId] =
+                    if action == Action::Exposure { &[1, 2, 3] } else { &[1 + (u as ArticleId + i as ArticleId) % 3] };
+                l.apply(&s.cfg, &s.world(), Some(seq), &s.event(0, &user, action, ids, i64::from(u)));
+            }
+        }
+        assert!(l.users() == 3_000 && l.pending() > 3_000, "{} profiles, {} windows", l.users(), l.pending());
+        // What freeing them gives back is what they held.
+        let (profiles, pending) = (l.profile_total(), l.pending_total());
+        let ((), freed, _) = crate::mem::counting::measure(|| drop(std::mem::take(&mut l.profiles)));
+        assert!(profiles as isize >= -freed, "profiles: estimated {profiles}, freed {}", -freed);
+        assert!(profiles as isize <= -freed + -freed / 4, "profiles: estimated {profiles}, freed {}", -freed);
+        let ((), freed, _) = crate::mem::counting::measure(|| {
+            drop(std::mem::take(&mut l.pending));
+            drop(std::mem::take(&mut l.queue));
+        });
+        assert!(pending as isize >= -freed, "windows: estimated {pending}, freed {}", -freed);
+        assert!(pending as isize <= -freed + -freed / 4, "windows: estimated {pending}, freed {}", -freed);
     }
 
     #[test]

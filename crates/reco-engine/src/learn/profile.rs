@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mem;
 use crate::model::{Article, ArticleId, ChannelId};
 use crate::text::{Token, hash_str, keyword_token};
 
@@ -105,22 +106,21 @@ fn bump<K: PartialEq + Copy>(list: &mut Vec<(K, f32)>, key: K, by: f32, cap: usi
     }
 }
 
-/// Estimated bytes of `user`'s profile: the map entry, the id, the lists' heap.
+/// Estimated heap bytes of `user`'s profile beside its map entry: the id and the lists, each at
+/// the allocator's size class. The map's buckets are counted for the map (`Learner::profile_total`).
 pub(super) fn cost(user: &str, p: &Profile) -> usize {
-    const ENTRY: usize = 24 + std::mem::size_of::<Profile>() + 1;
-    ENTRY
-        + user.len()
-        + p.recent.capacity() * 8
-        + p.tokens.capacity() * 16
-        + p.channels.capacity() * 8
-        + p.dislikes.capacity() * 16
+    mem::string_bytes(user.len())
+        + mem::vec_bytes::<ArticleId>(p.recent.capacity())
+        + mem::vec_bytes::<(Token, f32)>(p.tokens.capacity())
+        + mem::vec_bytes::<(ChannelId, f32)>(p.channels.capacity())
+        + mem::vec_bytes::<(Token, f32)>(p.dislikes.capacity())
 }
 
 impl Learner {
     /// A positive: the profile's affinities and recent list, and co-engagement with the
     /// user's recent positives.
     pub(super) fn like(&mut self, cfg: &LearnConfig, world: &World<'_>, user: &str, article: &Article, now_ms: i64) {
-        let recent = self.with_profile(user, now_ms, |profile| {
+        let recent = self.with_profile(cfg, user, now_ms, |profile| {
             if profile.recent.contains(&article.id) {
                 return None;
             }
@@ -153,8 +153,8 @@ impl Learner {
     }
 
     /// A dislike: demotes the article's keywords and channel, forgets it as a positive.
-    pub(super) fn dislike(&mut self, user: &str, article: &Article, now_ms: i64) {
-        self.with_profile(user, now_ms, |profile| {
+    pub(super) fn dislike(&mut self, cfg: &LearnConfig, user: &str, article: &Article, now_ms: i64) {
+        self.with_profile(cfg, user, now_ms, |profile| {
             for k in &article.keywords {
                 bump(&mut profile.dislikes, keyword_token(k), 1.0, 64);
             }
