@@ -2,12 +2,11 @@
 //! list, the deterministic demo catalog, and JSON Lines import.
 
 use std::cmp::Reverse;
-use std::hash::BuildHasherDefault;
 use std::io::BufRead;
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
-use rustc_hash::{FxHashMap as HashMap, FxHasher};
+use rustc_hash::FxHashMap as HashMap;
 
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -78,13 +77,13 @@ impl Newest {
     }
 }
 
-/// A persistent map: a clone shares every node, a change copies the path it touches.
-pub(crate) type SharedMap<K, V> =
-    imbl::GenericHashMap<K, V, BuildHasherDefault<FxHasher>, imbl::shared_ptr::DefaultSharedPtr>;
+/// The catalog's lookup maps: cheap to clone, cheap to change a little, flat to read.
+pub(crate) type SharedMap<K, V> = crate::layered::LayeredMap<K, V>;
 
-/// Articles indexed for the feed. A snapshot: a change is made to a clone (which shares all
-/// but the touched paths of its persistent maps, so a change costs O(log n), not O(n)) and the
-/// engine swaps the clone in, so a refresh ranks against one consistent catalog.
+/// Articles indexed for the feed. A snapshot: a change is made to a clone (which shares its
+/// persistent newest-first lists but for the touched paths, and its lookup maps but for their
+/// small deltas, so a change costs O(log n) amortized, not O(n)) and the engine swaps the
+/// clone in, so a refresh ranks against one consistent catalog.
 ///
 /// A retracted article stays here for lookups ([`Catalog::get`]: history joins, events on it,
 /// `Catalog.Articles`) but is in no candidate list: not in [`Catalog::newest_first`], not in the

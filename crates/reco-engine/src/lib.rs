@@ -11,6 +11,7 @@ mod engine;
 pub mod feed;
 pub mod ftrl;
 pub mod hot;
+mod layered;
 pub mod learn;
 pub mod mem;
 pub mod model;

@@ -107,8 +107,7 @@ pub fn tokens(article: &Article) -> Vec<Token> {
 
 /// Per article its tokens (keywords first, then title tokens by rarity), and per token the
 /// articles that have it, newest first, with their channels (so a channel feed filters
-/// postings without a catalog lookup). Persistent maps: a clone shares them, a change copies
-/// the paths it touches.
+/// postings without a catalog lookup). A clone shares its maps (see the catalog's).
 #[derive(Clone, Debug, Default)]
 pub struct TextIndex {
     by_article: SharedMap<ArticleId, Arc<[Token]>>,
@@ -127,7 +126,7 @@ impl TextIndex {
     /// the whole set).
     pub(crate) fn count(&mut self, article: &Article) {
         for t in named_tokens(article) {
-            *self.df.entry(t.token).or_default() += 1;
+            *self.df.get_or_default(t.token) += 1;
         }
     }
 
@@ -144,7 +143,7 @@ impl TextIndex {
         let kept: Arc<[Token]> = keywords.iter().chain(&title).map(|t| t.token).collect();
         let key = Newest::of(article);
         for &t in kept.iter() {
-            self.postings.entry(t).or_default().insert(key, article.channel_id);
+            self.postings.get_or_default(t).insert(key, article.channel_id);
         }
         self.by_article.insert(article.id, kept);
         self.articles += 1;
