@@ -124,6 +124,9 @@ impl Catalog {
             let retraction = retracted.get(&a.id).cloned();
             catalog.put(a, retraction, false);
         }
+        catalog.articles.merge();
+        catalog.retracted.merge();
+        catalog.text.merge();
         catalog
     }
 

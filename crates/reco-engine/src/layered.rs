@@ -100,7 +100,15 @@ impl<K: Hash + Eq + Clone, V: Clone> LayeredMap<K, V> {
 
     /// Merges the delta into a new base when it has grown past its share.
     fn maybe_merge(&mut self) {
-        if self.delta.len() <= MIN_DELTA.max(self.base.len() / 8) {
+        if self.delta.len() > MIN_DELTA.max(self.base.len() / 8) {
+            self.merge();
+        }
+    }
+
+    /// Merges the delta into a new base now (after building a map at once: lookups then take
+    /// one probe).
+    pub fn merge(&mut self) {
+        if self.delta.is_empty() {
             return;
         }
         let mut base = FxHashMap::clone(&self.base);

@@ -149,6 +149,13 @@ impl TextIndex {
         self.articles += 1;
     }
 
+    /// Merges the maps' deltas (after building the index at once).
+    pub(crate) fn merge(&mut self) {
+        self.by_article.merge();
+        self.postings.merge();
+        self.df.merge();
+    }
+
     /// Takes an indexed `article` out, frequencies included.
     pub(crate) fn remove(&mut self, article: &Article) {
         let Some(kept) = self.by_article.remove(&article.id) else { return };
