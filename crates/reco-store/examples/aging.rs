@@ -11,25 +11,17 @@
 
 use std::time::Instant;
 
-// The allocator of `reco serve`, so that RSS here is what the service would show.
+mod common;
+
+use common::rss_mib;
+
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: common::Alloc = mimalloc::MiMalloc;
 
 use reco_engine::catalog::demo_articles;
 use reco_engine::store::Store;
 use reco_engine::{DAY_MS, Engine, EngineConfig, FeedRequest, ReportedEvent};
 use reco_store::RedbStore;
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
 
 fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -10,25 +10,17 @@
 
 use std::time::Instant;
 
-// The allocator of `reco serve`, so that RSS here is what the service would show.
+mod common;
+
+use common::rss_mib;
+
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: common::Alloc = mimalloc::MiMalloc;
 
 use reco_engine::catalog::demo_articles;
 use reco_engine::store::Store;
 use reco_engine::{Engine, EngineConfig, ReportedEvent};
 use reco_store::{RedbStore, StoreConfig};
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
 
 fn env_mib(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
