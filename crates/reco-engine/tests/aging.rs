@@ -43,7 +43,7 @@ fn aged_articles_leave_every_source_and_stay_findable() {
     let articles: Vec<Article> = (0..30).flat_map(|k| [article(1000 + k, 7, k), article(2000 + k, 18, k)]).collect();
     store.upsert_articles(&articles).unwrap();
     let config = EngineConfig { max_article_age_ms: 2 * HOUR, ..EngineConfig::default() };
-    let e = Engine::new(store, SECRET, config).unwrap();
+    let e = Engine::new(store, SECRET, config.clone()).unwrap();
     // At start the catalog holds what is at most 2 h older than the newest article.
     assert_eq!(e.catalog().len(), 2 * 13);
 
@@ -113,6 +113,18 @@ fn aged_articles_leave_every_source_and_stay_findable() {
     assert!(matches!(&e.report(&[event(&share, 0)], later).unwrap()[0], Verdict::Accepted(_)));
     let after = e.article_stats(&[target], later).unwrap().0[0].1.counters;
     assert_eq!((after.clicks, after.shares, after.reads), (12, 1, 1), "counted on top of the stored counters");
+
+    // After a restart (the aged article is not even loaded) its params still count.
+    let collect = r.items.iter().find(|i| i.article_id == target).unwrap().track[1].clone();
+    e.store().flush().unwrap();
+    drop(e);
+    // Also with a shorter maximum age, so that the article is not even loaded.
+    let shorter = EngineConfig { max_article_age_ms: HOUR, ..config };
+    let e = Engine::new(RedbStore::open(dir.path()).unwrap(), SECRET, shorter).unwrap();
+    assert!(e.catalog().get(target).is_none());
+    let v = e.report(&[event(&collect, 0)], later).unwrap();
+    assert!(matches!(&v[0], Verdict::Accepted(_)), "{v:?}");
+    assert_eq!(e.article_stats(&[target], later).unwrap().0[0].1.counters.collects, 1);
 }
 
 #[test]

@@ -350,11 +350,16 @@ impl<S: Store> Engine<S> {
         }
         let p = &verified.param;
         let catalog = self.catalog.load();
-        // An article missing from the catalog may have aged out since it was served (the
-        // signature says it was served); if nothing served then can have aged out, it is unknown.
-        let may_have_aged = p.ts.saturating_sub(self.config.max_article_age_ms) < catalog.oldest_ms();
-        if let Some(unknown) = p.article_ids.iter().find(|id| !may_have_aged && !catalog.contains(**id)) {
-            return Err(reject(format!("unknown article {unknown}"), Some(p)));
+        let absent: Vec<ArticleId> = p.article_ids.iter().copied().filter(|id| !catalog.contains(*id)).collect();
+        if !absent.is_empty() {
+            // Aged out of the catalog since it was served, the store still has it; else unknown.
+            let stored = self
+                .store
+                .get_articles(&absent)
+                .map_err(|e| reject(format!("cannot look the articles up: {e}"), Some(p)))?;
+            if let Some((unknown, _)) = absent.iter().zip(&stored).find(|(_, a)| a.is_none()) {
+                return Err(reject(format!("unknown article {unknown}"), Some(p)));
+            }
         }
         let skew = self.config.max_clock_skew_ms;
         let action_time = match ev.action_time {

@@ -256,11 +256,16 @@ impl<S: Store> Engine<S> {
         // Articles past the maximum age counted from the newest one stay in the store only (the
         // first refresh ages the rest by the clock).
         let mut articles = store.load_articles()?;
-        if let Some(newest) = articles.iter().map(|a| a.publish_time).max() {
-            let oldest = newest.saturating_sub(config.max_article_age_ms);
+        let oldest = articles.iter().map(|a| a.publish_time).max().map(|n| n.saturating_sub(config.max_article_age_ms));
+        if let Some(oldest) = oldest {
             articles.retain(|a| a.publish_time >= oldest);
         }
-        let catalog = Catalog::with_retractions(articles, store.load_retractions()?);
+        let mut catalog = Catalog::with_retractions(articles, store.load_retractions()?);
+        if let Some(oldest) = oldest {
+            // Nothing older is left; this records that articles before it are gone (so events
+            // on params served before they aged are not taken for unknown articles).
+            catalog.age_out(oldest);
+        }
         let mut hot = HotIndex::default();
         for (id, c) in store.all_counters()? {
             if let Some(a) = catalog.get(id) {
