@@ -100,6 +100,8 @@ pub struct Catalog {
     text: TextIndex,
     /// Articles published before this time have left the catalog.
     oldest_ms: i64,
+    /// Articles that left by age, counted.
+    aged_out: u64,
 }
 
 impl Catalog {
@@ -176,6 +178,7 @@ impl Catalog {
             }
             gone.push(id);
         }
+        self.aged_out += gone.len() as u64;
         self.oldest_ms = self.oldest_ms.max(before_ms);
         gone
     }
@@ -185,9 +188,9 @@ impl Catalog {
         self.oldest_ms
     }
 
-    /// The newest `publish_time` in the catalog, if it has any article.
-    pub fn newest_ms(&self) -> Option<i64> {
-        self.by_age.get_max().map(|(t, _)| *t)
+    /// How many articles have aged out of this catalog's line of snapshots so far.
+    pub fn aged_out(&self) -> u64 {
+        self.aged_out
     }
 
     fn remove(&mut self, article: &Article) {

@@ -349,17 +349,12 @@ impl<S: Store> Engine<S> {
             verified.key.0[15] = Action::Dislike as u8;
         }
         let p = &verified.param;
-        let catalog = self.catalog.load();
-        let absent: Vec<ArticleId> = p.article_ids.iter().copied().filter(|id| !catalog.contains(*id)).collect();
-        if !absent.is_empty() {
-            // Aged out of the catalog since it was served, the store still has it; else unknown.
-            let stored = self
-                .store
-                .get_articles(&absent)
-                .map_err(|e| reject(format!("cannot look the articles up: {e}"), Some(p)))?;
-            if let Some((unknown, _)) = absent.iter().zip(&stored).find(|(_, a)| a.is_none()) {
-                return Err(reject(format!("unknown article {unknown}"), Some(p)));
-            }
+        // An article that aged out of the catalog since it was served is still in the store.
+        let known = self
+            .lookup(&p.article_ids, |c, id| c.contains(id).then_some(()), |_| ())
+            .map_err(|e| reject(format!("cannot look the articles up: {e}"), Some(p)))?;
+        if let Some((unknown, _)) = p.article_ids.iter().zip(&known).find(|(_, k)| k.is_none()) {
+            return Err(reject(format!("unknown article {unknown}"), Some(p)));
         }
         let skew = self.config.max_clock_skew_ms;
         let action_time = match ev.action_time {
@@ -485,14 +480,17 @@ impl<S: Store> Engine<S> {
     /// encoded from the ingest side's copy, off the request path; the store write happens after
     /// the ingest side is free again.
     pub fn checkpoint(&self, now_ms: i64) -> Result<usize, EngineError> {
+        // An idle server ages its catalog here (a refresh does it too).
+        self.age_out(now_ms);
         let encoded = {
             let mut ingest = self.lock_ingest();
             let mut ops = self.logged_after(ingest.applied, 0)?;
             ops.push(Op::Advance(now_ms));
-            let oldest = self.catalog.load().oldest_ms();
-            if self.pruned.swap(oldest, Ordering::Relaxed) != oldest {
+            // Articles that aged out since the last prune: the model and the store forget them.
+            let catalog = self.catalog.load();
+            if self.pruned.swap(catalog.aged_out(), Ordering::Relaxed) != catalog.aged_out() {
                 ops.push(Op::Prune);
-                self.forget_aged_counters();
+                self.store.forget_counters(&|id| catalog.contains(id));
             }
             self.apply_locked(&mut ingest, ops, |model| {
                 let learner = &model.learner;
@@ -518,14 +516,6 @@ impl<S: Store> Engine<S> {
         }
         tracing::debug!(bytes = bytes.len(), applied, "learner checkpoint written");
         Ok(bytes.len())
-    }
-}
-
-impl<S: Store> Engine<S> {
-    /// Lets the store drop the in-memory counters of articles that left the catalog.
-    fn forget_aged_counters(&self) {
-        let catalog = self.catalog.load();
-        self.store.forget_counters(&|id| catalog.contains(id));
     }
 }
 

@@ -1,13 +1,13 @@
 //! Read-only views for clients and debugging: article info and counters, params, `Explain`,
 //! `Stats`. They read the published model snapshot and take no lock the ingest side holds.
 
-use crate::catalog::Retraction;
+use crate::catalog::{Catalog, Retraction};
 use crate::feed::{self, Exclusion};
 use crate::learn::{Context, Feature};
 use crate::model::{ALL_CHANNELS, Article, ArticleId, Channel};
 use crate::params::{ParamError, TrackParam};
 use crate::stats::StatKey;
-use crate::store::{Sources, Store};
+use crate::store::{Sources, Store, StoredArticle};
 use crate::text;
 
 use super::{ArticleStats, Engine, EngineError, Explanation, Found, StatsReport, check_user_id};
@@ -18,23 +18,15 @@ impl<S: Store> Engine<S> {
         params.iter().map(|p| self.signer.verify(p).map(|v| v.param)).collect()
     }
 
-    /// Counters of known articles; unknown ids come back in the second list.
+    /// Counters of known articles, in the order asked; unknown ids come back in the second list.
     pub fn article_stats(
         &self,
         ids: &[ArticleId],
         now_ms: i64,
     ) -> Result<Found<(ArticleId, ArticleStats)>, EngineError> {
-        let (mut known, mut missing): (Vec<ArticleId>, Vec<ArticleId>) = {
-            let catalog = self.catalog.load();
-            ids.iter().partition(|id| catalog.contains(**id))
-        };
-        if !missing.is_empty() {
-            // Aged out of the catalog, but stored: its counters are still there.
-            let stored = self.store.get_articles(&missing)?;
-            let (aged, unknown): (Vec<_>, Vec<_>) = missing.iter().zip(stored).partition(|(_, a)| a.is_some());
-            known.extend(aged.into_iter().map(|(id, _)| *id));
-            missing = unknown.into_iter().map(|(id, _)| *id).collect();
-        }
+        let known = self.lookup(ids, |c, id| c.contains(id).then_some(()), |_| ())?;
+        let (known, missing): (Vec<_>, Vec<_>) = ids.iter().zip(known).partition(|(_, k)| k.is_some());
+        let known: Vec<ArticleId> = known.into_iter().map(|(id, _)| *id).collect();
         let counters = self.store.counters(&known)?;
         let stats = known
             .into_iter()
@@ -44,24 +36,35 @@ impl<S: Store> Engine<S> {
                 (id, ArticleStats { counters, popularity })
             })
             .collect();
-        Ok((stats, missing))
+        Ok((stats, missing.into_iter().map(|(id, _)| *id).collect()))
     }
 
-    /// Article info for `ids` in order, each with its retraction if it was retracted (from the
-    /// store for articles that aged out of the catalog); unknown ids in the second list.
+    /// Article info for `ids` in order, each with its retraction if it was retracted; unknown
+    /// ids in the second list.
     pub fn articles(&self, ids: &[ArticleId]) -> Result<Found<(Article, Option<Retraction>)>, EngineError> {
-        let catalog = self.catalog.load();
-        let mut found: Vec<Option<(Article, Option<Retraction>)>> =
-            ids.iter().map(|&id| catalog.get(id).map(|a| (a.clone(), catalog.retraction(id).cloned()))).collect();
-        let aged: Vec<ArticleId> = ids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(id, _)| *id).collect();
-        if !aged.is_empty() {
-            let mut stored = self.store.get_articles(&aged)?.into_iter();
-            for slot in found.iter_mut().filter(|f| f.is_none()) {
-                *slot = stored.next().flatten();
-            }
-        }
+        let found = self.lookup(ids, |c, id| c.get(id).map(|a| (a.clone(), c.retraction(id).cloned())), |a| a)?;
         let missing = ids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(id, _)| *id).collect();
         Ok((found.into_iter().flatten().collect(), missing))
+    }
+
+    /// Per id, in order, what `in_catalog` finds, else (for an article that aged out of the
+    /// catalog) what `stored` makes of the store's copy; `None` for an unknown id.
+    pub(super) fn lookup<T>(
+        &self,
+        ids: &[ArticleId],
+        in_catalog: impl Fn(&Catalog, ArticleId) -> Option<T>,
+        stored: impl Fn(StoredArticle) -> T,
+    ) -> Result<Vec<Option<T>>, EngineError> {
+        let catalog = self.catalog.load();
+        let mut found: Vec<Option<T>> = ids.iter().map(|&id| in_catalog(&catalog, id)).collect();
+        let absent: Vec<ArticleId> = ids.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(id, _)| *id).collect();
+        if !absent.is_empty() {
+            let mut from_store = self.store.get_articles(&absent)?.into_iter();
+            for slot in found.iter_mut().filter(|f| f.is_none()) {
+                *slot = from_store.next().flatten().map(&stored);
+            }
+        }
+        Ok(found)
     }
 
     pub fn channels(&self) -> Vec<(Channel, usize)> {

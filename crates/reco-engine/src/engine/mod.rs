@@ -15,7 +15,7 @@ mod publish;
 
 pub use publish::{CatalogChange, ChangeKind, ChangeNotifier, MAX_CHANGES, PublishVerdict, RetractVerdict, Since};
 
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -230,8 +230,8 @@ pub struct Engine<S> {
     next_request: AtomicU64,
     /// The learner's `events` and `negatives` mixed, at the last checkpoint written.
     checkpointed: AtomicU64,
-    /// The catalog's `oldest_ms` when the model last forgot aged articles.
-    pruned: AtomicI64,
+    /// The catalog's `aged_out` count when the model last forgot aged articles (`u64::MAX`: never).
+    pruned: AtomicU64,
 }
 
 impl<S: Store> Engine<S> {
@@ -305,7 +305,7 @@ impl<S: Store> Engine<S> {
             user_locks: (0..USER_LOCKS).map(|_| Mutex::new(())).collect(),
             next_request: AtomicU64::new(seed ^ now_nanos()),
             checkpointed: AtomicU64::new(u64::MAX),
-            pruned: AtomicI64::new(i64::MIN),
+            pruned: AtomicU64::new(u64::MAX),
         })
     }
 

@@ -124,16 +124,16 @@ impl<S: Store> Engine<S> {
         let current = self.catalog.load_full();
         let mut seen = HashSet::with_capacity(articles.len());
         let mut verdicts = Vec::with_capacity(articles.len());
-        let mut accepted = Vec::with_capacity(articles.len());
-        let mut kinds = Vec::with_capacity(articles.len());
+        // Accepted articles with what each is to watchers.
+        let mut accepted: Vec<(ChangeKind, Article)> = Vec::with_capacity(articles.len());
         for article in articles {
             let verdict = match catalog::check_article(&article, latest) {
                 Err(reason) => PublishVerdict::Rejected(reason),
                 Ok(()) if article.publish_time < oldest => PublishVerdict::Rejected(format!(
-                    "publish_time {} is older than the maximum article age ({} days, so at least {oldest}): \
-                     it would never be served",
+                    "publish_time {} is older than the maximum article age ({}, so at least {oldest}): it would \
+                     never be served",
                     article.publish_time,
-                    max_age / super::DAY_MS
+                    age_text(max_age)
                 )),
                 Ok(()) if !seen.insert(article.id) => {
                     PublishVerdict::Rejected(format!("id {} is repeated in this call: send each id once", article.id))
@@ -142,16 +142,14 @@ impl<S: Store> Engine<S> {
                 Ok(()) => PublishVerdict::Created,
             };
             match verdict {
-                PublishVerdict::Created => kinds.push(ChangeKind::Published),
-                PublishVerdict::Updated => kinds.push(ChangeKind::Updated),
+                PublishVerdict::Created => accepted.push((ChangeKind::Published, article)),
+                PublishVerdict::Updated => accepted.push((ChangeKind::Updated, article)),
                 PublishVerdict::Rejected(_) => {}
-            }
-            if !matches!(verdict, PublishVerdict::Rejected(_)) {
-                accepted.push(article);
             }
             verdicts.push(verdict);
         }
         if !accepted.is_empty() {
+            let (kinds, accepted): (Vec<ChangeKind>, Vec<Article>) = accepted.into_iter().unzip();
             self.store.upsert_articles(&accepted)?;
             // One allocation per article, shared by the catalog and the change feed.
             let accepted: Vec<Arc<Article>> = accepted.into_iter().map(Arc::new).collect();
@@ -263,6 +261,11 @@ impl<S: Store> Engine<S> {
             _ => Since::Gone(newest),
         }
     }
+}
+
+/// A maximum age in days when it is whole days, else in hours.
+fn age_text(ms: i64) -> String {
+    if ms % super::DAY_MS == 0 { format!("{} days", ms / super::DAY_MS) } else { format!("{} h", ms / 3_600_000) }
 }
 
 fn check_count(field: &str, n: usize) -> Result<(), EngineError> {
