@@ -2,7 +2,9 @@
 //! report, on a large catalog with users who have clicked before: the engine's share of a feed
 //! request, without gRPC.
 //!
-//! `cargo run --release -p reco-engine --example feed_latency -- [articles] [users] [requests]`
+//! `cargo run --release -p reco-engine --example feed_latency -- [articles] [users] [requests]
+//! [article_num] [reports]` (defaults 100000 2000 20000 10 1; `reports` 0: refreshes only, as
+//! `scripts/bench.sh` sends them, so the model stays empty).
 
 use std::time::Instant;
 
@@ -10,11 +12,16 @@ use reco_engine::catalog::demo_articles;
 use reco_engine::store::{MemStore, Store};
 use reco_engine::{Engine, EngineConfig, FeedRequest, ReportedEvent};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("numbers"));
     let articles = args.next().unwrap_or(100_000);
     let users = args.next().unwrap_or(2_000);
     let requests = args.next().unwrap_or(20_000);
+    let article_num = args.next().unwrap_or(10) as u32;
+    let reports = args.next().unwrap_or(1) != 0;
     let now: i64 = 1_763_900_000_000;
 
     let started = Instant::now();
@@ -34,19 +41,22 @@ fn main() {
     for i in 0..requests {
         let user = format!("user-{}", i % users);
         let t = now + i as i64;
-        let req = FeedRequest { user_id: user, channel_id: [0, 0, 13, 18][i % 4], article_num: 10, time_stamp: t };
+        let req = FeedRequest { user_id: user, channel_id: [0, 0, 13, 18][i % 4], article_num, time_stamp: t };
         let started = Instant::now();
         let r = engine.recommend(&req, t).expect("refresh");
         refresh_us.push(started.elapsed().as_secs_f64() * 1e6);
         // Everyone sees the batch and clicks and reads one card: profiles, co-engagement and
         // the model grow as the run goes on.
-        let Some(item) = r.items.get(i % r.items.len().max(1)) else { continue };
+        let Some(item) = r.items.get(i % r.items.len().max(1)).filter(|_| reports) else { continue };
         let events = [event(&r.exposure, 0), event(&item.track[0], 0), event(&item.track[3], 45_000)];
         let started = Instant::now();
         engine.report(&events, t).expect("report");
         report_us.push(started.elapsed().as_secs_f64() * 1e6);
     }
     for (name, mut v) in [("refresh", refresh_us), ("report", report_us)] {
+        if v.is_empty() {
+            continue;
+        }
         v.sort_by(f64::total_cmp);
         let q = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
         let mean = v.iter().sum::<f64>() / v.len() as f64;

@@ -25,17 +25,20 @@ pub struct NamedToken {
 }
 
 /// FNV-1a 64 of `bytes` after a namespace byte, then a final avalanche: stable across builds.
-pub fn hash_str(namespace: u8, s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(namespace);
-    for b in s.as_bytes() {
-        h ^= u64::from(*b);
+pub const fn hash_str(namespace: u8, s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ namespace as u64;
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
     }
     mix(h)
 }
 
 /// splitmix64's finaliser.
-pub fn mix(mut x: u64) -> u64 {
+pub const fn mix(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;

@@ -14,7 +14,7 @@ use super::{Engine, EngineError, FeedItem, FeedRequest, FeedResponse, invalid};
 
 enum Plan {
     History(Option<(Arc<Batch>, i64)>),
-    Refresh(Vec<feed::Scored>),
+    Refresh(Vec<BatchItem>),
 }
 
 impl<S: Store> Engine<S> {
@@ -61,7 +61,8 @@ impl<S: Store> Engine<S> {
                         bucket,
                     )
                 };
-                Plan::Refresh(feed::rank(&input, &Exclusion::new(user, req.channel_id)))
+                let picked = feed::rank(&input, &Exclusion::new(user, req.channel_id));
+                Plan::Refresh(picked.iter().map(|s| BatchItem { article_id: s.id, sources: s.sources }).collect())
             })?;
             match plan {
                 Plan::History(None) => {
@@ -77,13 +78,8 @@ impl<S: Store> Engine<S> {
                     let (_, items) = self.mint(req, &batch, batch.bucket, false);
                     return Ok(FeedResponse { exposure: String::new(), time_stamp: older, items, refreshed: false });
                 }
-                Plan::Refresh(picked) => {
-                    let batch = Batch {
-                        time: req.time_stamp,
-                        request_id,
-                        bucket,
-                        items: picked.iter().map(|s| BatchItem { article_id: s.id, sources: s.sources }).collect(),
-                    };
+                Plan::Refresh(items) => {
+                    let batch = Batch { time: req.time_stamp, request_id, bucket, items };
                     let (exposure, items) = self.mint(req, &batch, bucket, true);
                     match self.store.append_batch(&req.user_id, req.channel_id, batch)? {
                         AppendOutcome::Appended { previous } => {

@@ -6,8 +6,8 @@ use super::{Candidate, Exclusion};
 use crate::model::ArticleId;
 
 /// Drops excluded ids and merges an id proposed by several sources into one candidate.
-pub fn filter<const N: usize>(exclusion: &Exclusion<'_>, sources: [Vec<Candidate>; N]) -> Vec<Candidate> {
-    let mut merged: Vec<Candidate> = Vec::with_capacity(sources.iter().map(Vec::len).sum());
+pub fn filter<'a, const N: usize>(exclusion: &Exclusion<'_>, sources: [Vec<Candidate<'a>>; N]) -> Vec<Candidate<'a>> {
+    let mut merged: Vec<Candidate<'a>> = Vec::with_capacity(sources.iter().map(Vec::len).sum());
     let mut slot: FxHashMap<ArticleId, usize> =
         FxHashMap::with_capacity_and_hasher(merged.capacity(), Default::default());
     for c in sources.into_iter().flatten() {

@@ -147,17 +147,27 @@ impl<'a> Exclusion<'a> {
     }
 }
 
+/// A proposed article, with the catalog's copy found by the source that proposed it (later
+/// stages look nothing up again).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Candidate {
+pub struct Candidate<'a> {
     pub id: ArticleId,
     pub sources: Sources,
+    pub article: &'a Article,
+}
+
+impl<'a> Candidate<'a> {
+    pub fn new(article: &'a Article, sources: Sources) -> Self {
+        Self { id: article.id, sources, article }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Scored {
+pub struct Scored<'a> {
     pub id: ArticleId,
     pub sources: Sources,
     pub score: f64,
+    pub article: &'a Article,
 }
 
 /// Everything a ranking pass reads.
@@ -192,17 +202,17 @@ impl RankInput<'_> {
 }
 
 /// Runs every stage for one refresh.
-pub fn rank(input: &RankInput<'_>, exclusion: &Exclusion<'_>) -> Vec<Scored> {
+pub fn rank<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>) -> Vec<Scored<'a>> {
     let candidates = candidates(input, exclusion);
     let scored = score(input, candidates);
     pick(input, scored)
 }
 
 /// Every source's proposals, filtered and merged.
-pub fn candidates(input: &RankInput<'_>, exclusion: &Exclusion<'_>) -> Vec<Candidate> {
+pub fn candidates<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>) -> Vec<Candidate<'a>> {
     let limit = input.limit();
     let profile = input.learner.profile(input.user);
-    let personal = |f: fn(&RankInput<'_>, &Exclusion<'_>, &Profile, usize) -> Vec<Candidate>| {
+    let personal = |f: fn(&RankInput<'a>, &Exclusion<'_>, &Profile, usize) -> Vec<Candidate<'a>>| {
         profile.map(|p| f(input, exclusion, p, limit)).unwrap_or_default()
     };
     filter(

@@ -11,7 +11,7 @@ use crate::store::Sources;
 /// Fills `article_num` slots: exploration slots (on average `explore_rate` of them, at random
 /// positions after the first) take random exploration candidates; the others take the best-scored candidate
 /// that keeps the diversity rule.
-pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
+pub fn pick<'a>(input: &RankInput<'a>, mut scored: Vec<Scored<'a>>) -> Vec<Scored<'a>> {
     let n = input.article_num.min(scored.len());
     scored.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(b.id.cmp(&a.id)));
     let mut rng = ChaCha8Rng::seed_from_u64(input.seed);
@@ -25,16 +25,14 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
     let slots: Vec<usize> =
         rand::seq::index::sample(&mut rng, n.saturating_sub(1), explore_slots).into_iter().map(|i| i + 1).collect();
 
-    // Each candidate's article, looked up once.
-    let mut explore: Vec<(Scored, Option<&Article>)> = Vec::with_capacity(explore_slots);
-    let mut rest: Vec<(Scored, Option<&Article>)> = Vec::with_capacity(scored.len());
+    let mut explore: Vec<Scored<'a>> = Vec::with_capacity(explore_slots);
+    let mut rest: Vec<Scored<'a>> = Vec::with_capacity(scored.len());
     for (i, s) in scored.into_iter().enumerate() {
-        let a = input.catalog.get(s.id);
-        if chosen.contains(&i) { explore.push((s, a)) } else { rest.push((s, a)) }
+        if chosen.contains(&i) { explore.push(s) } else { rest.push(s) }
     }
     let cap = n.div_ceil(3);
     let mut per_channel: FxHashMap<ChannelId, usize> = FxHashMap::default();
-    let mut out: Vec<Scored> = Vec::with_capacity(n);
+    let mut out: Vec<Scored<'a>> = Vec::with_capacity(n);
     let mut prev: Option<&Article> = None;
     // Exploration slots reached but not filled yet (their candidates did not fit there).
     let mut owed = 0;
@@ -48,9 +46,9 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
                 !same_topic && (input.channel != ALL_CHANNELS || a.channel_id != p.channel_id)
             })
         };
-        let fits = |(_, a): &(Scored, Option<&Article>)| a.is_none_or(|a| room(a) && apart(a));
+        let fits = |s: &Scored<'_>| room(s.article) && apart(s.article);
         let explored = if owed > 0 { explore.iter().position(fits) } else { None };
-        let (s, a) = if let Some(i) = explored {
+        let s = if let Some(i) = explored {
             owed -= 1;
             explore.remove(i)
         } else {
@@ -58,7 +56,7 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
             let i = rest
                 .iter()
                 .position(fits)
-                .or_else(|| rest.iter().position(|(_, a)| a.is_none_or(room)))
+                .or_else(|| rest.iter().position(|s| room(s.article)))
                 .or(if rest.is_empty() { None } else { Some(0) });
             match i {
                 Some(i) => rest.remove(i),
@@ -66,10 +64,8 @@ pub fn pick(input: &RankInput<'_>, mut scored: Vec<Scored>) -> Vec<Scored> {
                 None => break,
             }
         };
-        if let Some(a) = a {
-            *per_channel.entry(a.channel_id).or_default() += 1;
-        }
-        prev = a;
+        *per_channel.entry(s.article.channel_id).or_default() += 1;
+        prev = Some(s.article);
         out.push(s);
     }
     out

@@ -27,13 +27,15 @@ pub fn score_one(input: &RankInput<'_>, who: Who<'_>, article: &Article, sources
     p.probability * p.demotion + 1e-3 * base
 }
 
-pub fn score(input: &RankInput<'_>, candidates: Vec<Candidate>) -> Vec<Scored> {
+pub fn score<'a>(input: &RankInput<'a>, candidates: Vec<Candidate<'a>>) -> Vec<Scored<'a>> {
     let who = input.learner.who(input.user);
     candidates
         .into_iter()
-        .filter_map(|c| {
-            let article = input.catalog.get(c.id)?;
-            Some(Scored { id: c.id, sources: c.sources, score: score_one(input, who, article, c.sources) })
+        .map(|c| Scored {
+            id: c.id,
+            sources: c.sources,
+            score: score_one(input, who, c.article, c.sources),
+            article: c.article,
         })
         .collect()
 }

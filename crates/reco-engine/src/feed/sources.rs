@@ -4,30 +4,31 @@ use rustc_hash::FxHashMap;
 
 use super::{Candidate, Exclusion, RankInput};
 use crate::learn::Profile;
-use crate::model::{ALL_CHANNELS, ArticleId};
+use crate::model::{ALL_CHANNELS, Article, ArticleId};
 use crate::store::Sources;
 use crate::text::Token;
 
 /// Newest articles of the channel. Sources skip excluded ids themselves so that they return
 /// `limit` usable candidates however much the user has seen.
-pub fn fresh_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate> {
+pub fn fresh_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
     input
         .catalog
         .newest_first(input.channel)
         .filter(|a| !exclusion.excludes(a.id))
         .take(limit)
-        .map(|a| Candidate { id: a.id, sources: Sources::FRESH })
+        .map(|a| Candidate::new(a, Sources::FRESH))
         .collect()
 }
 
 /// Most popular articles of the channel right now.
-pub fn hot_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate> {
+pub fn hot_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
     input
         .hot
         .most_popular(input.channel)
-        .filter(|id| !exclusion.excludes(*id) && input.catalog.live(*id).is_some())
+        .filter(|id| !exclusion.excludes(*id))
+        .filter_map(|id| input.catalog.live(id))
         .take(limit)
-        .map(|id| Candidate { id, sources: Sources::HOT })
+        .map(|a| Candidate::new(a, Sources::HOT))
         .collect()
 }
 
@@ -37,7 +38,12 @@ const POSTINGS_WALK: usize = 120;
 
 /// Articles sharing tokens (keywords, title bigrams) with the user's last five liked ones,
 /// weighted by rarity.
-pub fn similar_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Profile, limit: usize) -> Vec<Candidate> {
+pub fn similar_source<'a>(
+    input: &RankInput<'a>,
+    ex: &Exclusion<'_>,
+    profile: &Profile,
+    limit: usize,
+) -> Vec<Candidate<'a>> {
     let mut query: FxHashMap<Token, f32> = FxHashMap::default();
     for &liked in profile.recent.iter().rev().take(5) {
         for &t in input.text.tokens(liked) {
@@ -52,20 +58,33 @@ pub fn similar_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Profi
 }
 
 /// Articles that people who liked the user's recent articles liked too.
-pub fn coengaged_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Profile, limit: usize) -> Vec<Candidate> {
-    let mut acc: FxHashMap<ArticleId, f32> = FxHashMap::default();
+pub fn coengaged_source<'a>(
+    input: &RankInput<'a>,
+    ex: &Exclusion<'_>,
+    profile: &Profile,
+    limit: usize,
+) -> Vec<Candidate<'a>> {
+    let mut acc: FxHashMap<ArticleId, (f32, &'a Article)> = FxHashMap::default();
     for &liked in profile.recent.iter().rev().take(10) {
         for &(other, w) in input.learner.coengaged(liked) {
-            if !ex.excludes(other) && input.catalog.live(other).is_some_and(|a| input.in_channel(a)) {
-                *acc.entry(other).or_default() += w;
+            if ex.excludes(other) {
+                continue;
+            }
+            if let Some(a) = input.catalog.live(other).filter(|a| input.in_channel(a)) {
+                acc.entry(other).or_insert((0.0, a)).0 += w;
             }
         }
     }
-    top(acc, limit, Sources::COENGAGED)
+    top(acc.into_values().map(|(w, a)| (a, w)).collect(), limit, Sources::COENGAGED)
 }
 
 /// Newest articles of the user's favourite channels (in 推荐) and keywords.
-pub fn affinity_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Profile, limit: usize) -> Vec<Candidate> {
+pub fn affinity_source<'a>(
+    input: &RankInput<'a>,
+    ex: &Exclusion<'_>,
+    profile: &Profile,
+    limit: usize,
+) -> Vec<Candidate<'a>> {
     let mut out = Vec::with_capacity(limit);
     if input.channel == ALL_CHANNELS {
         let channels = profile.top_channels(3);
@@ -78,7 +97,7 @@ pub fn affinity_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Prof
                     .take(input.config.scan_limit)
                     .filter(|a| !ex.excludes(a.id))
                     .take(per)
-                    .map(|a| Candidate { id: a.id, sources: Sources::AFFINITY }),
+                    .map(|a| Candidate::new(a, Sources::AFFINITY)),
             );
         }
     }
@@ -89,7 +108,7 @@ pub fn affinity_source(input: &RankInput<'_>, ex: &Exclusion<'_>, profile: &Prof
 }
 
 /// Articles with few exposures so far, newest first: new articles get a chance.
-pub fn explore_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate> {
+pub fn explore_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
     let max = input.config.explore_max_exposures;
     input
         .catalog
@@ -97,18 +116,18 @@ pub fn explore_source(input: &RankInput<'_>, exclusion: &Exclusion<'_>, limit: u
         .take(input.config.scan_limit)
         .filter(|a| !exclusion.excludes(a.id) && input.learner.exposures(a.id) < max)
         .take(limit)
-        .map(|a| Candidate { id: a.id, sources: Sources::EXPLORE })
+        .map(|a| Candidate::new(a, Sources::EXPLORE))
         .collect()
 }
 
-fn by_postings(
-    input: &RankInput<'_>,
+fn by_postings<'a>(
+    input: &RankInput<'a>,
     ex: &Exclusion<'_>,
     query: &[(Token, f32)],
     limit: usize,
     source: Sources,
     skip: &dyn Fn(ArticleId) -> bool,
-) -> Vec<Candidate> {
+) -> Vec<Candidate<'a>> {
     let mut acc: FxHashMap<ArticleId, f32> = FxHashMap::default();
     for &(t, w) in query {
         for (id, channel) in input.text.postings(t).take(POSTINGS_WALK) {
@@ -118,12 +137,18 @@ fn by_postings(
             *acc.entry(id).or_default() += w;
         }
     }
-    top(acc, limit, source)
+    // Postings hold only live articles.
+    top(acc.into_iter().filter_map(|(id, w)| Some((input.catalog.get(id)?, w))).collect(), limit, source)
 }
 
-fn top(acc: FxHashMap<ArticleId, f32>, limit: usize, sources: Sources) -> Vec<Candidate> {
-    let mut v: Vec<(ArticleId, f32)> = acc.into_iter().collect();
-    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+/// The `limit` best by weight, then by the larger id.
+fn top<'a>(mut v: Vec<(&'a Article, f32)>, limit: usize, sources: Sources) -> Vec<Candidate<'a>> {
+    let order = |a: &(&Article, f32), b: &(&Article, f32)| b.1.total_cmp(&a.1).then(b.0.id.cmp(&a.0.id));
+    if v.len() > limit && limit > 0 {
+        v.select_nth_unstable_by(limit - 1, order);
+        v.truncate(limit);
+    }
+    v.sort_unstable_by(order);
     v.truncate(limit);
-    v.into_iter().map(|(id, _)| Candidate { id, sources }).collect()
+    v.into_iter().map(|(a, _)| Candidate::new(a, sources)).collect()
 }

@@ -154,13 +154,12 @@ fn filter_merges_sources_and_drops_the_excluded() {
     let f = Fixture::new();
     let mut user = UserRecord::default();
     user.mark_read(102);
-    let c = |id, sources| Candidate { id, sources };
+    let c = |id, sources| Candidate::new(f.catalog.get(id).unwrap(), sources);
     let got = filter(
         &Exclusion::new(&user, 0),
         [vec![c(101, Sources::FRESH), c(102, Sources::FRESH)], vec![c(101, Sources::HOT), c(103, Sources::HOT)]],
     );
     assert_eq!(got, [c(101, Sources::FRESH.union(Sources::HOT)), c(103, Sources::HOT)]);
-    drop(f);
 }
 
 #[test]
@@ -171,7 +170,12 @@ fn pick_keeps_the_diversity_rule_in_the_mixed_feed() {
     let scored: Vec<Scored> = f
         .catalog
         .newest_first(ALL_CHANNELS)
-        .map(|a| Scored { id: a.id, sources: Sources::FRESH, score: if a.channel_id == 1 { 10.0 } else { 1.0 } })
+        .map(|a| Scored {
+            id: a.id,
+            sources: Sources::FRESH,
+            score: if a.channel_id == 1 { 10.0 } else { 1.0 },
+            article: a,
+        })
         .collect();
     let got = pick(&f.input("u", ALL_CHANNELS, 9), scored.clone());
     let channels: Vec<ChannelId> = got.iter().map(|s| f.catalog.get(s.id).unwrap().channel_id).collect();
@@ -195,7 +199,7 @@ fn pick_gives_exploration_its_share() {
         .enumerate()
         .map(|(i, a)| {
             let sources = if i % 2 == 0 { Sources::EXPLORE } else { Sources::FRESH };
-            Scored { id: a.id, sources, score: if sources == Sources::EXPLORE { 0.0 } else { 1.0 } }
+            Scored { id: a.id, sources, score: if sources == Sources::EXPLORE { 0.0 } else { 1.0 }, article: a }
         })
         .collect();
     let mut explored = 0;

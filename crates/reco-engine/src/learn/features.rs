@@ -24,7 +24,8 @@ pub enum Feature {
     Popularity(u8),
     /// Card position (0 when ranking: the model is asked about the top slot).
     Position(u8),
-    Source(&'static str),
+    /// A source that proposed the article, by its index in [`Sources::NAMED`].
+    Source(u8),
     UserChannel(ChannelId),
     UserToken(Token),
     /// Bucket of the profile's token similarity with the article.
@@ -36,22 +37,39 @@ pub enum Feature {
 }
 
 impl Feature {
-    fn hash(self, user: u64) -> u64 {
-        let (ns, a, b): (u64, u64, u64) = match self {
-            Feature::Bias => (1, 0, 0),
-            Feature::Article(id) => (2, id as u64, 0),
-            Feature::Channel(c) => (3, c as u64, 0),
-            Feature::Age(b) => (4, u64::from(b), 0),
-            Feature::Popularity(b) => (5, u64::from(b), 0),
-            Feature::Position(p) => (6, u64::from(p), 0),
-            Feature::Source(name) => (7, hash_str(b's', name), 0),
-            Feature::UserChannel(c) => (8, user, c as u64),
-            Feature::UserToken(t) => (9, user, t),
-            Feature::Similarity(b) => (10, u64::from(b), 0),
-            Feature::ChannelAffinity(b) => (11, u64::from(b), 0),
-            Feature::Exposures(b) => (12, u64::from(b), 0),
-        };
-        mix(mix(a ^ (ns << 56)) ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    /// The hashed form the model sees: `mix(mix(a ^ ns << 56) ^ b * φ)` of the feature's
+    /// namespace and parts. Stable across builds (checkpoints are keyed by it); the constant
+    /// parts come from tables built at compile time and the user's from `who`.
+    #[inline]
+    fn hash(self, who: &Who<'_>) -> u64 {
+        let small = |ns: usize, v: u8| SMALL_HASHES[ns].get(usize::from(v)).copied();
+        match self {
+            Feature::Bias => SMALL_HASHES[NS_BIAS][0],
+            Feature::Article(id) => hash_parts(NS_ARTICLE as u64, id as u64, 0),
+            Feature::Channel(c) => hash_parts(NS_CHANNEL as u64, c as u64, 0),
+            Feature::Age(b) => small(NS_AGE, b).unwrap_or_else(|| hash_parts(NS_AGE as u64, u64::from(b), 0)),
+            Feature::Popularity(b) => {
+                small(NS_POPULARITY, b).unwrap_or_else(|| hash_parts(NS_POPULARITY as u64, u64::from(b), 0))
+            }
+            Feature::Position(p) => {
+                small(NS_POSITION, p).unwrap_or_else(|| hash_parts(NS_POSITION as u64, u64::from(p), 0))
+            }
+            Feature::Source(i) => match SOURCE_HASHES.get(usize::from(i)) {
+                Some(h) => *h,
+                None => hash_parts(NS_SOURCE as u64, u64::from(i), 0),
+            },
+            Feature::UserChannel(c) => mix(who.channel_seed ^ (c as u64).wrapping_mul(PHI)),
+            Feature::UserToken(t) => mix(who.token_seed ^ t.wrapping_mul(PHI)),
+            Feature::Similarity(b) => {
+                small(NS_SIMILARITY, b).unwrap_or_else(|| hash_parts(NS_SIMILARITY as u64, u64::from(b), 0))
+            }
+            Feature::ChannelAffinity(b) => {
+                small(NS_CHANNEL_AFFINITY, b).unwrap_or_else(|| hash_parts(NS_CHANNEL_AFFINITY as u64, u64::from(b), 0))
+            }
+            Feature::Exposures(b) => {
+                small(NS_EXPOSURES, b).unwrap_or_else(|| hash_parts(NS_EXPOSURES as u64, u64::from(b), 0))
+            }
+        }
     }
 
     /// A readable name; `token_text` names the hashed tokens it can.
@@ -63,7 +81,10 @@ impl Feature {
             Feature::Age(b) => format!("age_hours={}", Bucket(b)),
             Feature::Popularity(b) => format!("popularity={}", Bucket(b)),
             Feature::Position(p) => format!("position={p}"),
-            Feature::Source(s) => format!("source={s}"),
+            Feature::Source(i) => match Sources::NAMED.get(usize::from(i)) {
+                Some((_, name)) => format!("source={name}"),
+                None => format!("source=#{i}"),
+            },
             Feature::UserChannel(c) => format!("user×channel={c}"),
             Feature::UserToken(t) => match token_text(t) {
                 Some(text) => format!("user×token={text}"),
@@ -75,6 +96,60 @@ impl Feature {
         }
     }
 }
+
+const PHI: u64 = 0x9E37_79B9_7F4A_7C15;
+
+// The features' namespaces: the top byte of their first part.
+const NS_BIAS: usize = 1;
+const NS_ARTICLE: usize = 2;
+const NS_CHANNEL: usize = 3;
+const NS_AGE: usize = 4;
+const NS_POPULARITY: usize = 5;
+const NS_POSITION: usize = 6;
+const NS_SOURCE: usize = 7;
+const NS_USER_CHANNEL: u64 = 8;
+const NS_USER_TOKEN: u64 = 9;
+const NS_SIMILARITY: usize = 10;
+const NS_CHANNEL_AFFINITY: usize = 11;
+const NS_EXPOSURES: usize = 12;
+
+/// The first half of a feature's hash: namespace `ns`, first part `a`.
+const fn hash_seed(ns: u64, a: u64) -> u64 {
+    mix(a ^ (ns << 56))
+}
+
+const fn hash_parts(ns: u64, a: u64, b: u64) -> u64 {
+    mix(hash_seed(ns, a) ^ b.wrapping_mul(PHI))
+}
+
+/// Values of the small features (buckets, positions) with a precomputed hash.
+const SMALL: usize = 32;
+
+/// Per namespace, the hash of each small value `v` (as `Feature::Age(v)` etc.).
+const SMALL_HASHES: [[u64; SMALL]; 13] = {
+    let mut table = [[0; SMALL]; 13];
+    let mut ns = 0;
+    while ns < 13 {
+        let mut v = 0;
+        while v < SMALL {
+            table[ns][v] = hash_parts(ns as u64, v as u64, 0);
+            v += 1;
+        }
+        ns += 1;
+    }
+    table
+};
+
+/// The hash of each named source, in [`Sources::NAMED`] order.
+const SOURCE_HASHES: [u64; Sources::NAMED.len()] = {
+    let mut table = [0; Sources::NAMED.len()];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = hash_parts(NS_SOURCE as u64, hash_str(b's', Sources::NAMED[i].1), 0);
+        i += 1;
+    }
+    table
+};
 
 /// A log2 bucket `b`: values in `[2^(b-1), 2^b)`, 0 for `< 1`.
 struct Bucket(u8);
@@ -89,7 +164,12 @@ impl fmt::Display for Bucket {
 }
 
 fn log2_bucket(x: f64) -> u8 {
-    if x < 1.0 { 0 } else { (x.log2().floor() as u8).saturating_add(1).min(24) }
+    // floor(log2 x) is the integer log of floor(x) (powers of two are integers); `as`
+    // saturates, and NaN and values below 1 give 0.
+    match x as u64 {
+        0 => 0,
+        v => (v.ilog2() as u8 + 1).min(24),
+    }
 }
 
 const SIM_EDGES: [f32; 6] = [0.0, 0.02, 0.05, 0.1, 0.2, 0.4];
@@ -135,6 +215,16 @@ pub fn user_key(user: &str) -> u64 {
 pub struct Who<'a> {
     pub key: u64,
     pub profile: Option<&'a Profile>,
+    /// The first halves of the user's feature hashes (see `Feature::hash`).
+    channel_seed: u64,
+    token_seed: u64,
+}
+
+impl<'a> Who<'a> {
+    pub fn new(user: &str, profile: Option<&'a Profile>) -> Self {
+        let key = user_key(user);
+        Self { key, profile, channel_seed: hash_seed(NS_USER_CHANNEL, key), token_seed: hash_seed(NS_USER_TOKEN, key) }
+    }
 }
 
 impl Learner {
@@ -145,7 +235,7 @@ impl Learner {
         who: Who<'_>,
         article: &Article,
         ctx: &Context,
-        emit: &mut dyn FnMut(Feature),
+        mut emit: impl FnMut(Feature),
     ) {
         let age_hours = (ctx.now_ms - article.publish_time).max(0) as f64 / 3_600_000.0;
         let popularity = world.popularity.value(world.hot.popularity_log2(article.id), ctx.now_ms);
@@ -156,8 +246,10 @@ impl Learner {
         emit(Feature::Popularity(log2_bucket(popularity)));
         emit(Feature::Exposures(log2_bucket(f64::from(self.exposures(article.id)))));
         emit(Feature::Position(ctx.position.unwrap_or(0).min(20) as u8));
-        for name in ctx.sources.names() {
-            emit(Feature::Source(name));
+        for (i, (source, _)) in Sources::NAMED.iter().enumerate() {
+            if ctx.sources.contains(*source) {
+                emit(Feature::Source(i as u8));
+            }
         }
         emit(Feature::UserChannel(article.channel_id));
         let tokens = world.text.tokens(article.id);
@@ -173,14 +265,14 @@ impl Learner {
     pub(super) fn hashed(&self, world: &World<'_>, user: &str, article: &Article, ctx: &Context) -> Vec<u64> {
         let who = self.who(user);
         let mut out = Vec::with_capacity(24);
-        self.features(world, who, article, ctx, &mut |f| out.push(f.hash(who.key)));
+        self.features(world, who, article, ctx, |f| out.push(f.hash(&who)));
         out
     }
 
     /// The model's view of `article` for `who` now.
     pub fn predict(&self, world: &World<'_>, who: Who<'_>, article: &Article, ctx: &Context) -> Prediction {
         let mut logit = 0.0;
-        self.features(world, who, article, ctx, &mut |f| logit += self.model.weight(f.hash(who.key)));
+        self.features(world, who, article, ctx, |f| logit += self.model.weight(f.hash(&who)));
         let demotion = who.profile.map_or(1.0, |p| p.demotion(article));
         Prediction { logit, probability: sigmoid(logit), demotion }
     }
@@ -194,7 +286,68 @@ impl Learner {
         ctx: &Context,
     ) -> Vec<(Feature, f64)> {
         let mut out = Vec::new();
-        self.features(world, who, article, ctx, &mut |f| out.push((f, self.model.weight(f.hash(who.key)))));
+        self.features(world, who, article, ctx, |f| out.push((f, self.model.weight(f.hash(&who)))));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hashes as first defined, which the model's checkpoints are keyed by.
+    fn reference_hash(f: Feature, user: u64) -> u64 {
+        let (ns, a, b): (u64, u64, u64) = match f {
+            Feature::Bias => (1, 0, 0),
+            Feature::Article(id) => (2, id as u64, 0),
+            Feature::Channel(c) => (3, c as u64, 0),
+            Feature::Age(b) => (4, u64::from(b), 0),
+            Feature::Popularity(b) => (5, u64::from(b), 0),
+            Feature::Position(p) => (6, u64::from(p), 0),
+            Feature::Source(i) => (7, hash_str(b's', Sources::NAMED[usize::from(i)].1), 0),
+            Feature::UserChannel(c) => (8, user, c as u64),
+            Feature::UserToken(t) => (9, user, t),
+            Feature::Similarity(b) => (10, u64::from(b), 0),
+            Feature::ChannelAffinity(b) => (11, u64::from(b), 0),
+            Feature::Exposures(b) => (12, u64::from(b), 0),
+        };
+        mix(mix(a ^ (ns << 56)) ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    #[test]
+    fn hashes_are_the_ones_checkpoints_were_keyed_by() {
+        for user in ["u", "user-17", "张三"] {
+            let who = Who::new(user, None);
+            let mut features = vec![Feature::Bias];
+            features.extend((0..Sources::NAMED.len() as u8).map(Feature::Source));
+            for v in [0u8, 1, 5, 24, 31, 32, 200, 255] {
+                features.extend([
+                    Feature::Age(v),
+                    Feature::Popularity(v),
+                    Feature::Position(v),
+                    Feature::Similarity(v),
+                    Feature::ChannelAffinity(v),
+                    Feature::Exposures(v),
+                ]);
+            }
+            for x in [0i64, 1, -1, 42, i64::MAX, i64::MIN] {
+                features.extend([Feature::Article(x), Feature::UserToken(x as u64)]);
+            }
+            for c in [0, 13, -7, i32::MAX] {
+                features.extend([Feature::Channel(c), Feature::UserChannel(c)]);
+            }
+            for f in features {
+                assert_eq!(f.hash(&who), reference_hash(f, user_key(user)), "{f:?} for {user}");
+            }
+        }
+    }
+
+    #[test]
+    fn log2_buckets_are_the_float_ones() {
+        let reference = |x: f64| if x < 1.0 { 0 } else { (x.log2().floor() as u8).saturating_add(1).min(24) };
+        for x in (0..70_000u32).map(f64::from).chain([0.5, 1.5, 2.999, 1e9, 1e30, f64::INFINITY, -3.0]) {
+            assert_eq!(log2_bucket(x), reference(x), "{x}");
+        }
+        assert_eq!(log2_bucket(f64::NAN), 0);
     }
 }

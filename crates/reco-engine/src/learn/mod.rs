@@ -152,7 +152,7 @@ impl Learner {
     }
 
     pub fn who(&self, user: &str) -> Who<'_> {
-        Who { key: user_key(user), profile: self.profiles.get(user) }
+        Who::new(user, self.profiles.get(user))
     }
 
     pub fn exposures(&self, id: ArticleId) -> u32 {
