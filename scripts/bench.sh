@@ -24,8 +24,8 @@
 #   H2LOAD=1                             0 = skip the h2load cross-check
 #   BASELINE=<git rev>                   also build that revision of reco (git archive into a temp
 #                                        dir, target/bench-baseline) and run the matrix against it
-#                                        in every repeat, after the current build: same-run
-#                                        reco/baseline ratios in the summary
+#                                        in every repeat (the two builds take turns going first):
+#                                        same-run reco/baseline ratios in the summary
 #   VENV=/tmp/seed-venv                  Python venv with grpcio (made by ../shared/bench/setup.sh)
 #   BENCH_DIR=<repo>/../shared/bench     where the reference server and h2load scripts live
 set -euo pipefail
@@ -205,6 +205,18 @@ for rep in $(seq "$REPEAT"); do
   for m in $MATRIX; do cell ref "$rep" "${m%%:*}" "${m##*:}" "$REF_PORT" basic; done
   stop_server
 
+  run_reco() {
+    log "== repeat $rep/$REPEAT: reco serve on 127.0.0.1:$RECO_PORT (fresh data dir)"
+    start_reco
+    warm "$RECO_PORT" full
+    for m in $MATRIX; do cell reco "$rep" "${m%%:*}" "${m##*:}" "$RECO_PORT" full; done
+  }
+  # The two builds take turns going first (a machine's speed drifts over minutes); the last
+  # repeat ends with this build, which stays up for the cross-checks below.
+  if [[ -n $BASE_RECO && $(( (REPEAT - rep) % 2 )) == 1 ]]; then
+    run_reco
+    stop_server
+  fi
   if [[ -n $BASE_RECO ]]; then
     log "== repeat $rep/$REPEAT: baseline reco ($BASELINE) on 127.0.0.1:$RECO_PORT (fresh data dir)"
     start_reco "$BASE_RECO"
@@ -212,12 +224,10 @@ for rep in $(seq "$REPEAT"); do
     for m in $MATRIX; do cell base "$rep" "${m%%:*}" "${m##*:}" "$RECO_PORT" full; done
     stop_server
   fi
-
-  log "== repeat $rep/$REPEAT: reco serve on 127.0.0.1:$RECO_PORT (fresh data dir)"
-  start_reco
-  warm "$RECO_PORT" full
-  for m in $MATRIX; do cell reco "$rep" "${m%%:*}" "${m##*:}" "$RECO_PORT" full; done
-  if (( rep < REPEAT )); then stop_server; fi
+  if [[ -z $BASE_RECO || $(( (REPEAT - rep) % 2 )) == 0 ]]; then
+    run_reco
+    if (( rep < REPEAT )); then stop_server; fi
+  fi
 done
 
 # reco is still running (last repeat): cross-checks at conc 16, article_num 10.

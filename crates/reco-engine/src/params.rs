@@ -10,8 +10,6 @@
 //! Params are a pure function of the stored batch, so a history read hands out the very strings
 //! first served.
 
-use std::fmt::Write as _;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -75,16 +73,25 @@ impl Signer {
     /// The four params of a card (`Action::TRACKED` order); `p.action` is ignored.
     pub fn mint_card(&self, p: &TrackParam) -> [String; 4] {
         let sig = self.sign(p, false);
-        // Everything after the action is the same for the four.
-        let mut rest = String::with_capacity(200);
-        write_fields(p, false, &mut rest);
-        push_sig(&mut rest, &sig);
-        Action::TRACKED.map(|action| {
+        // Everything after the action is the same for the four: written once, after the
+        // first one's action, and copied.
+        let mut first = String::with_capacity(256);
+        push_action(&mut first, Action::TRACKED[0]);
+        let start = first.len();
+        write_fields(p, false, &mut first);
+        push_sig(&mut first, &sig);
+        let rest = &first[start..];
+        let mut out = Action::TRACKED.map(|action| {
+            if action == Action::TRACKED[0] {
+                return String::new();
+            }
             let mut out = String::with_capacity(rest.len() + 24);
             push_action(&mut out, action);
-            out.push_str(&rest);
+            out.push_str(rest);
             out
-        })
+        });
+        out[0] = first;
+        out
     }
 
     /// One signed param: an exposure, or a single card action.
@@ -120,23 +127,22 @@ impl Signer {
     /// length-prefixed where their length varies. Card actions are not part of it; whether it is
     /// an exposure is.
     fn mac_of(&self, p: &TrackParam, exposure: bool) -> Hmac<Sha256> {
-        let mut buf = Vec::with_capacity(64 + p.user_id.len() + p.algorithm_combine.len() + 8 * p.article_ids.len());
-        buf.extend_from_slice(b"reco-track-1");
-        buf.push(if exposure { Action::Exposure as u8 } else { 0xff });
-        for field in [p.user_id.as_bytes(), p.algorithm_combine.as_bytes()] {
-            buf.extend_from_slice(&(field.len() as u32).to_le_bytes());
-            buf.extend_from_slice(field);
-        }
-        buf.extend_from_slice(&p.channel_id.to_le_bytes());
-        buf.extend_from_slice(&p.position.unwrap_or(u32::MAX).to_le_bytes());
-        buf.extend_from_slice(&p.request_id.to_le_bytes());
-        buf.extend_from_slice(&p.ts.to_le_bytes());
-        buf.extend_from_slice(&(p.article_ids.len() as u32).to_le_bytes());
-        for id in &p.article_ids {
-            buf.extend_from_slice(&id.to_le_bytes());
-        }
+        // Fed piece by piece: the MAC buffers its blocks itself.
         let mut mac = self.mac.clone();
-        mac.update(&buf);
+        mac.update(b"reco-track-1");
+        mac.update(&[if exposure { Action::Exposure as u8 } else { 0xff }]);
+        for field in [p.user_id.as_bytes(), p.algorithm_combine.as_bytes()] {
+            mac.update(&(field.len() as u32).to_le_bytes());
+            mac.update(field);
+        }
+        mac.update(&p.channel_id.to_le_bytes());
+        mac.update(&p.position.unwrap_or(u32::MAX).to_le_bytes());
+        mac.update(&p.request_id.to_le_bytes());
+        mac.update(&p.ts.to_le_bytes());
+        mac.update(&(p.article_ids.len() as u32).to_le_bytes());
+        for id in &p.article_ids {
+            mac.update(&id.to_le_bytes());
+        }
         mac
     }
 }
@@ -239,8 +245,20 @@ fn write_fields(p: &TrackParam, exposure: bool, out: &mut String) {
         out.push_str(",\"position\":");
         out.push_str(num.format(pos));
     }
-    let _ = write!(out, ",\"requestId\":\"{:016x}\",\"ts\":", p.request_id);
+    out.push_str(",\"requestId\":\"");
+    push_hex16(out, p.request_id);
+    out.push_str("\",\"ts\":");
     out.push_str(num.format(p.ts));
+}
+
+/// `{:016x}` without the formatting machinery.
+fn push_hex16(out: &mut String, x: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 16];
+    for (i, d) in hex.iter_mut().enumerate() {
+        *d = DIGITS[(x >> (60 - 4 * i)) as usize & 0xf];
+    }
+    out.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
 }
 
 fn push_json_str(out: &mut String, s: &str) {
@@ -268,6 +286,37 @@ mod tests {
             request_id: 0xabc,
             ts: 1_763_900_000_000,
         }
+    }
+
+    /// The exact strings of one build: params stay valid across builds (a client may hold
+    /// one for 30 days), so neither the JSON nor the signed layout may change unnoticed.
+    #[test]
+    fn params_are_byte_for_byte_those_of_earlier_builds() {
+        let s = Signer::new(b"golden-secret");
+        let p = TrackParam {
+            action: Action::Exposure,
+            user_id: "用户\"7".into(),
+            article_ids: vec![3, 1_000_000_007, -2],
+            algorithm_combine: "v2.b0".into(),
+            channel_id: 13,
+            position: None,
+            request_id: 0x00ab_cdef_0123_4567,
+            ts: 1_763_900_000_123,
+        };
+        assert_eq!(
+            s.mint(&p),
+            r#"{"action":"exposure","userId":"用户\"7","articleId":[3,1000000007,-2],"algorithmCombine":"v2.b0","channelId":13,"requestId":"00abcdef01234567","ts":1763900000123,"sig":"eYsL3VSKC7SrZcI9wZn9xg"}"#
+        );
+        let card = TrackParam {
+            action: Action::Click,
+            article_ids: vec![1_000_000_007],
+            algorithm_combine: "v2.b0:fresh+hot".into(),
+            position: Some(1),
+            ..p
+        };
+        let rest = r#""userId":"用户\"7","articleId":1000000007,"algorithmCombine":"v2.b0:fresh+hot","channelId":13,"position":1,"requestId":"00abcdef01234567","ts":1763900000123,"sig":"BhllLE-tOkLPv25AK6Hoaw"}"#;
+        let want = ["click", "collect", "share", "read"].map(|a| format!(r#"{{"action":"{a}",{rest}"#));
+        assert_eq!(s.mint_card(&card), want);
     }
 
     #[test]
