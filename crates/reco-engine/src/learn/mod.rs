@@ -159,7 +159,6 @@ impl Learner {
         self.exposures.get(&id).copied().unwrap_or(0)
     }
 
-    /// Articles co-engaged with `id`, with their weights.
     /// Forgets what it counted of the articles `keep` says no to (articles that left the
     /// catalog): exposure counts and co-engagement, as a key and in other articles' lists.
     pub fn forget_articles(&mut self, keep: impl Fn(ArticleId) -> bool) {
@@ -170,6 +169,7 @@ impl Learner {
         });
     }
 
+    /// Articles co-engaged with `id`, with their weights.
     pub fn coengaged(&self, id: ArticleId) -> &[(ArticleId, f32)] {
         self.coengaged.get(&id).map_or(&[], Vec::as_slice)
     }
