@@ -86,6 +86,15 @@ pub fn meta<S: Store>(store: &S) {
     store.put_meta("conformance.k", b"v1").unwrap();
     store.put_meta("conformance.k", b"v2").unwrap();
     assert_eq!(store.get_meta("conformance.k").unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(store.init_meta("conformance.k", b"v3").unwrap(), b"v2", "a set key keeps its value");
+    // Many callers race to make one value: all of them get the winner's.
+    let got: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let racers: Vec<_> =
+            (0..8u8).map(|i| s.spawn(move || store.init_meta("conformance.once", &[i; 4]).unwrap())).collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert!(got.windows(2).all(|w| w[0] == w[1]), "one winner: {got:?}");
+    assert_eq!(store.get_meta("conformance.once").unwrap().as_ref(), Some(&got[0]), "the winner's value is stored");
 }
 
 pub fn batches<S: Store>(store: &S) {

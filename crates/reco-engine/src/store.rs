@@ -431,6 +431,11 @@ pub trait Store: Send + Sync + 'static {
     }
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Stores `value` under `key` unless the key has a value already, and answers the stored
+    /// value: the first caller wins, across every process that shares the backend (the
+    /// tracking secret, which every replica must share, is made this way). Durable when it
+    /// returns.
+    fn init_meta(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;
 
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError>;
     /// Stores `batch` for `(user, channel)` unless a batch at or after its time exists.
@@ -538,6 +543,10 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn init_meta(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(self.lock().meta.entry(key.to_owned()).or_insert_with(|| value.to_vec()).clone())
+    }
+
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
         let inner = self.lock();
         Ok(match inner.users.get(user) {
@@ -633,6 +642,10 @@ impl<S: Store> Store for Arc<S> {
 
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         (**self).put_meta(key, value)
+    }
+
+    fn init_meta(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        (**self).init_meta(key, value)
     }
 
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {

@@ -98,10 +98,10 @@ pub fn open_engine<S: Store>(store: S, secret: Option<&[u8]>, config: EngineConf
         None => match store.get_meta(SECRET_META)? {
             Some(s) => s,
             None => {
+                // Replicas starting together on one backend each draw one; the first stored wins.
                 let mut s = vec![0u8; 32];
                 rand::rng().fill_bytes(&mut s);
-                store.put_meta(SECRET_META, &s)?;
-                s
+                store.init_meta(SECRET_META, &s)?
             }
         },
     };

@@ -270,6 +270,9 @@ impl Store for FailingCheckpoints {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_meta(key)
     }
+    fn init_meta(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.inner.init_meta(key, value)
+    }
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         if key.starts_with("learner") {
             self.attempts.fetch_add(1, Ordering::SeqCst);

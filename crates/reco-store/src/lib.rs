@@ -107,6 +107,8 @@ struct State {
     /// Written-behind appends, taken by the writer on its own schedule: queuing one wakes no
     /// thread (a wake-up per refresh cost more than the write itself).
     behind: Mutex<Behind>,
+    /// Held by `init_meta` from its read to its write.
+    init_meta: Mutex<()>,
     /// The number (see [`Behind::queued`]) of the newest append the writer committed.
     committed: AtomicU64,
 }
@@ -161,6 +163,7 @@ impl RedbStore {
             counters: RwLock::new(counters),
             failure: OnceLock::new(),
             behind: Mutex::default(),
+            init_meta: Mutex::default(),
             committed: AtomicU64::new(0),
         });
         let (commands, queue) = mpsc::channel();
@@ -309,6 +312,17 @@ impl Store for RedbStore {
 
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.request(|reply| Command::Meta { key: key.to_owned(), value: value.to_vec(), reply })
+    }
+
+    /// The data file is locked to this process, so one lock here makes the read and the write
+    /// one step.
+    fn init_meta(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let _once = lock(&self.state.init_meta);
+        if let Some(stored) = self.get_meta(key)? {
+            return Ok(stored);
+        }
+        self.put_meta(key, value)?;
+        Ok(value.to_vec())
     }
 
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
