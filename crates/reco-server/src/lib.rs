@@ -47,6 +47,10 @@ pub struct ServerConfig {
     /// How often the learner is checkpointed into the store, so that a restart replays only
     /// the events logged since; zero: only at shutdown. Events are durable without it.
     pub checkpoint_interval: Duration,
+    /// How often the engine reads the events other processes logged into a shared store
+    /// (replicas on one backend learn from each other's events this way); zero: never, for a
+    /// store only this process writes.
+    pub follow_interval: Duration,
     /// The bearer token that `Catalog.Publish` and `Catalog.Retract` require; `None` turns
     /// them off.
     pub admin_token: Option<String>,
@@ -60,6 +64,7 @@ impl Default for ServerConfig {
             max_message_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(60),
+            follow_interval: Duration::ZERO,
             admin_token: None,
         }
     }
@@ -153,8 +158,15 @@ pub async fn serve<S: Store>(
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let (stop_checkpoints, checkpoints_stopped) = tokio::sync::oneshot::channel::<()>();
-    let checkpoints =
-        tokio::spawn(checkpoint_loop(Arc::clone(&engine), config.checkpoint_interval, checkpoints_stopped));
+    let checkpoints = tokio::spawn(every(config.checkpoint_interval, checkpoints_stopped, {
+        let engine = Arc::clone(&engine);
+        move || checkpoint(Arc::clone(&engine), false)
+    }));
+    let (stop_following, following_stopped) = tokio::sync::oneshot::channel::<()>();
+    let following = tokio::spawn(every(config.follow_interval, following_stopped, {
+        let engine = Arc::clone(&engine);
+        move || follow_log(Arc::clone(&engine))
+    }));
     let grace = config.shutdown_grace;
     let served = tokio::select! {
         served = server => served,
@@ -170,9 +182,12 @@ pub async fn serve<S: Store>(
         }
     };
     // Let a checkpoint under way finish, so that the last one written is the one below.
+    let _ = stop_following.send(());
     let _ = stop_checkpoints.send(());
-    if let Err(e) = checkpoints.await {
-        tracing::warn!("the checkpoint task failed: {e}");
+    for (task, name) in [(following, "log following"), (checkpoints, "checkpoint")] {
+        if let Err(e) = task.await {
+            tracing::warn!("the {name} task failed: {e}");
+        }
     }
     tracing::info!("stopped serving; writing the learner checkpoint and flushing the store");
     checkpoint(Arc::clone(&engine), true).await;
@@ -181,11 +196,12 @@ pub async fn serve<S: Store>(
     Ok(())
 }
 
-/// Checkpoints the learner every `interval` (never when it is zero) until `stop` resolves.
-async fn checkpoint_loop<S: Store>(
-    engine: Arc<Engine<S>>,
+/// Runs `job` every `interval` (never when it is zero), one run at a time, until `stop`
+/// resolves; a run under way finishes first.
+async fn every<F: Future<Output = ()>>(
     interval: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
+    mut job: impl FnMut() -> F,
 ) {
     if interval.is_zero() {
         return;
@@ -194,9 +210,20 @@ async fn checkpoint_loop<S: Store>(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticks.tick() => checkpoint(Arc::clone(&engine), false).await,
+            _ = ticks.tick() => job().await,
             _ = &mut stop => return,
         }
+    }
+}
+
+/// Applies what other replicas logged, off the async workers. A failure (the shared store
+/// unreachable) is logged; the next tick tries again.
+async fn follow_log<S: Store>(engine: Arc<Engine<S>>) {
+    match tokio::task::spawn_blocking(move || engine.follow_log()).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(applied)) => tracing::trace!(applied, "events other replicas logged applied"),
+        Ok(Err(e)) => tracing::warn!("cannot read the shared event log (will retry): {e}"),
+        Err(e) => tracing::warn!("the log following task failed: {e}"),
     }
 }
 

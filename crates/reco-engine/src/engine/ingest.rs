@@ -440,6 +440,24 @@ impl<S: Store> Engine<S> {
             .collect())
     }
 
+    /// Applies the events that other processes sharing the store logged since this one last
+    /// looked (and any of its own not applied yet), in log order, and publishes: how replicas
+    /// on one shared backend learn from each other's events. Answers how many events it
+    /// applied. A no-op for a store only this process writes, beyond one read of its log's end.
+    pub fn follow_log(&self) -> Result<usize, EngineError> {
+        let mut ingest = self.lock_ingest();
+        let mut ops = Vec::new();
+        self.store.scan_events(ingest.applied, &mut |seq, event| {
+            ops.push(Op::Event { seq, event: Arc::new(event) });
+        })?;
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        let before = self.model.load().learner.events;
+        let after = self.apply_locked(&mut ingest, ops, |m| m.learner.events);
+        Ok((after - before) as usize)
+    }
+
     /// Applies `ops` on the ingest side and publishes.
     pub(super) fn apply_ops(&self, ops: Vec<Op>) {
         let mut ingest = self.lock_ingest();
