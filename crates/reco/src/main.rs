@@ -190,6 +190,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--admin-token must be at least 16 characters without surrounding spaces (it guards catalog writes)");
     }
     let store = RedbStore::open_with(&args.data_dir, store_config)?;
+    let location = format!("redb at {}", args.data_dir.display());
+    serve_on(store, location, std::time::Duration::ZERO, args)
+}
+
+/// Serves over `store` (described as `location` in the log), following its event log every
+/// `follow` when other processes write it too.
+fn serve_on<S: reco_engine::store::Store>(
+    store: S,
+    location: String,
+    follow: std::time::Duration,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     let mut config = EngineConfig {
         max_article_num: args.max_article_num,
         max_clock_skew_ms: args.max_clock_skew_ms,
@@ -218,6 +230,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         web_dir: web_dir.clone(),
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_secs),
+        follow_interval: follow,
         admin_token: args.admin_token,
         ..ServerConfig::default()
     };
@@ -239,7 +252,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(
             articles = engine.catalog().len(),
             variants = %engine.config().variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(","),
-            data_dir = %args.data_dir.display(),
+            store = %location,
             page = %web_dir.as_ref().map_or("not built".into(), |d| d.display().to_string()),
             "reco listening on {} (gRPC, gRPC-Web, page at /)",
             reco_server::display_addr(addr)
