@@ -6,7 +6,7 @@
 
 use reco_engine::catalog::Retraction;
 use reco_engine::model::{Article, ArticleId, ChannelId};
-use reco_engine::store::{ArticleCounters, Batch, BatchItem, EventKey, EventRecord, Sources, StoreError};
+use reco_engine::store::{ArticleCounters, Batch, BatchItem, EventRecord, Sources, StoreError};
 
 use crate::keys::{channel_bytes, channel_from_bytes, time_bytes, time_from_bytes};
 
@@ -90,21 +90,13 @@ pub(crate) fn decode_counters(bytes: &[u8]) -> Result<ArticleCounters, StoreErro
     })
 }
 
-/// A log entry: the event key (16 bytes), then the event in postcard.
+/// A log entry: the event in postcard (its key included).
 pub(crate) fn encode_event(event: &EventRecord) -> Result<Vec<u8>, StoreError> {
-    let mut out = event.key.0.to_vec();
-    postcard::to_io(event, &mut out).map_err(|e| StoreError::Backend(format!("cannot encode an event: {e}")))?;
-    Ok(out)
+    postcard::to_stdvec(event).map_err(|e| StoreError::Backend(format!("cannot encode an event: {e}")))
 }
 
 pub(crate) fn decode_event(seq: u64, bytes: &[u8]) -> Result<EventRecord, StoreError> {
-    let corrupt = |what: String| StoreError::Corrupt(format!("logged event {seq}: {what}"));
-    let (key, rest) = bytes.split_first_chunk::<16>().ok_or_else(|| corrupt("truncated".to_owned()))?;
-    let event: EventRecord = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
-    if event.key != EventKey(*key) {
-        return Err(corrupt("its key does not match".to_owned()));
-    }
-    Ok(event)
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("logged event {seq}: {e}")))
 }
 
 pub(crate) fn encode_article(article: &Article) -> Result<Vec<u8>, StoreError> {
@@ -140,6 +132,7 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use reco_engine::model::Action;
+    use reco_engine::store::EventKey;
 
     use super::*;
 
@@ -181,9 +174,6 @@ mod tests {
         };
         let bytes = encode_event(&event).unwrap();
         assert_eq!(decode_event(1, &bytes).unwrap(), event);
-        let mut other_key = bytes.clone();
-        other_key[0] = 0;
-        assert!(matches!(decode_event(1, &other_key), Err(StoreError::Corrupt(_))));
         assert!(matches!(decode_event(1, &bytes[..20]), Err(StoreError::Corrupt(_))));
     }
 }

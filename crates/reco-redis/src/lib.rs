@@ -161,6 +161,27 @@ impl RedisStore {
         &self.keys
     }
 
+    /// Every (field, value) of a hash, a field once, by `HSCAN`: one call (and timeout) per page.
+    fn scan_hash(&self, key: &str, what: &'static str) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let mut all = BTreeMap::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            let mut cmd = redis::cmd("HSCAN");
+            cmd.arg(key).arg(&cursor).arg("COUNT").arg(PAGE);
+            let (next, flat): (String, Vec<Vec<u8>>) =
+                self.call(what, |mut conn| async move { cmd.query_async(&mut conn).await.map_err(failed(what)) })?;
+            let mut items = flat.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                // A scan may return a field twice (while the hash rehashes): keep one.
+                all.insert(field, value);
+            }
+            if next == "0" {
+                return Ok(all);
+            }
+            cursor = next;
+        }
+    }
+
     /// Runs `work` on the store's runtime, bounded by the call timeout, and waits for it.
     fn call<T, F>(&self, what: &'static str, work: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
     where
@@ -214,35 +235,9 @@ fn count_index(action: Action) -> usize {
     }
 }
 
-/// An `HSCAN` of a whole hash, page by page: every (field, value), a field once.
-async fn scan_hash(mut conn: Conn, key: String, what: &'static str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-    let mut all = BTreeMap::new();
-    let mut cursor = "0".to_owned();
-    loop {
-        let (next, flat): (String, Vec<Vec<u8>>) = redis::cmd("HSCAN")
-            .arg(&key)
-            .arg(&cursor)
-            .arg("COUNT")
-            .arg(PAGE)
-            .query_async(&mut conn)
-            .await
-            .map_err(failed(what))?;
-        let mut items = flat.into_iter();
-        while let (Some(field), Some(value)) = (items.next(), items.next()) {
-            // A scan may return a field twice (while the hash rehashes): keep one.
-            all.insert(field, value);
-        }
-        if next == "0" {
-            return Ok(all.into_iter().collect());
-        }
-        cursor = next;
-    }
-}
-
 impl Store for RedisStore {
     fn load_articles(&self) -> Result<Vec<Article>, StoreError> {
-        let key = self.keys.catalog().articles;
-        let rows = self.call("load_articles", |conn| scan_hash(conn, key, "load_articles"))?;
+        let rows = self.scan_hash(&self.keys.catalog().articles, "load_articles")?;
         rows.iter().map(|(field, value)| codec::decode_article(codec::parse_id_field(field)?, value)).collect()
     }
 
@@ -277,8 +272,7 @@ impl Store for RedisStore {
     }
 
     fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError> {
-        let key = self.keys.catalog().retracted;
-        let rows = self.call("load_retractions", |conn| scan_hash(conn, key, "load_retractions"))?;
+        let rows = self.scan_hash(&self.keys.catalog().retracted, "load_retractions")?;
         rows.iter()
             .map(|(field, value)| {
                 let id = codec::parse_id_field(field)?;
@@ -487,8 +481,7 @@ impl Store for RedisStore {
     }
 
     fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError> {
-        let key = self.keys.events().counters;
-        let rows = self.call("all_counters", |conn| scan_hash(conn, key, "all_counters"))?;
+        let rows = self.scan_hash(&self.keys.events().counters, "all_counters")?;
         rows.iter().map(|(field, value)| Ok((codec::parse_id_field(field)?, codec::decode_counters(value)?))).collect()
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use harness::{Cluster, bounded};
 use reco_engine::conformance;
-use reco_engine::model::Action;
+use reco_engine::model::{Action, Article};
 use reco_engine::store::{
     AppendOutcome, Batch, BatchItem, DEFAULT_MAX_BATCHES, EventKey, EventRecord, Sources, Store, StoreError,
 };
@@ -182,6 +182,67 @@ fn counters_saturate_in_the_script() {
         let carry = |key: u8, read_ms: u64| EventRecord { read_ms, ..read_event(key, "u", 6) };
         store.record_events(&[carry(3, u64::from(u32::MAX)), carry(4, 1), carry(5, 1 << 40)]).unwrap();
         assert_eq!(store.counters(&[6]).unwrap()[0].read_ms, u64::from(u32::MAX) + 1 + (1 << 40), "exact past 2^32");
+    });
+}
+
+#[test]
+fn long_logs_and_big_hashes_are_read_page_by_page() {
+    bounded(LIMIT, || {
+        let server = harness::server();
+        let store = harness::open(&server.url(), "pages", DEFAULT_MAX_BATCHES);
+        // 2.5 pages of the log and of each hash scan.
+        let n = 2_500i64;
+        let click = |i: i64| {
+            let mut key = [0; 16];
+            key[..8].copy_from_slice(&i.to_le_bytes());
+            EventRecord { key: EventKey(key), action: Action::Click, ..read_event(0, "pager", i) }
+        };
+        let events: Vec<EventRecord> = (1..=n).map(click).collect();
+        for (report, chunk) in events.chunks(500).enumerate() {
+            let first = report as u64 * 500 + 1;
+            let expected: Vec<Option<u64>> = (first..first + chunk.len() as u64).map(Some).collect();
+            assert_eq!(store.record_events(chunk).unwrap(), expected);
+        }
+        let mut logged = Vec::new();
+        store.scan_events(0, &mut |seq, e| logged.push((seq, e))).unwrap();
+        assert_eq!(logged.len(), events.len(), "every page is read");
+        assert!(
+            logged.iter().zip(&events).enumerate().all(|(i, ((seq, got), want))| *seq == i as u64 + 1 && got == want)
+        );
+        let mut tail = Vec::new();
+        store.scan_events(1_234, &mut |seq, _| tail.push(seq)).unwrap();
+        assert_eq!(tail, (1_235..=n as u64).collect::<Vec<_>>());
+        let mut none = 0;
+        store.scan_events(u64::MAX, &mut |_, _| none += 1).unwrap();
+        assert_eq!(none, 0);
+
+        let mut counted: Vec<i64> = store
+            .all_counters()
+            .unwrap()
+            .into_iter()
+            .map(|(id, c)| (id, c.clicks))
+            .filter(|&(_, clicks)| clicks == 1)
+            .map(|(id, _)| id)
+            .collect();
+        counted.sort_unstable();
+        assert_eq!(counted, (1..=n).collect::<Vec<_>>(), "one click counted per article");
+
+        let article = |id: i64| Article {
+            id,
+            channel_id: 1,
+            title: format!("t{id}"),
+            author: "a".to_owned(),
+            publish_time: id,
+            keywords: vec![],
+            summary: String::new(),
+            cover: String::new(),
+        };
+        let articles: Vec<Article> = (1..=n).map(article).collect();
+        store.upsert_articles(&articles).unwrap();
+        let mut loaded = store.load_articles().unwrap();
+        loaded.sort_by_key(|a| a.id);
+        assert_eq!(loaded, articles);
+        assert_eq!(store.get_articles(&[n, n + 1]).unwrap(), vec![Some((article(n), None)), None]);
     });
 }
 
