@@ -151,7 +151,10 @@ impl RedisStore {
         let conn = run_on(&runtime, "connect", connect_timeout * 2, async move {
             Conn::open(&target, connect_timeout, call_timeout).await.map_err(failed("connect"))
         })
-        .map_err(|e| StoreError::Backend(format!("cannot reach redis at {shown}: {e}")))?;
+        .map_err(|e| match e {
+            StoreError::Backend(why) => StoreError::Backend(format!("cannot reach redis at {shown}: {why}")),
+            other => other,
+        })?;
         tracing::info!(url = %shown, prefix = %options.prefix, "redis store opened");
         Ok(Self { runtime: Some(runtime), conn, keys, max_batches: options.max_batches.max(1), call_timeout })
     }

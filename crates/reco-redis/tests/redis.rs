@@ -247,11 +247,16 @@ fn long_logs_and_big_hashes_are_read_page_by_page() {
 }
 
 #[test]
-fn an_unreachable_url_fails_quickly_naming_it() {
+fn an_unreachable_or_silent_redis_fails_quickly_naming_the_url() {
     bounded(LIMIT, || {
+        // Nothing listening, and a listener that accepts connections but never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_port = silent.local_addr().unwrap().port();
         for url in [
             format!("redis://127.0.0.1:{}/0", harness::free_port(false)),
             format!("redis+cluster://127.0.0.1:{}", harness::free_port(false)),
+            format!("redis://127.0.0.1:{silent_port}/0"),
+            format!("redis+cluster://127.0.0.1:{silent_port}"),
         ] {
             let started = Instant::now();
             let options = RedisOptions { connect_timeout: Duration::from_millis(500), ..RedisOptions::default() };
@@ -264,5 +269,26 @@ fn an_unreachable_url_fails_quickly_naming_it() {
         assert!(err.to_string().contains("redis+cluster://host1:port1"), "the error names the accepted forms: {err}");
         let braces = RedisOptions { prefix: "a{b}".to_owned(), ..RedisOptions::default() };
         assert!(RedisStore::open("redis://127.0.0.1:1/0", braces).is_err(), "a prefix with braces is refused");
+    });
+}
+
+#[test]
+fn a_call_to_a_redis_that_stopped_answering_fails_within_the_call_timeout() {
+    bounded(LIMIT, || {
+        let server = harness::server();
+        let options = RedisOptions {
+            prefix: harness::prefix("stalled"),
+            call_timeout: Duration::from_millis(500),
+            ..RedisOptions::default()
+        };
+        let store = RedisStore::open(&server.url(), options).unwrap();
+        store.put_meta("k", b"v").unwrap();
+        server.signal("STOP");
+        let started = Instant::now();
+        let err = store.get_meta("k").unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "failed after {:?}", started.elapsed());
+        server.signal("CONT");
+        assert_eq!(store.get_meta("k").unwrap().as_deref(), Some(&b"v"[..]), "the store recovers");
     });
 }

@@ -142,6 +142,12 @@ impl Node {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
+
+    /// Sends a signal (`STOP`, `CONT`) to this node's process, by its PID.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} {}", self.child.id());
+    }
 }
 
 impl Drop for Node {
