@@ -1,8 +1,8 @@
 //! A reco store on Redis: the engine's [`Store`] trait on one `redis-server` or a Redis
 //! Cluster, so that several `reco serve` replicas can share one state. The first slice of
 //! scale-out: correctness with several replicas first, so nothing is cached across calls
-//! (every `with_user` reads the user's keys), and the learner stays per replica (each one
-//! replays the shared event log).
+//! (every `with_user` reads the user's keys), and the learner stays one per process (see
+//! ARCHITECTURE.md, "Deliberately absent").
 //!
 //! # Key layout
 //!
@@ -29,8 +29,8 @@
 //!   not touch, so the call then `SADD`s the ids of every read or dislike to their users' read
 //!   sets. A crash between the two leaves events logged and counted whose articles are not in
 //!   the read set yet. It heals: the `SADD` is idempotent and runs for duplicates too, so the
-//!   client's retry of the failed report adds them; and the log holds every event, so a replay
-//!   of it can rebuild every read set.
+//!   client's retry of the failed report adds them; and the log holds every event, so a pass
+//!   over it could rebuild every read set (no such repair tool exists yet).
 //!
 //! # Round trips per call
 //!
@@ -40,8 +40,8 @@
 //! script). `record_events`: 1 (the script), plus 1 when events hide articles (one `SADD` per
 //! user, sent concurrently). `counters`, `get_meta`, `put_meta`, `retract_articles`: 1;
 //! `upsert_articles`: 1 (a `MULTI` that also clears retractions); `get_articles`: 1 (two
-//! `HMGET`s pipelined); `scan_events`: 1 per 1,000 events; `all_counters`, `load_articles`,
-//! `load_retractions`: 1 per `HSCAN` page. A script's first call on a node adds two (`EVALSHA`
+//! `HMGET`s pipelined); `scan_events`: 1 per started page of 1,000 events; `all_counters`,
+//! `load_articles`, `load_retractions`: 1 per `HSCAN` page. A script's first call on a node adds two (`EVALSHA`
 //! answers `NOSCRIPT`, then `SCRIPT LOAD` and the `EVALSHA` again).
 //!
 //! # Threads
@@ -323,8 +323,7 @@ impl Store for RedisStore {
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
         let keys = self.keys.user(user);
         let mut pipe = redis::pipe();
-        // Batches first: with MULTI the order does not matter, but it is the safe one anyway
-        // (an id trimmed between the two reads shows up in the trimmed set, never in neither).
+        // One MULTI: the three reads see one state, whatever another replica appends meanwhile.
         pipe.atomic()
             .cmd("ZRANGE")
             .arg(&keys.batches)
