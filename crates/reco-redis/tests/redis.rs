@@ -122,7 +122,7 @@ fn a_users_keys_share_a_slot_and_the_event_keys_share_one() {
 }
 
 #[test]
-fn two_stores_on_one_prefix_share_the_state_and_one_append_wins() {
+fn two_stores_on_one_prefix_share_the_state_and_never_both_win_a_time() {
     bounded(LIMIT, || {
         let cluster = Cluster::start();
         let options = RedisOptions { prefix: harness::prefix("replicas"), ..RedisOptions::default() };
@@ -145,8 +145,12 @@ fn two_stores_on_one_prefix_share_the_state_and_one_append_wins() {
                 });
             }
         });
+        // A replica that runs ahead makes the other's older times stale: not every time is
+        // stored, but every win is, once (a second batch at a won time would not rebuild:
+        // `with_user` appends in time order, which refuses it, so `kept` would fall short).
         let kept = replicas[1].with_user("shared", |u| u.channel(1).batches().count()).unwrap();
-        assert_eq!((wins.into_inner(), kept), (30, 30), "each time is won once, by either replica");
+        assert_eq!(wins.into_inner(), kept, "every win is stored and no batch won twice");
+        assert!(kept >= 1);
         replicas[0].put_meta("secret", b"s").unwrap();
         assert_eq!(replicas[1].get_meta("secret").unwrap().as_deref(), Some(&b"s"[..]), "meta is shared");
     });
