@@ -31,6 +31,7 @@ install_missing() {
     fc-list 2>/dev/null | grep -qi "wenquanyi\|zenhei" || need+=(fonts-wqy-zenhei)
     command -v npm >/dev/null || need+=(nodejs npm)
     python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+    command -v redis-server >/dev/null || need+=(redis-server)
     if ((${#need[@]})); then apt_install "${need[@]}"; fi
 
     rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt

@@ -1,0 +1,495 @@
+//! A reco store on Redis: the engine's [`Store`] trait on one `redis-server` or a Redis
+//! Cluster, so that several `reco serve` replicas can share one state. The first slice of
+//! scale-out: correctness with several replicas first, so nothing is cached across calls
+//! (every `with_user` reads the user's keys), and the learner stays one per process (see
+//! ARCHITECTURE.md, "Deliberately absent").
+//!
+//! # Key layout
+//!
+//! Every key carries a Cluster hash tag, and what one atomic step changes shares its tag, so it
+//! lives in one slot (see [`keys`] for the full table): a user's kept batches, trimmed ids and
+//! read set under `{u:<hex user id>}`; the event log, its dedup set, its sequence counter and
+//! the per-article counters under `{ev}`; the catalog under `{cat}`; meta under `{meta}`. The
+//! event side is one slot, so one node takes every report: the price of numbering events
+//! gap-free in commit order, which the learner's replay needs.
+//!
+//! # Atomic scripts
+//!
+//! - `append_batch` is one Lua script on the user's slot (`lua/append_batch.lua`): it refuses
+//!   the batch unless it is newer than the channel's newest (answering `Stale { latest }`),
+//!   stores it, moves the ids of the batches past `max_batches` to the trimmed set and drops
+//!   them, and answers `Appended { previous }`. Redis runs a script alone, so of two replicas
+//!   refreshing one user at the same time exactly one wins each batch time.
+//! - `record_events` is one Lua script on `{ev}` (`lua/record_events.lua`): per event, a key
+//!   already in the dedup set is a duplicate (answered `None`, nothing changes); a new one gets
+//!   the next sequence number (`INCR`, from 1), is appended to the log stream as entry
+//!   `<seq>-0`, and updates its articles' counters: saturating `u64` counts (kept as two exact
+//!   32-bit halves, Lua numbers being doubles) and `popularity_log2` by the engine's
+//!   `log2_add` formula. The read set lives in the user's slot, which a script on `{ev}` may
+//!   not touch, so the call then `SADD`s the ids of every read or dislike to their users' read
+//!   sets. A crash between the two leaves events logged and counted whose articles are not in
+//!   the read set yet. It heals: the `SADD` is idempotent and runs for duplicates too, so the
+//!   client's retry of the failed report adds them; and the log holds every event, so a pass
+//!   over it could rebuild every read set (no such repair tool exists yet).
+//!
+//! # Round trips per call
+//!
+//! `with_user`: 1 (a `MULTI` of `ZRANGE`, `SMEMBERS`, `SMEMBERS` on the user's slot, so the
+//! record is one snapshot; it is rebuilt with [`UserRecord::append`],
+//! [`UserRecord::restore_trimmed`] and [`UserRecord::mark_read`]). `append_batch`: 1 (the
+//! script). `record_events`: 1 (the script), plus 1 when events hide articles (one `SADD` per
+//! user, sent concurrently). `counters`, `get_meta`, `put_meta`, `retract_articles`: 1;
+//! `upsert_articles`: 1 (a `MULTI` that also clears retractions); `get_articles`: 1 (two
+//! `HMGET`s pipelined); `scan_events`: 1 per started page of 1,000 events; `all_counters`,
+//! `load_articles`, `load_retractions`: 1 per `HSCAN` page. A script's first call on a node adds two (`EVALSHA`
+//! answers `NOSCRIPT`, then `SCRIPT LOAD` and the `EVALSHA` again).
+//!
+//! # Threads
+//!
+//! The trait is synchronous and is called from the server's runtime threads, where blocking on
+//! another future with `block_on` would panic. The store owns a small runtime of its own (one
+//! worker thread): each call spawns its Redis work there and waits on a channel. Decoding and
+//! rebuilding records happen on the caller's thread.
+//!
+//! # Durability
+//!
+//! A call returns once Redis acknowledged it; [`Store::flush`] has nothing more to do. What an
+//! acknowledgement means is Redis's configuration: with `appendonly yes` and `appendfsync
+//! everysec` (the usual setting) a Redis crash can lose the last second of acknowledged writes,
+//! events included; `appendfsync always` fsyncs before each reply and closes that (the tests
+//! run with it). Scripts are written to the append-only file whole, so a crash never leaves
+//! half a script.
+
+pub mod keys;
+
+mod codec;
+mod conn;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::mpsc;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use reco_engine::catalog::Retraction;
+use reco_engine::model::{Action, Article, ArticleId, ChannelId};
+use reco_engine::store::{
+    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, Store, StoreError, StoredArticle,
+    UserRecord,
+};
+use redis::{RedisError, Script};
+use tokio::runtime::Runtime;
+
+use crate::conn::Conn;
+use crate::keys::{Keys, channel_bytes, time_from_bytes};
+
+/// How a [`RedisStore`] names its keys and bounds its calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Put before every key, so several stores can share one Redis (tests give each its own).
+    /// It may not hold `{` or `}`, which would move the keys' hash tags. Default `reco:`.
+    pub prefix: String,
+    /// Batches kept per (user, channel), at least 1 (0 is taken as 1: the newest batch is what
+    /// the refresh rule compares with). Older ones fall off history; their ids stay served.
+    /// Default [`DEFAULT_MAX_BATCHES`].
+    pub max_batches: usize,
+    /// The bound on each attempt to connect to a node. Default 2 s.
+    pub connect_timeout: Duration,
+    /// The bound on each store call, whatever it waits for (replies, reconnects, cluster
+    /// redirections): past it the call fails instead of hanging. Default 10 s.
+    pub call_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "reco:".to_owned(),
+            max_batches: DEFAULT_MAX_BATCHES,
+            connect_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The engine's store on Redis: one server (`redis://host:port/db`) or a Redis Cluster
+/// (`redis+cluster://host1:port1,host2:port2,...`, any reachable nodes as seeds). See the
+/// crate doc for the layout, the scripts and the round trips.
+pub struct RedisStore {
+    /// `Some` until drop, which shuts it down without waiting (it may run inside a runtime).
+    runtime: Option<Runtime>,
+    conn: Conn,
+    keys: Keys,
+    max_batches: usize,
+    call_timeout: Duration,
+}
+
+static APPEND_BATCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append_batch.lua")));
+static RECORD_EVENTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/record_events.lua")));
+
+/// Entries per `XRANGE` of [`Store::scan_events`], and the `COUNT` hint per `HSCAN`.
+const PAGE: usize = 1_000;
+
+impl RedisStore {
+    /// Connects to the Redis the URL names, and checks that it answers. An unreachable Redis
+    /// fails within about twice `connect_timeout`, naming the URL (its password redacted).
+    pub fn open(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let keys = Keys::new(&options.prefix).ok_or_else(|| {
+            StoreError::Backend(format!(
+                "redis key prefix {:?} holds a brace, which would move hash tags",
+                options.prefix
+            ))
+        })?;
+        let target = conn::parse(url)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("reco-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot start the redis store's runtime: {e}")))?;
+        let (connect_timeout, call_timeout) = (options.connect_timeout, options.call_timeout);
+        let shown = conn::redact(url);
+        let conn = run_on(&runtime, "connect", connect_timeout * 2, async move {
+            Conn::open(&target, connect_timeout, call_timeout).await.map_err(failed("connect"))
+        })
+        .map_err(|e| match e {
+            StoreError::Backend(why) => StoreError::Backend(format!("cannot reach redis at {shown}: {why}")),
+            other => other,
+        })?;
+        tracing::info!(url = %shown, prefix = %options.prefix, "redis store opened");
+        Ok(Self { runtime: Some(runtime), conn, keys, max_batches: options.max_batches.max(1), call_timeout })
+    }
+
+    /// The store's key names, for operators and tests that look at Redis itself.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Every (field, value) of a hash, a field once, by `HSCAN`: one call (and timeout) per page.
+    fn scan_hash(&self, key: &str, what: &'static str) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let mut all = BTreeMap::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            let mut cmd = redis::cmd("HSCAN");
+            cmd.arg(key).arg(&cursor).arg("COUNT").arg(PAGE);
+            let (next, flat): (String, Vec<Vec<u8>>) =
+                self.call(what, |mut conn| async move { cmd.query_async(&mut conn).await.map_err(failed(what)) })?;
+            let mut items = flat.into_iter();
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                // A scan may return a field twice (while the hash rehashes): keep one.
+                all.insert(field, value);
+            }
+            if next == "0" {
+                return Ok(all);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Runs `work` on the store's runtime, bounded by the call timeout, and waits for it.
+    fn call<T, F>(&self, what: &'static str, work: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
+        run_on(runtime, what, self.call_timeout, work(self.conn.clone()))
+    }
+}
+
+fn run_on<T: Send + 'static>(
+    runtime: &Runtime,
+    what: &'static str,
+    limit: Duration,
+    work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let out = tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Backend(format!("redis {what} timed out after {limit:?}"))));
+        // The caller waits for this; it only goes away if its thread panicked.
+        let _ = tx.send(out);
+    });
+    rx.recv().map_err(|_| StoreError::Backend(format!("redis {what}: the store's runtime stopped")))?
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn failed(what: &'static str) -> impl Fn(RedisError) -> StoreError {
+    move |e| StoreError::Backend(format!("redis {what}: {e}"))
+}
+
+/// The 1-based index, in the counters `record_events.lua` unpacks (two `u32` halves per
+/// `u64`), of the low half of the count an action adds to.
+fn count_index(action: Action) -> usize {
+    match action {
+        Action::Exposure => 1,
+        Action::Click => 3,
+        Action::Collect => 5,
+        Action::Share => 7,
+        Action::Read => 9,
+        Action::Dislike => 14,
+    }
+}
+
+impl Store for RedisStore {
+    fn load_articles(&self) -> Result<Vec<Article>, StoreError> {
+        let rows = self.scan_hash(&self.keys.catalog().articles, "load_articles")?;
+        rows.iter().map(|(field, value)| codec::decode_article(codec::parse_id_field(field)?, value)).collect()
+    }
+
+    fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError> {
+        if articles.is_empty() {
+            return Ok(());
+        }
+        let keys = self.keys.catalog();
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HSET").arg(&keys.articles);
+        for article in articles {
+            pipe.arg(article.id).arg(codec::encode_article(article)?);
+        }
+        pipe.ignore().cmd("HDEL").arg(&keys.retracted).arg(articles.iter().map(|a| a.id).collect::<Vec<_>>()).ignore();
+        self.call("upsert_articles", |mut conn| async move {
+            pipe.query_async::<()>(&mut conn).await.map_err(failed("upsert_articles"))
+        })
+    }
+
+    fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError> {
+        if retractions.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys.catalog().retracted);
+        for (id, retraction) in retractions {
+            cmd.arg(*id).arg(codec::encode_retraction(retraction)?);
+        }
+        self.call("retract_articles", |mut conn| async move {
+            cmd.query_async::<()>(&mut conn).await.map_err(failed("retract_articles"))
+        })
+    }
+
+    fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError> {
+        let rows = self.scan_hash(&self.keys.catalog().retracted, "load_retractions")?;
+        rows.iter()
+            .map(|(field, value)| {
+                let id = codec::parse_id_field(field)?;
+                Ok((id, codec::decode_retraction(id, value)?))
+            })
+            .collect()
+    }
+
+    fn get_articles(&self, ids: &[ArticleId]) -> Result<Vec<Option<StoredArticle>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys.catalog();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET").arg(&keys.articles).arg(ids).cmd("HMGET").arg(&keys.retracted).arg(ids);
+        type Rows = (Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>);
+        let (articles, retractions): Rows = self.call("get_articles", |mut conn| async move {
+            pipe.query_async(&mut conn).await.map_err(failed("get_articles"))
+        })?;
+        ids.iter()
+            .zip(articles.into_iter().zip(retractions))
+            .map(|(&id, (article, retraction))| {
+                let Some(article) = article else { return Ok(None) };
+                let retraction = retraction.map(|r| codec::decode_retraction(id, &r)).transpose()?;
+                Ok(Some((codec::decode_article(id, &article)?, retraction)))
+            })
+            .collect()
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.keys.meta()).arg(key);
+        self.call("get_meta", |mut conn| async move { cmd.query_async(&mut conn).await.map_err(failed("get_meta")) })
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys.meta()).arg(key).arg(value);
+        self.call(
+            "put_meta",
+            |mut conn| async move { cmd.query_async::<()>(&mut conn).await.map_err(failed("put_meta")) },
+        )
+    }
+
+    fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
+        let keys = self.keys.user(user);
+        let mut pipe = redis::pipe();
+        // One MULTI: the three reads see one state, whatever another replica appends meanwhile.
+        pipe.atomic()
+            .cmd("ZRANGE")
+            .arg(&keys.batches)
+            .arg(0)
+            .arg(-1)
+            .cmd("SMEMBERS")
+            .arg(&keys.trimmed)
+            .cmd("SMEMBERS")
+            .arg(&keys.read);
+        type Rows = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+        let (batches, trimmed, read): Rows = self.call("with_user", |mut conn| async move {
+            pipe.query_async(&mut conn).await.map_err(failed("with_user"))
+        })?;
+        let mut record = UserRecord::default();
+        // Members sort by channel, then time: each one appends to its channel.
+        for member in &batches {
+            let (channel, batch) = codec::decode_member(member)?;
+            record.append(channel, Arc::new(batch), self.max_batches);
+        }
+        let mut by_channel: BTreeMap<ChannelId, Vec<ArticleId>> = BTreeMap::new();
+        for member in &trimmed {
+            let (channel, id) = codec::decode_trimmed(member)?;
+            by_channel.entry(channel).or_default().push(id);
+        }
+        for (channel, ids) in by_channel {
+            record.restore_trimmed(channel, ids);
+        }
+        for member in &read {
+            record.mark_read(codec::decode_id(member)?);
+        }
+        Ok(f(&record))
+    }
+
+    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
+        let keys = self.keys.user(user);
+        let prefix = channel_bytes(channel);
+        let lower = [&b"["[..], &prefix].concat();
+        let upper = match channel.checked_add(1) {
+            Some(next) => [&b"("[..], &channel_bytes(next)].concat(),
+            None => b"+".to_vec(),
+        };
+        let member = codec::encode_member(channel, &batch);
+        let position = [&b"["[..], &member[..12]].concat();
+        let mut invocation = APPEND_BATCH.prepare_invoke();
+        invocation
+            .key(keys.batches)
+            .key(keys.trimmed)
+            .arg(lower)
+            .arg(upper)
+            .arg(position)
+            .arg(member)
+            .arg(self.max_batches)
+            .arg(&prefix[..])
+            .arg(if batch.time <= 0 { "1" } else { "0" });
+        let (stored, latest): (u8, Vec<u8>) = self.call("append_batch", |mut conn| async move {
+            invocation.invoke_async(&mut conn).await.map_err(failed("append_batch"))
+        })?;
+        let latest = match <[u8; 8]>::try_from(latest.as_slice()) {
+            Ok(bytes) => time_from_bytes(bytes),
+            Err(_) if latest.is_empty() => 0,
+            Err(_) => {
+                return Err(StoreError::Corrupt(format!("a batch time of user {user:?} has {} bytes", latest.len())));
+            }
+        };
+        Ok(if stored == 1 { AppendOutcome::Appended { previous: latest } } else { AppendOutcome::Stale { latest } })
+    }
+
+    fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys.events();
+        let mut invocation = RECORD_EVENTS.prepare_invoke();
+        invocation.key(keys.keys).key(keys.seq).key(keys.log).key(keys.counters);
+        for event in events {
+            invocation
+                .arg(&event.key.0[..])
+                .arg(codec::encode_event(event)?)
+                .arg(count_index(event.action))
+                .arg(&event.read_ms.to_le_bytes()[..])
+                .arg(&event.popularity_log2.to_le_bytes()[..])
+                .arg(event.article_ids.len())
+                .arg(&event.article_ids);
+        }
+        // Every hiding event, new or duplicate, goes to the read set (see the crate doc).
+        let mut hidden: BTreeMap<&str, Vec<[u8; 8]>> = BTreeMap::new();
+        for event in events.iter().filter(|e| e.hides() && !e.article_ids.is_empty()) {
+            hidden.entry(&event.user).or_default().extend(event.article_ids.iter().map(|&id| codec::id_bytes(id)));
+        }
+        let reads: Vec<redis::Cmd> = hidden
+            .into_iter()
+            .map(|(user, ids)| {
+                let mut cmd = redis::cmd("SADD");
+                cmd.arg(self.keys.user(user).read);
+                for id in &ids {
+                    cmd.arg(&id[..]);
+                }
+                cmd
+            })
+            .collect();
+        let seqs: Vec<u64> = self.call("record_events", |mut conn| async move {
+            let seqs: Vec<u64> = invocation.invoke_async(&mut conn).await.map_err(failed("record_events"))?;
+            let sadds = reads.iter().map(|cmd| {
+                let mut conn = conn.clone();
+                async move { cmd.query_async::<()>(&mut conn).await }
+            });
+            for result in futures_util::future::join_all(sadds).await {
+                result.map_err(failed("record_events (read sets)"))?;
+            }
+            Ok(seqs)
+        })?;
+        if seqs.len() != events.len() {
+            return Err(StoreError::Corrupt(format!("{} sequence numbers for {} events", seqs.len(), events.len())));
+        }
+        Ok(seqs.into_iter().map(|seq| (seq > 0).then_some(seq)).collect())
+    }
+
+    fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError> {
+        let log = self.keys.events().log;
+        let mut next = after;
+        loop {
+            let Some(start) = next.checked_add(1) else { return Ok(()) };
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(&log).arg(format!("{start}-0")).arg("+").arg("COUNT").arg(PAGE);
+            let page: Vec<(String, Vec<Vec<u8>>)> = self.call("scan_events", |mut conn| async move {
+                cmd.query_async(&mut conn).await.map_err(failed("scan_events"))
+            })?;
+            let full = page.len() == PAGE;
+            for (id, fields) in page {
+                let seq = id
+                    .strip_suffix("-0")
+                    .and_then(|seq| seq.parse::<u64>().ok())
+                    .ok_or_else(|| StoreError::Corrupt(format!("the event log has an entry {id:?}")))?;
+                let [field, value] = <[Vec<u8>; 2]>::try_from(fields)
+                    .map_err(|_| StoreError::Corrupt(format!("logged event {seq} is not one field")))?;
+                if field != b"e" {
+                    return Err(StoreError::Corrupt(format!("logged event {seq} has no field e")));
+                }
+                f(seq, codec::decode_event(seq, &value)?);
+                next = seq;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.keys.events().counters).arg(ids);
+        let rows: Vec<Option<Vec<u8>>> = self
+            .call("counters", |mut conn| async move { cmd.query_async(&mut conn).await.map_err(failed("counters")) })?;
+        rows.iter().map(|row| row.as_deref().map_or(Ok(ArticleCounters::default()), codec::decode_counters)).collect()
+    }
+
+    fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError> {
+        let rows = self.scan_hash(&self.keys.events().counters, "all_counters")?;
+        rows.iter().map(|(field, value)| Ok((codec::parse_id_field(field)?, codec::decode_counters(value)?))).collect()
+    }
+
+    /// Nothing to do: every call returned after Redis acknowledged it (see the crate doc for
+    /// what that guarantees).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
