@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::catalog::Retraction;
 use crate::model::{ALL_CHANNELS, Action, Article};
-use crate::store::{AppendOutcome, Batch, BatchItem, DEFAULT_MAX_BATCHES, EventKey, EventRecord, Sources, Store};
+use crate::store::{AppendOutcome, Batch, BatchItem, DEFAULT_MAX_BATCHES, EventKey, EventRecord, Seen, Sources, Store};
 
 /// Runs every check on `store`, which must be empty and keep [`DEFAULT_MAX_BATCHES`] batches
 /// per (user, channel).
@@ -13,6 +13,7 @@ pub fn run_all<S: Store>(store: &S) {
     catalog(store);
     meta(store);
     batches(store);
+    seen_appends(store);
     events(store);
     concurrent_appends(store);
     trimming(store, DEFAULT_MAX_BATCHES);
@@ -128,6 +129,48 @@ pub fn batches<S: Store>(store: &S) {
         })
         .unwrap();
     assert_eq!(store.with_user("conformance-other", |u| u.channel(3).served_count()).unwrap(), 0, "users are separate");
+}
+
+/// A refresh appends only onto the history it ranked against: a batch appended meanwhile (to
+/// its channel, or to 推荐 for another channel) makes it stale.
+pub fn seen_appends<S: Store>(store: &S) {
+    let user = "conformance-seen";
+    let seen = |channel| store.with_user(user, |u| Seen::of(u, channel)).unwrap();
+    let before = seen(4);
+    assert_eq!(before, Seen { channel: 0, all: Some(0) });
+    assert_eq!(
+        store.append_batch_seen(user, 4, batch(100, &[1]), Some(before)).unwrap(),
+        AppendOutcome::Appended { previous: 0 }
+    );
+    assert_eq!(
+        store.append_batch_seen(user, 4, batch(200, &[1]), Some(before)).unwrap(),
+        AppendOutcome::Stale { latest: 100 },
+        "a batch appended since the read makes a newer one stale"
+    );
+    let now = seen(4);
+    assert_eq!(
+        store.append_batch(user, ALL_CHANNELS, batch(150, &[2])).unwrap(),
+        AppendOutcome::Appended { previous: 0 }
+    );
+    assert_eq!(
+        store.append_batch_seen(user, 4, batch(200, &[2]), Some(now)).unwrap(),
+        AppendOutcome::Stale { latest: 100 },
+        "so does one appended to 推荐, whose articles a channel refresh excludes too"
+    );
+    assert_eq!(
+        store.append_batch_seen(user, 4, batch(200, &[3]), Some(seen(4))).unwrap(),
+        AppendOutcome::Appended { previous: 100 }
+    );
+    // 推荐 itself looks at its own history only.
+    let all = seen(ALL_CHANNELS);
+    assert_eq!(all, Seen { channel: 150, all: None });
+    assert_eq!(store.append_batch(user, 4, batch(300, &[4])).unwrap(), AppendOutcome::Appended { previous: 200 });
+    assert_eq!(
+        store.append_batch_seen(user, ALL_CHANNELS, batch(300, &[5]), Some(all)).unwrap(),
+        AppendOutcome::Appended { previous: 150 }
+    );
+    let kept = store.with_user(user, |u| (u.channel(4).latest_time(), u.channel(ALL_CHANNELS).latest_time())).unwrap();
+    assert_eq!(kept, (300, 300), "stale appends stored nothing");
 }
 
 pub fn events<S: Store>(store: &S) {

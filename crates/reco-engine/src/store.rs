@@ -405,6 +405,30 @@ pub struct MemoryUse {
     pub evicted_users: u64,
 }
 
+/// What a refresh saw of the user's history when it ranked (see [`Store::append_batch_seen`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The newest batch time of the refreshed channel, 0 when it had none.
+    pub channel: i64,
+    /// For a channel other than 推荐: the newest batch time of 推荐 (whose articles the
+    /// refresh excluded too), 0 when it had none.
+    pub all: Option<i64>,
+}
+
+impl Seen {
+    /// What `user` shows of `channel` (and of 推荐) now.
+    pub fn of(user: &UserRecord, channel: ChannelId) -> Self {
+        let all =
+            (channel != crate::model::ALL_CHANNELS).then(|| user.channel(crate::model::ALL_CHANNELS).latest_time());
+        Self { channel: user.channel(channel).latest_time(), all }
+    }
+
+    /// Whether `user`'s history is still as seen.
+    pub fn holds(&self, user: &UserRecord, channel: ChannelId) -> bool {
+        *self == Self::of(user, channel)
+    }
+}
+
 /// An article as stored, with its retraction if it was retracted.
 pub type StoredArticle = (Article, Option<Retraction>);
 
@@ -439,7 +463,20 @@ pub trait Store: Send + Sync + 'static {
 
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError>;
     /// Stores `batch` for `(user, channel)` unless a batch at or after its time exists.
-    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError>;
+    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
+        self.append_batch_seen(user, channel, batch, None)
+    }
+    /// [`Store::append_batch`], and with `seen` also stale unless the user's history is still
+    /// as the refresh saw it when it ranked: a batch another process appended meanwhile (to
+    /// the channel, or to 推荐) may hold the very articles this one picked. Atomic with the
+    /// check, across every process that shares the backend.
+    fn append_batch_seen(
+        &self,
+        user: &str,
+        channel: ChannelId,
+        batch: Batch,
+        seen: Option<Seen>,
+    ) -> Result<AppendOutcome, StoreError>;
 
     /// Stores the events whose keys are new, atomically with their counter and read-set
     /// updates, and appends them to the event log. Answers per event its log sequence number
@@ -555,9 +592,20 @@ impl Store for MemStore {
         })
     }
 
-    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
+    fn append_batch_seen(
+        &self,
+        user: &str,
+        channel: ChannelId,
+        batch: Batch,
+        seen: Option<Seen>,
+    ) -> Result<AppendOutcome, StoreError> {
         let max_batches = self.max_batches;
-        Ok(self.lock().users.entry(user.to_owned()).or_default().append(channel, Arc::new(batch), max_batches))
+        let mut inner = self.lock();
+        let record = inner.users.entry(user.to_owned()).or_default();
+        if seen.is_some_and(|s| !s.holds(record, channel)) {
+            return Ok(AppendOutcome::Stale { latest: record.channel(channel).latest_time() });
+        }
+        Ok(record.append(channel, Arc::new(batch), max_batches))
     }
 
     fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError> {
@@ -652,8 +700,14 @@ impl<S: Store> Store for Arc<S> {
         (**self).with_user(user, f)
     }
 
-    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
-        (**self).append_batch(user, channel, batch)
+    fn append_batch_seen(
+        &self,
+        user: &str,
+        channel: ChannelId,
+        batch: Batch,
+        seen: Option<Seen>,
+    ) -> Result<AppendOutcome, StoreError> {
+        (**self).append_batch_seen(user, channel, batch, seen)
     }
 
     fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError> {

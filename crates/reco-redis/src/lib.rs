@@ -72,16 +72,16 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use reco_engine::catalog::Retraction;
-use reco_engine::model::{Action, Article, ArticleId, ChannelId};
+use reco_engine::model::{ALL_CHANNELS, Action, Article, ArticleId, ChannelId};
 use reco_engine::store::{
-    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, Store, StoreError, StoredArticle,
+    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, Seen, Store, StoreError, StoredArticle,
     UserRecord,
 };
 use redis::{RedisError, Script};
 use tokio::runtime::Runtime;
 
 use crate::conn::Conn;
-use crate::keys::{Keys, channel_bytes, time_from_bytes};
+use crate::keys::{Keys, channel_bytes, time_bytes, time_from_bytes};
 
 /// How a [`RedisStore`] names its keys and bounds its calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -320,6 +320,18 @@ impl Store for RedisStore {
         )
     }
 
+    /// HSETNX then HGET in one MULTI on the meta hash: the value stored first, whichever
+    /// replica stored it.
+    fn init_meta(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HSETNX").arg(self.keys.meta()).arg(key).arg(value).ignore();
+        pipe.cmd("HGET").arg(self.keys.meta()).arg(key);
+        let (stored,): (Vec<u8>,) = self.call("init_meta", |mut conn| async move {
+            pipe.query_async(&mut conn).await.map_err(failed("init_meta"))
+        })?;
+        Ok(stored)
+    }
+
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
         let keys = self.keys.user(user);
         let mut pipe = redis::pipe();
@@ -357,13 +369,23 @@ impl Store for RedisStore {
         Ok(f(&record))
     }
 
-    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
+    fn append_batch_seen(
+        &self,
+        user: &str,
+        channel: ChannelId,
+        batch: Batch,
+        seen: Option<Seen>,
+    ) -> Result<AppendOutcome, StoreError> {
         let keys = self.keys.user(user);
         let prefix = channel_bytes(channel);
-        let lower = [&b"["[..], &prefix].concat();
-        let upper = match channel.checked_add(1) {
-            Some(next) => [&b"("[..], &channel_bytes(next)].concat(),
-            None => b"+".to_vec(),
+        let (lower, upper) = channel_range(channel);
+        let (all_lower, all_upper) = channel_range(ALL_CHANNELS);
+        // The newest batch times the refresh saw, as the script compares them ('' for none).
+        let time_arg = |t: i64| if t == 0 { Vec::new() } else { time_bytes(t).to_vec() };
+        let (check, seen_channel, check_all, seen_all) = match seen {
+            None => ("0", Vec::new(), "0", Vec::new()),
+            Some(Seen { channel: c, all: None }) => ("1", time_arg(c), "0", Vec::new()),
+            Some(Seen { channel: c, all: Some(a) }) => ("1", time_arg(c), "1", time_arg(a)),
         };
         let member = codec::encode_member(channel, &batch);
         let position = [&b"["[..], &member[..12]].concat();
@@ -377,7 +399,13 @@ impl Store for RedisStore {
             .arg(member)
             .arg(self.max_batches)
             .arg(&prefix[..])
-            .arg(if batch.time <= 0 { "1" } else { "0" });
+            .arg(if batch.time <= 0 { "1" } else { "0" })
+            .arg(check)
+            .arg(seen_channel)
+            .arg(check_all)
+            .arg(all_lower)
+            .arg(all_upper)
+            .arg(seen_all);
         let (stored, latest): (u8, Vec<u8>) = self.call("append_batch", |mut conn| async move {
             invocation.invoke_async(&mut conn).await.map_err(failed("append_batch"))
         })?;
@@ -492,4 +520,15 @@ impl Store for RedisStore {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// The lexicographic bounds of a channel's members in a user's batches: `[channel` to
+/// `(next channel` (or `+`).
+fn channel_range(channel: ChannelId) -> (Vec<u8>, Vec<u8>) {
+    let lower = [&b"["[..], &channel_bytes(channel)].concat();
+    let upper = match channel.checked_add(1) {
+        Some(next) => [&b"("[..], &channel_bytes(next)].concat(),
+        None => b"+".to_vec(),
+    };
+    (lower, upper)
 }

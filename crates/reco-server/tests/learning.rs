@@ -15,7 +15,9 @@ use common::{
 };
 use reco_engine::catalog::Retraction;
 use reco_engine::model::Article;
-use reco_engine::store::{AppendOutcome, ArticleCounters, Batch, EventRecord, MemStore, Store, StoreError, UserRecord};
+use reco_engine::store::{
+    AppendOutcome, ArticleCounters, Batch, EventRecord, MemStore, Seen, Store, StoreError, UserRecord,
+};
 use reco_proto::v1::{ArticleInfo, Verdict};
 use reco_server::ServerConfig;
 
@@ -283,8 +285,14 @@ impl Store for FailingCheckpoints {
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {
         self.inner.with_user(user, f)
     }
-    fn append_batch(&self, user: &str, channel: i32, batch: Batch) -> Result<AppendOutcome, StoreError> {
-        self.inner.append_batch(user, channel, batch)
+    fn append_batch_seen(
+        &self,
+        user: &str,
+        channel: i32,
+        batch: Batch,
+        seen: Option<Seen>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.inner.append_batch_seen(user, channel, batch, seen)
     }
     fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError> {
         self.inner.record_events(events)

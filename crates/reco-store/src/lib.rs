@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 use reco_engine::catalog::Retraction;
 use reco_engine::model::{Article, ArticleId, ChannelId};
 use reco_engine::store::{
-    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, MemoryUse, Store, StoreError,
+    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, MemoryUse, Seen, Store, StoreError,
     StoredArticle, UserRecord,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -329,12 +329,22 @@ impl Store for RedbStore {
         self.state.users.read(&self.state.db, user, f)
     }
 
-    fn append_batch(&self, user: &str, channel: ChannelId, batch: Batch) -> Result<AppendOutcome, StoreError> {
+    fn append_batch_seen(
+        &self,
+        user: &str,
+        channel: ChannelId,
+        batch: Batch,
+        seen: Option<Seen>,
+    ) -> Result<AppendOutcome, StoreError> {
         self.check_writer()?;
         let (time, value) = (batch.time, codec::encode_batch(&batch));
         let batch = Arc::new(batch);
         let max_batches = self.state.users.max_batches();
         let outcome = self.state.users.write(&self.state.db, user, |resident| {
+            // The cached record is this process's, the only one writing the file.
+            if seen.is_some_and(|s| !s.holds(&resident.record, channel)) {
+                return AppendOutcome::Stale { latest: resident.record.channel(channel).latest_time() };
+            }
             let (outcome, trimmed) = resident.record.append_trimming(channel, batch, max_batches);
             if let AppendOutcome::Appended { .. } = outcome {
                 // Queued under the user's lock: the writer applies each user's trims in order.

@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use reco_engine::{EngineConfig, Variant};
 use reco_proto::seed::UserRequest;
 use reco_proto::seed::user_recommend_client::UserRecommendClient;
+use reco_redis::{RedisOptions, RedisStore};
 use reco_server::ServerConfig;
 use reco_store::{RedbStore, StoreConfig};
 
@@ -35,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve gRPC, gRPC-Web and the feed page on one port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load or update articles from a JSON Lines file: into a stopped server's data dir, or
     /// with --addr into a running server (Catalog.Publish, needs its admin token).
     Import(import::ImportArgs),
@@ -66,9 +67,18 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "RECO_ADDR", default_value = "127.0.0.1:8888")]
     addr: SocketAddr,
-    /// Where the embedded database lives.
+    /// Where the embedded database lives (the default store).
     #[arg(long, env = "RECO_DATA_DIR", default_value = "reco-data")]
     data_dir: PathBuf,
+    /// A shared store instead of the data dir, for several replicas: `redis://host:port/db`
+    /// (one Redis server) or `redis+cluster://host1:port1,host2:port2,...` (a Redis Cluster;
+    /// any reachable nodes as seeds).
+    #[arg(long, env = "RECO_STORE")]
+    store: Option<String>,
+    /// With a shared store, how often this replica applies the events the others logged, ms.
+    #[arg(long, env = "RECO_FOLLOW_MS", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    follow_ms: u64,
     /// The built feed page (default: ./dist when it has an index.html).
     #[arg(long, env = "RECO_WEB_DIR")]
     web_dir: Option<PathBuf>,
@@ -162,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Import(args) => import::import(&args),
         Command::Recommend { addr, user, channel, num, timestamp } => recommend(
             addr,
@@ -189,9 +199,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         bail!("--admin-token must be at least 16 characters without surrounding spaces (it guards catalog writes)");
     }
-    let store = RedbStore::open_with(&args.data_dir, store_config)?;
-    let location = format!("redb at {}", args.data_dir.display());
-    serve_on(store, location, std::time::Duration::ZERO, args)
+    match args.store.clone() {
+        None => {
+            let store = RedbStore::open_with(&args.data_dir, store_config)?;
+            let location = format!("redb at {}", args.data_dir.display());
+            serve_on(store, location, std::time::Duration::ZERO, args)
+        }
+        Some(url) => {
+            let options = RedisOptions { max_batches: args.max_batches, ..RedisOptions::default() };
+            let store = RedisStore::open(&url, options).with_context(|| format!("cannot open --store {url}"))?;
+            let follow = std::time::Duration::from_millis(args.follow_ms);
+            serve_on(store, without_password(&url), follow, args)
+        }
+    }
+}
+
+/// `url` for logs: a password in it (`redis://user:secret@host`) replaced by `***`.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
 }
 
 /// Serves over `store` (described as `location` in the log), following its event log every

@@ -7,14 +7,15 @@ use std::sync::atomic::Ordering;
 use crate::feed::{self, Exclusion};
 use crate::model::Action;
 use crate::params::TrackParam;
-use crate::store::{AppendOutcome, Batch, BatchItem, Store};
+use crate::store::{AppendOutcome, Batch, BatchItem, Seen, Store};
 use crate::text;
 
 use super::{Engine, EngineError, FeedItem, FeedRequest, FeedResponse, invalid};
 
 enum Plan {
     History(Option<(Arc<Batch>, i64)>),
-    Refresh(Vec<BatchItem>),
+    /// The batch, and the history it was ranked against.
+    Refresh(Vec<BatchItem>, Seen),
 }
 
 impl<S: Store> Engine<S> {
@@ -62,7 +63,8 @@ impl<S: Store> Engine<S> {
                     )
                 };
                 let picked = feed::rank(&input, &Exclusion::new(user, req.channel_id));
-                Plan::Refresh(picked.iter().map(|s| BatchItem { article_id: s.id, sources: s.sources }).collect())
+                let items = picked.iter().map(|s| BatchItem { article_id: s.id, sources: s.sources }).collect();
+                Plan::Refresh(items, Seen::of(user, req.channel_id))
             })?;
             match plan {
                 Plan::History(None) => {
@@ -78,14 +80,17 @@ impl<S: Store> Engine<S> {
                     let (_, items) = self.mint(req, &batch, batch.bucket, false);
                     return Ok(FeedResponse { exposure: String::new(), time_stamp: older, items, refreshed: false });
                 }
-                Plan::Refresh(items) => {
+                Plan::Refresh(items, seen) => {
                     let batch = Batch { time: req.time_stamp, request_id, bucket, items };
                     let (exposure, items) = self.mint(req, &batch, bucket, true);
-                    match self.store.append_batch(&req.user_id, req.channel_id, batch)? {
+                    // Stale when another process appended to this user's history since it was
+                    // read: rank again against the new history.
+                    match self.store.append_batch_seen(&req.user_id, req.channel_id, batch, Some(seen))? {
                         AppendOutcome::Appended { previous } => {
                             return Ok(FeedResponse { exposure, time_stamp: previous, items, refreshed: true });
                         }
-                        // Another process refreshed this feed meanwhile: answer from history.
+                        // Another process refreshed this feed meanwhile: a history read now, or
+                        // a refresh ranked again.
                         AppendOutcome::Stale { .. } => continue,
                     }
                 }

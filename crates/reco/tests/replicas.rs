@@ -1,0 +1,226 @@
+//! Three `reco serve` processes on one real 3-master Redis Cluster, clients spread over them:
+//! one tracking secret, the paging rules and never-repeat across replicas under concurrent
+//! refreshes of the same users, an event counted once whichever replicas receive it, the same
+//! `Stats` from every replica within a second, and no acknowledged event lost to a kill -9.
+
+#[allow(dead_code)]
+#[path = "../../reco-redis/tests/harness/mod.rs"]
+mod harness;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reco_proto::seed::user_recommend_client::UserRecommendClient;
+use reco_proto::seed::{ArticleResponse, UserRequest};
+use reco_proto::v1::tracking_client::TrackingClient;
+use reco_proto::v1::{self, TrackEvent, Verdict};
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_reco");
+
+/// A `reco serve` this test started, killed (by its PID) when dropped.
+struct Replica {
+    port: u16,
+    child: Child,
+}
+
+impl Replica {
+    fn start(store: &str) -> Replica {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(BIN)
+            .args(["serve", "--store", store, "--addr", &format!("127.0.0.1:{port}"), "--follow-ms", "100"])
+            .args(["--demo-articles", "600", "--checkpoint-secs", "0"])
+            .env("RECO_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start reco serve");
+        Replica { port, child }
+    }
+
+    async fn connect(&mut self) -> Clients {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(channel) =
+                Channel::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap().connect().await
+            {
+                return Clients {
+                    feed: UserRecommendClient::new(channel.clone()),
+                    tracking: TrackingClient::new(channel),
+                };
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("reco serve on port {} exited before listening: {status}", self.port);
+            }
+            assert!(Instant::now() < deadline, "reco serve on port {} is not listening after 60 s", self.port);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+#[derive(Clone)]
+struct Clients {
+    feed: UserRecommendClient<Channel>,
+    tracking: TrackingClient<Channel>,
+}
+
+impl Clients {
+    async fn feed(&mut self, user: &str, time_stamp: i64) -> ArticleResponse {
+        let req = UserRequest { user_id: user.into(), channel_id: 0, article_num: 10, time_stamp };
+        self.feed.user_recommend(req).await.expect("user_recommend").into_inner()
+    }
+
+    async fn report(&mut self, params: &[&str]) -> Vec<Verdict> {
+        let events = params
+            .iter()
+            .map(|p| TrackEvent { param: (*p).into(), action_time: 0, read_duration_ms: 0, dislike: false })
+            .collect();
+        let got = self.tracking.report(v1::ReportRequest { events }).await.expect("report").into_inner();
+        got.results.iter().map(|r| r.verdict()).collect()
+    }
+
+    async fn stats(&mut self, around: i64) -> v1::StatsResponse {
+        let req = v1::StatsRequest { from_ms: around - 3_600_000, to_ms: around + 3_600_000 };
+        self.tracking.stats(req).await.expect("stats").into_inner()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn three_replicas_on_a_redis_cluster_act_as_one_service() {
+    harness::bounded(Duration::from_secs(240), || {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(scenario());
+    });
+}
+
+async fn scenario() {
+    let cluster = harness::Cluster::start();
+    let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&cluster.url())).collect();
+    let mut clients = Vec::new();
+    for r in &mut replicas {
+        clients.push(r.connect().await);
+    }
+    let start = now_ms();
+
+    // Concurrent refreshes of the same users, each sent to a replica picked by the request.
+    let users: [&'static str; 3] = ["ann", "bo", "cy"];
+    let mut tasks = Vec::new();
+    for (u, user) in users.into_iter().enumerate() {
+        for k in 0..12i64 {
+            let mut c = clients[(u + k as usize * 7) % 3].clone();
+            let time = start + k;
+            tasks.push(tokio::spawn(async move { (user, time, c.feed(user, time).await) }));
+        }
+    }
+    let mut answers: BTreeMap<&str, Vec<(i64, ArticleResponse)>> = BTreeMap::new();
+    for t in tasks {
+        let (user, time, answer) = t.await.unwrap();
+        answers.entry(user).or_default().push((time, answer));
+    }
+    for (user, mut got) in answers {
+        got.sort_by_key(|(t, _)| *t);
+        let refreshed: Vec<&(i64, ArticleResponse)> = got.iter().filter(|(_, a)| !a.exposure.is_empty()).collect();
+        assert!(refreshed.len() >= 2, "{user}: at least the first and the last refresh win: {}", refreshed.len());
+        let mut seen = HashSet::new();
+        for (t, a) in &refreshed {
+            assert_eq!(a.recommends.len(), 10, "{user} at {t}");
+            for card in &a.recommends {
+                assert!(seen.insert(card.article_id), "{user}: article {} served twice", card.article_id);
+            }
+        }
+        // History from every replica: exactly the refreshed batches, newest first, each
+        // answer's time_stamp pointing at the one before.
+        for c in &mut clients {
+            let mut at = refreshed.last().unwrap().0;
+            let mut walked = Vec::new();
+            while at != 0 {
+                let page = c.feed(user, at).await;
+                assert!(page.exposure.is_empty(), "{user}: a read at or before the newest batch is history");
+                walked.push(page.recommends.iter().map(|r| r.article_id).collect::<Vec<_>>());
+                at = page.time_stamp;
+            }
+            let want: Vec<Vec<i64>> =
+                refreshed.iter().rev().map(|(_, a)| a.recommends.iter().map(|r| r.article_id).collect()).collect();
+            assert_eq!(walked, want, "{user}: history read through every replica");
+        }
+    }
+
+    // One param, sent to all three replicas at once: one event.
+    let r = clients[0].feed("dee", start + 5).await;
+    let click = r.recommends[1].track.as_ref().unwrap().click.clone();
+    let mut sends = Vec::new();
+    for c in &clients {
+        let (mut c, click) = (c.clone(), click.clone());
+        sends.push(tokio::spawn(async move { c.report(&[&click]).await[0] }));
+    }
+    let mut verdicts = Vec::new();
+    for s in sends {
+        verdicts.push(s.await.unwrap());
+    }
+    verdicts.sort_by_key(|v| *v as i32);
+    assert_eq!(verdicts, [Verdict::Accepted, Verdict::Duplicate, Verdict::Duplicate], "one event across replicas");
+    // The params one replica minted are verified by the others: one secret.
+    assert_eq!(clients[2].report(&[&r.exposure]).await, [Verdict::Accepted]);
+
+    // Every replica counts the same events within a second.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let a = clients[0].stats(start).await;
+        let (b, c) = (clients[1].stats(start).await, clients[2].stats(start).await);
+        if !a.by_bucket.is_empty() && a == b && b == c {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas' Stats differ after 1 s:\n{a:?}\n{b:?}\n{c:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // kill -9 of a replica while it acknowledges events: each acknowledged one is stored
+    // (another replica then answers DUPLICATE for it).
+    let mut acknowledged = Vec::new();
+    let mut victim = clients[2].clone();
+    for k in 0..6 {
+        let r = victim.feed(&format!("eve{k}"), start + 10).await;
+        let params: Vec<String> = std::iter::once(r.exposure.clone())
+            .chain(r.recommends.iter().map(|c| c.track.as_ref().unwrap().click.clone()))
+            .collect();
+        if k == 5 {
+            // The last report races the kill: what it acknowledged counts, what failed does not.
+            let report = tokio::spawn(async move {
+                let refs: Vec<&str> = params.iter().map(String::as_str).collect();
+                (victim.report(&refs).await, params)
+            });
+            replicas[2].kill_9();
+            if let Ok((verdicts, params)) = report.await {
+                acknowledged.extend(params.into_iter().zip(verdicts).filter(|(_, v)| *v == Verdict::Accepted));
+            }
+            break;
+        }
+        let refs: Vec<&str> = params.iter().map(String::as_str).collect();
+        let verdicts = victim.report(&refs).await;
+        assert!(verdicts.iter().all(|v| *v == Verdict::Accepted), "{verdicts:?}");
+        acknowledged.extend(params.into_iter().zip(verdicts));
+    }
+    assert!(acknowledged.len() >= 5 * 11, "{} acknowledged", acknowledged.len());
+    let replayed: Vec<&str> = acknowledged.iter().map(|(p, _)| p.as_str()).collect();
+    for chunk in replayed.chunks(100) {
+        let verdicts = clients[0].report(chunk).await;
+        assert!(verdicts.iter().all(|v| *v == Verdict::Duplicate), "an acknowledged event was lost: {verdicts:?}");
+    }
+    drop(cluster);
+}
