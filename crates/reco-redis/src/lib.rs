@@ -1,8 +1,8 @@
 //! A reco store on Redis: the engine's [`Store`] trait on one `redis-server` or a Redis
 //! Cluster, so that several `reco serve` replicas can share one state. The first slice of
 //! scale-out: correctness with several replicas first, so nothing is cached across calls
-//! (every `with_user` reads the user's keys), and the learner stays one per process (see
-//! ARCHITECTURE.md, "Deliberately absent").
+//! (every `with_user` reads the user's keys). Each replica keeps its own learner, fed by the
+//! shared event log (`Engine::follow_log`).
 //!
 //! # Key layout
 //!
@@ -16,8 +16,10 @@
 //! # Atomic scripts
 //!
 //! - `append_batch` is one Lua script on the user's slot (`lua/append_batch.lua`): it refuses
-//!   the batch unless it is newer than the channel's newest (answering `Stale { latest }`),
-//!   stores it, moves the ids of the batches past `max_batches` to the trimmed set and drops
+//!   the batch unless it is newer than the channel's newest (answering `Stale { latest }`)
+//!   and, for `append_batch_seen`, unless the channel's newest and 推荐's newest are still the
+//!   ones the refresh ranked against (a batch another replica appended meanwhile may hold the
+//!   same articles: the refresh then ranks again), stores it, moves the ids of the batches past `max_batches` to the trimmed set and drops
 //!   them, and answers `Appended { previous }`. Redis runs a script alone, so of two replicas
 //!   refreshing one user at the same time exactly one wins each batch time.
 //! - `record_events` is one Lua script on `{ev}` (`lua/record_events.lua`): per event, a key
