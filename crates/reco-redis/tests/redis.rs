@@ -296,3 +296,44 @@ fn a_call_to_a_redis_that_stopped_answering_fails_within_the_call_timeout() {
         assert_eq!(store.get_meta("k").unwrap().as_deref(), Some(&b"v"[..]), "the store recovers");
     });
 }
+
+#[test]
+fn what_was_acknowledged_survives_a_redis_crash_on_each_node_of_a_cluster() {
+    bounded(LIMIT, || {
+        let mut cluster = Cluster::start();
+        let store = harness::open(&cluster.url(), "crash", DEFAULT_MAX_BATCHES);
+        let users: Vec<String> = (0..8).map(|i| format!("crash-user-{i}")).collect();
+        for (i, user) in users.iter().enumerate() {
+            let time = 100 + i as i64;
+            assert_eq!(
+                store.append_batch(user, 3, batch(time, &[time])).unwrap(),
+                AppendOutcome::Appended { previous: 0 }
+            );
+            assert_eq!(store.record_events(&[read_event(i as u8, user, time)]).unwrap(), vec![Some(i as u64 + 1)]);
+        }
+        // SIGKILL every node in turn and start it again on its files: the users' slots are
+        // spread over the nodes, the event slot lives on one of them.
+        for node in &mut cluster.nodes {
+            node.restart();
+        }
+        cluster.wait_ok();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (i, user) in users.iter().enumerate() {
+            let time = 100 + i as i64;
+            let kept = loop {
+                match store.with_user(user, |u| (u.channel(3).latest_time(), u.has_read(time))) {
+                    Ok(kept) => break kept,
+                    Err(e) => assert!(Instant::now() < deadline, "no recovery after 30 s: {e}"),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            assert_eq!(kept, (time, true), "{user}'s batch and read survived");
+        }
+        let replayed: Vec<EventRecord> =
+            users.iter().enumerate().map(|(i, u)| read_event(i as u8, u, 100 + i as i64)).collect();
+        assert_eq!(store.record_events(&replayed).unwrap(), vec![None; users.len()], "every event is still known");
+        let mut logged = 0;
+        store.scan_events(0, &mut |_, _| logged += 1).unwrap();
+        assert_eq!(logged, users.len(), "and logged once");
+    });
+}

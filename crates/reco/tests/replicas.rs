@@ -224,3 +224,48 @@ async fn scenario() {
     }
     drop(cluster);
 }
+
+#[test]
+fn a_replica_that_loses_redis_answers_unavailable_and_recovers_by_itself() {
+    harness::bounded(Duration::from_secs(180), || {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(redis_goes_away());
+    });
+}
+
+async fn redis_goes_away() {
+    let mut redis = harness::server();
+    let mut replica = Replica::start(&redis.url());
+    let mut c = replica.connect().await;
+    let start = now_ms();
+    let r = c.feed("fay", start).await;
+    let click = r.recommends[0].track.as_ref().unwrap().click.clone();
+    assert_eq!(c.report(&[&click]).await, [Verdict::Accepted]);
+
+    redis.crash();
+    let req = UserRequest { user_id: "fay".into(), channel_id: 0, article_num: 10, time_stamp: start + 1 };
+    let status = c.feed.user_recommend(req).await.expect_err("no store, no refresh");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("redis"), "the message says what is missing: {}", status.message());
+    assert!(replica.child.try_wait().unwrap().is_none(), "the replica keeps running without its store");
+
+    // Back on its files: the replica recovers by itself, with what was acknowledged before.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let req = UserRequest { user_id: "fay".into(), channel_id: 0, article_num: 10, time_stamp: start + 2 };
+        match c.feed.user_recommend(req).await {
+            Ok(answer) => {
+                assert!(!answer.into_inner().exposure.is_empty(), "a refresh again");
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(Instant::now() < deadline, "no recovery 30 s after Redis came back: {status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(c.report(&[&click]).await, [Verdict::Duplicate], "the acknowledged click survived the crash");
+    let history = c.feed("fay", start).await;
+    assert_eq!(history.recommends, r.recommends, "and so did the batch");
+}

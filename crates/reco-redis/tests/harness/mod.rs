@@ -63,12 +63,31 @@ pub fn prefix(test: &str) -> String {
     format!("t{}:{test}:{}:", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A `redis-server` on `port` keeping its files in `dir`, fsyncing every write.
+fn redis_command(port: u16, dir: &std::path::Path, cluster: bool) -> Command {
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if cluster {
+        cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"]).arg(dir.join("nodes.conf"));
+    }
+    cmd
+}
+
 /// One `redis-server` this harness started.
 pub struct Node {
     pub port: u16,
     child: Child,
     /// The node's files (append-only file, log, nodes.conf); dropped after the process is gone.
     dir: tempfile::TempDir,
+    cluster: bool,
 }
 
 impl Node {
@@ -78,21 +97,8 @@ impl Node {
         for _ in 0..START_ATTEMPTS {
             let dir = tempfile::tempdir().expect("a temp dir for redis");
             let port = free_port(cluster);
-            let mut cmd = Command::new("redis-server");
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-                .args(["--appendonly", "yes", "--appendfsync", "always"])
-                .arg("--dir")
-                .arg(dir.path())
-                .arg("--logfile")
-                .arg(dir.path().join("redis.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            if cluster {
-                cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"]).arg(dir.path().join("nodes.conf"));
-            }
-            let child = cmd.spawn().expect("spawn redis-server");
-            let mut node = Node { port, child, dir };
+            let child = redis_command(port, dir.path(), cluster).spawn().expect("spawn redis-server");
+            let mut node = Node { port, child, dir, cluster };
             match node.wait_ready() {
                 Ok(()) => return node,
                 Err(e) => last_error = e,
@@ -141,6 +147,19 @@ impl Node {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the node (SIGKILL, as a crash) and waits for it; [`Node::restart`] brings it back.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again on its port and files (what its append-only file holds survives).
+    pub fn restart(&mut self) {
+        self.crash();
+        self.child = redis_command(self.port, self.dir.path(), self.cluster).spawn().expect("spawn redis-server again");
+        self.wait_ready().expect("the restarted node answers");
     }
 
     /// Sends a signal (`STOP`, `CONT`) to this node's process, by its PID.
@@ -192,7 +211,7 @@ impl Cluster {
         cluster
     }
 
-    fn wait_ok(&self) {
+    pub fn wait_ok(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
         for node in &self.nodes {
             loop {
