@@ -504,6 +504,12 @@ pub trait Store: Send + Sync + 'static {
     fn memory(&self) -> MemoryUse {
         MemoryUse::default()
     }
+
+    /// Whether calls wait on another process (a networked backend): the server then makes
+    /// them on its blocking threads, where waits overlap.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// Everything in memory, nothing durable: for tests and `reco eval`. It trims history like
@@ -694,6 +700,10 @@ impl<S: Store> Store for Arc<S> {
 
     fn init_meta(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
         (**self).init_meta(key, value)
+    }
+
+    fn is_remote(&self) -> bool {
+        (**self).is_remote()
     }
 
     fn with_user<R>(&self, user: &str, f: impl FnOnce(&UserRecord) -> R) -> Result<R, StoreError> {

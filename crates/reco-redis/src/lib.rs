@@ -322,6 +322,10 @@ impl Store for RedisStore {
         )
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     /// HSETNX then HGET in one MULTI on the meta hash: the value stored first, whichever
     /// replica stored it.
     fn init_meta(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {

@@ -178,8 +178,17 @@ impl<S: Store> UserRecommend for Reco<S> {
         let r = request.into_inner();
         let req =
             self.engine.validate(&r.user_id, r.channel_id, r.article_num, r.time_stamp).map_err(convert::status)?;
-        let resp = self.engine.recommend(&req, now_ms()).map_err(convert::status)?;
-        Ok(Response::new(convert::feed(resp)))
+        let resp = if self.engine.store().is_remote() {
+            // Its calls wait on the network: on the blocking pool, so that refreshes overlap
+            // (on the runtime's threads they would queue behind each other's round trips).
+            let engine = Arc::clone(&self.engine);
+            tokio::task::spawn_blocking(move || engine.recommend(&req, now_ms()))
+                .await
+                .map_err(|e| Status::internal(format!("the refresh task failed: {e}")))?
+        } else {
+            self.engine.recommend(&req, now_ms())
+        };
+        Ok(Response::new(convert::feed(resp.map_err(convert::status)?)))
     }
 }
 
