@@ -168,6 +168,33 @@ fn check_len(field: &str, len: usize) -> Result<(), Status> {
     }
 }
 
+/// Where a handler's engine call runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Blocking {
+    /// On the blocking pool: the call waits for a durable commit.
+    Always,
+    /// On the blocking pool when the store is networked (its round trips then overlap instead
+    /// of queuing on the runtime's threads), else right on the handler's thread.
+    OnNetwork,
+}
+
+impl<S: Store> Reco<S> {
+    async fn on_engine<T: Send + 'static>(
+        &self,
+        what: &str,
+        blocking: Blocking,
+        call: impl FnOnce(&Engine<S>) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        if blocking == Blocking::OnNetwork && !self.engine.store().is_remote() {
+            return Ok(call(&self.engine));
+        }
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || call(&engine))
+            .await
+            .map_err(|e| Status::internal(format!("the {what} task failed: {e}")))
+    }
+}
+
 #[tonic::async_trait]
 impl<S: Store> UserRecommend for Reco<S> {
     #[tracing::instrument(level = "debug", skip_all, fields(user = %request.get_ref().user_id, channel = request.get_ref().channel_id))]
@@ -178,16 +205,7 @@ impl<S: Store> UserRecommend for Reco<S> {
         let r = request.into_inner();
         let req =
             self.engine.validate(&r.user_id, r.channel_id, r.article_num, r.time_stamp).map_err(convert::status)?;
-        let resp = if self.engine.store().is_remote() {
-            // Its calls wait on the network: on the blocking pool, so that refreshes overlap
-            // (on the runtime's threads they would queue behind each other's round trips).
-            let engine = Arc::clone(&self.engine);
-            tokio::task::spawn_blocking(move || engine.recommend(&req, now_ms()))
-                .await
-                .map_err(|e| Status::internal(format!("the refresh task failed: {e}")))?
-        } else {
-            self.engine.recommend(&req, now_ms())
-        };
+        let resp = self.on_engine("refresh", Blocking::OnNetwork, move |e| e.recommend(&req, now_ms())).await?;
         Ok(Response::new(convert::feed(resp.map_err(convert::status)?)))
     }
 }
@@ -210,7 +228,10 @@ impl<S: Store> Catalog for Reco<S> {
     async fn articles(&self, request: Request<v1::ArticlesRequest>) -> Result<Response<v1::ArticlesResponse>, Status> {
         let ids = request.into_inner().article_ids;
         check_len("article_ids", ids.len())?;
-        let (found, missing_ids) = self.engine.articles(&ids).map_err(convert::status)?;
+        let (found, missing_ids) = self
+            .on_engine("articles", Blocking::OnNetwork, move |e| e.articles(&ids))
+            .await?
+            .map_err(convert::status)?;
         let articles = found.into_iter().map(convert::article).collect();
         Ok(Response::new(v1::ArticlesResponse { articles, missing_ids }))
     }
@@ -230,11 +251,10 @@ impl<S: Store> Catalog for Reco<S> {
         self.authorize(&request)?;
         let articles: Vec<_> = request.into_inner().articles.into_iter().map(convert::published).collect();
         let ids: Vec<i64> = articles.iter().map(|a| a.id).collect();
-        let engine = Arc::clone(&self.engine);
-        // Waits for the store's durable commit and rebuilds the catalog: off the async workers.
-        let verdicts = tokio::task::spawn_blocking(move || engine.publish(articles, now_ms()))
-            .await
-            .map_err(|e| Status::internal(format!("publish task failed: {e}")))?
+        // Waits for the store's durable commit and rebuilds the catalog.
+        let verdicts = self
+            .on_engine("publish", Blocking::Always, move |e| e.publish(articles, now_ms()))
+            .await?
             .map_err(convert::status)?;
         Ok(Response::new(convert::publish_results(&ids, verdicts)))
     }
@@ -243,11 +263,10 @@ impl<S: Store> Catalog for Reco<S> {
     async fn retract(&self, request: Request<v1::RetractRequest>) -> Result<Response<v1::RetractResponse>, Status> {
         self.authorize(&request)?;
         let v1::RetractRequest { article_ids, reason } = request.into_inner();
-        let engine = Arc::clone(&self.engine);
         let ids = article_ids.clone();
-        let verdicts = tokio::task::spawn_blocking(move || engine.retract(&ids, &reason, now_ms()))
-            .await
-            .map_err(|e| Status::internal(format!("retract task failed: {e}")))?
+        let verdicts = self
+            .on_engine("retract", Blocking::Always, move |e| e.retract(&ids, &reason, now_ms()))
+            .await?
             .map_err(convert::status)?;
         Ok(Response::new(convert::retract_results(&article_ids, verdicts)))
     }
@@ -258,11 +277,10 @@ impl<S: Store> Tracking for Reco<S> {
     #[tracing::instrument(level = "debug", skip_all, fields(events = request.get_ref().events.len()))]
     async fn report(&self, request: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
         let events: Vec<ReportedEvent> = request.into_inner().events.into_iter().map(convert::event).collect();
-        let engine = Arc::clone(&self.engine);
-        // Waits for the store's durable commit: off the async workers.
-        let verdicts = tokio::task::spawn_blocking(move || engine.report(&events, now_ms()))
-            .await
-            .map_err(|e| Status::internal(format!("report task failed: {e}")))?
+        // Waits for the store's durable commit.
+        let verdicts = self
+            .on_engine("report", Blocking::Always, move |e| e.report(&events, now_ms()))
+            .await?
             .map_err(convert::status)?;
         Ok(Response::new(v1::ReportResponse { results: verdicts.into_iter().map(convert::verdict).collect() }))
     }
@@ -273,7 +291,10 @@ impl<S: Store> Tracking for Reco<S> {
     ) -> Result<Response<v1::ArticleStatsResponse>, Status> {
         let ids = request.into_inner().article_ids;
         check_len("article_ids", ids.len())?;
-        let (stats, missing_ids) = self.engine.article_stats(&ids, now_ms()).map_err(convert::status)?;
+        let (stats, missing_ids) = self
+            .on_engine("article stats", Blocking::OnNetwork, move |e| e.article_stats(&ids, now_ms()))
+            .await?
+            .map_err(convert::status)?;
         let stats = stats.into_iter().map(|(id, s)| convert::stats(id, s)).collect();
         Ok(Response::new(v1::ArticleStatsResponse { stats, missing_ids }))
     }
@@ -295,7 +316,11 @@ impl<S: Store> Tracking for Reco<S> {
     #[tracing::instrument(level = "debug", skip_all, fields(user = %request.get_ref().user_id, article = request.get_ref().article_id))]
     async fn explain(&self, request: Request<v1::ExplainRequest>) -> Result<Response<v1::ExplainResponse>, Status> {
         let r = request.into_inner();
-        let explanation = self.engine.explain(&r.user_id, r.article_id, now_ms()).map_err(convert::status)?;
+        let (user, article) = (r.user_id.clone(), r.article_id);
+        let explanation = self
+            .on_engine("explain", Blocking::OnNetwork, move |e| e.explain(&user, article, now_ms()))
+            .await?
+            .map_err(convert::status)?;
         Ok(Response::new(convert::explanation(r.user_id, r.article_id, explanation)))
     }
 }
