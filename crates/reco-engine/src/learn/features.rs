@@ -42,33 +42,26 @@ impl Feature {
     /// parts come from tables built at compile time and the user's from `who`.
     #[inline]
     fn hash(self, who: &Who<'_>) -> u64 {
-        let small = |ns: usize, v: u8| SMALL_HASHES[ns].get(usize::from(v)).copied();
+        // A small value's hash from the table (computed as the table would be past its end).
+        let small = |ns: usize, v: u8| {
+            SMALL_HASHES[ns].get(usize::from(v)).copied().unwrap_or_else(|| hash_parts(ns as u64, u64::from(v), 0))
+        };
         match self {
             Feature::Bias => SMALL_HASHES[NS_BIAS][0],
             Feature::Article(id) => hash_parts(NS_ARTICLE as u64, id as u64, 0),
             Feature::Channel(c) => hash_parts(NS_CHANNEL as u64, c as u64, 0),
-            Feature::Age(b) => small(NS_AGE, b).unwrap_or_else(|| hash_parts(NS_AGE as u64, u64::from(b), 0)),
-            Feature::Popularity(b) => {
-                small(NS_POPULARITY, b).unwrap_or_else(|| hash_parts(NS_POPULARITY as u64, u64::from(b), 0))
-            }
-            Feature::Position(p) => {
-                small(NS_POSITION, p).unwrap_or_else(|| hash_parts(NS_POSITION as u64, u64::from(p), 0))
-            }
+            Feature::Age(b) => small(NS_AGE, b),
+            Feature::Popularity(b) => small(NS_POPULARITY, b),
+            Feature::Position(p) => small(NS_POSITION, p),
             Feature::Source(i) => match SOURCE_HASHES.get(usize::from(i)) {
                 Some(h) => *h,
                 None => hash_parts(NS_SOURCE as u64, u64::from(i), 0),
             },
             Feature::UserChannel(c) => mix(who.channel_seed ^ (c as u64).wrapping_mul(PHI)),
             Feature::UserToken(t) => mix(who.token_seed ^ t.wrapping_mul(PHI)),
-            Feature::Similarity(b) => {
-                small(NS_SIMILARITY, b).unwrap_or_else(|| hash_parts(NS_SIMILARITY as u64, u64::from(b), 0))
-            }
-            Feature::ChannelAffinity(b) => {
-                small(NS_CHANNEL_AFFINITY, b).unwrap_or_else(|| hash_parts(NS_CHANNEL_AFFINITY as u64, u64::from(b), 0))
-            }
-            Feature::Exposures(b) => {
-                small(NS_EXPOSURES, b).unwrap_or_else(|| hash_parts(NS_EXPOSURES as u64, u64::from(b), 0))
-            }
+            Feature::Similarity(b) => small(NS_SIMILARITY, b),
+            Feature::ChannelAffinity(b) => small(NS_CHANNEL_AFFINITY, b),
+            Feature::Exposures(b) => small(NS_EXPOSURES, b),
         }
     }
 
