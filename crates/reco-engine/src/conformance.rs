@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use crate::catalog::Retraction;
 use crate::model::{ALL_CHANNELS, Action, Article};
-use crate::store::{AppendOutcome, Batch, BatchItem, DEFAULT_MAX_BATCHES, EventKey, EventRecord, Seen, Sources, Store};
+use crate::store::{
+    AppendOutcome, Batch, BatchItem, CATALOG_LOG_CALLS, CatalogChanges, DEFAULT_MAX_BATCHES, EventKey, EventRecord, Seen,
+    Sources, Store,
+};
 
 /// Runs every check on `store`, which must be empty and keep [`DEFAULT_MAX_BATCHES`] batches
 /// per (user, channel).
@@ -80,6 +83,49 @@ pub fn catalog<S: Store>(store: &S) {
         vec![Some((article(2, "two, back"), None)), None, Some((article(1, "one"), Some(gone("illegal"))))],
         "articles by id, with their retractions"
     );
+}
+
+/// The catalog change log of a backend several processes share (not run by [`run_all`]: a
+/// backend one process owns keeps none). `store` must be empty.
+pub fn catalog_log<S: Store>(store: &S) {
+    let changes = |after| store.catalog_changes(after).unwrap();
+    assert_eq!(changes(0), CatalogChanges { head: 0, changed: Some(vec![]) }, "a new store has no changes");
+    store.upsert_articles(&[article(2, "two"), article(1, "one")]).unwrap();
+    store.upsert_articles(&[article(3, "three"), article(2, "two, edited")]).unwrap();
+    store.retract_articles(&[(1, Retraction { reason: "wrong".to_owned(), time_ms: 7 })]).unwrap();
+    assert_eq!(changes(0), CatalogChanges { head: 3, changed: Some(vec![2, 1, 3]) }, "every id once, first change first");
+    assert_eq!(changes(1), CatalogChanges { head: 3, changed: Some(vec![3, 2, 1]) }, "the changes after the first");
+    assert_eq!(changes(3), CatalogChanges { head: 3, changed: Some(vec![]) }, "nothing after the newest");
+    assert_eq!(changes(u64::MAX).head, 3, "the newest number, whatever is asked");
+    // Many more calls than the log keeps: a reader at the start must reload, a recent one not.
+    for i in 0..CATALOG_LOG_CALLS as i64 + 50 {
+        store.upsert_articles(&[article(100 + i % 7, "again")]).unwrap();
+    }
+    let head = 3 + CATALOG_LOG_CALLS as u64 + 50;
+    assert_eq!(changes(0), CatalogChanges { head, changed: None }, "the log no longer reaches back");
+    let recent = changes(head - 2);
+    assert_eq!(recent.head, head);
+    let mut ids = recent.changed.expect("the log holds the latest changes");
+    ids.sort_unstable();
+    assert_eq!(ids.len(), 2, "two calls, one id each: {ids:?}");
+}
+
+/// Trimming the event log of a backend whose log costs memory (not run by [`run_all`]: the
+/// others keep their whole log). `store` must be empty.
+pub fn event_log_trimming<S: Store>(store: &S) {
+    let events: Vec<EventRecord> = (1..=10).map(|k| event(k, "trim", Action::Click, &[1])).collect();
+    let seqs = store.record_events(&events).unwrap();
+    assert_eq!(seqs, (1..=10).map(Some).collect::<Vec<_>>());
+    assert_eq!(store.event_log_trimmed().unwrap(), 0, "a whole log");
+    store.trim_event_log(4).unwrap();
+    store.trim_event_log(2).unwrap();
+    assert_eq!(store.event_log_trimmed().unwrap(), 4, "trimmed through 4, never back");
+    let mut logged = Vec::new();
+    store.scan_events(0, &mut |seq, _| logged.push(seq)).unwrap();
+    assert_eq!(logged, (5..=10).collect::<Vec<_>>(), "the log starts after the trimmed events");
+    assert_eq!(store.record_events(&events[..2]).unwrap(), vec![None, None], "trimmed events are still duplicates");
+    assert_eq!(store.counters(&[1]).unwrap()[0].clicks, 10, "and still counted");
+    assert_eq!(store.record_events(&[event(11, "trim", Action::Click, &[1])]).unwrap(), vec![Some(11)]);
 }
 
 pub fn meta<S: Store>(store: &S) {

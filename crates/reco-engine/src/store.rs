@@ -5,7 +5,7 @@
 //! per-article counters they update. `reco-store` implements it on an embedded database;
 //! a networked backend implements the same trait, and [`conformance`] runs against each.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -432,6 +432,23 @@ impl Seen {
 /// An article as stored, with its retraction if it was retracted.
 pub type StoredArticle = (Article, Option<Retraction>);
 
+/// Catalog changes a shared backend keeps for its readers: the latest this many calls of
+/// `upsert_articles` and `retract_articles` (each up to 1,000 ids). A reader further behind
+/// reloads the whole catalog.
+pub const CATALOG_LOG_CALLS: usize = 1_000;
+
+/// What changed in the catalog after a point of its change log (see [`Store::catalog_changes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatalogChanges {
+    /// The number of the newest logged change (numbers grow from 1 with each call of
+    /// `upsert_articles` or `retract_articles`; 0: none yet). The reader's next call passes it.
+    pub head: u64,
+    /// The ids upserted or retracted after the number asked, up to `head`, each once, in
+    /// the order of their first change; `None` when the log no longer holds every change
+    /// since (it keeps the latest [`CATALOG_LOG_CALLS`]): the reader must reload the catalog.
+    pub changed: Option<Vec<ArticleId>>,
+}
+
 /// The durable state behind the engine. Reads of user records go through a closure so that a
 /// backend can hand out its cached copy without cloning it.
 ///
@@ -446,6 +463,14 @@ pub trait Store: Send + Sync + 'static {
     /// rows stay.
     fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError>;
     fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError>;
+    /// The catalog changes that every process sharing the backend made after change `after`
+    /// (`upsert_articles` and `retract_articles` log them, atomically with the change): how
+    /// replicas see each other's `Publish` and `Retract`. A backend that one process owns keeps
+    /// no log, its engine having made every change itself: this default answers none.
+    fn catalog_changes(&self, after: u64) -> Result<CatalogChanges, StoreError> {
+        let _ = after;
+        Ok(CatalogChanges { head: 0, changed: Some(Vec::new()) })
+    }
     /// Stored articles by id, each with its retraction if it was retracted (for articles that
     /// aged out of the catalog). This default reads every article: backends should do better.
     fn get_articles(&self, ids: &[ArticleId]) -> Result<Vec<Option<StoredArticle>>, StoreError> {
@@ -485,6 +510,18 @@ pub trait Store: Send + Sync + 'static {
     fn record_events(&self, events: &[EventRecord]) -> Result<Vec<Option<u64>>, StoreError>;
     /// Calls `f` with every logged event whose sequence number is above `after`, in order.
     fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError>;
+    /// Lets the backend drop the logged events up to `upto` from the log (those a learner
+    /// checkpoint covers), keeping their effects (dedup, counters, read sets). A backend whose
+    /// log costs disk only keeps it whole: this default does nothing.
+    fn trim_event_log(&self, upto: u64) -> Result<(), StoreError> {
+        let _ = upto;
+        Ok(())
+    }
+    /// The number up to which events were trimmed from the log ([`Store::trim_event_log`]):
+    /// a scan from before it misses them. 0 when the log is whole.
+    fn event_log_trimmed(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError>;
     fn all_counters(&self) -> Result<Vec<(ArticleId, ArticleCounters)>, StoreError>;
     /// Lets the backend drop from memory the counters of articles `keep` says no to (articles
@@ -535,6 +572,20 @@ struct MemInner {
     events: HashSet<EventKey>,
     log: Vec<EventRecord>,
     counters: HashMap<ArticleId, ArticleCounters>,
+    /// The ids of the latest [`CATALOG_LOG_CALLS`] catalog changes, oldest first, the last
+    /// one numbered `catalog_seq`.
+    catalog_log: VecDeque<Vec<ArticleId>>,
+    catalog_seq: u64,
+}
+
+impl MemInner {
+    fn log_catalog_change(&mut self, ids: Vec<ArticleId>) {
+        self.catalog_seq += 1;
+        self.catalog_log.push_back(ids);
+        if self.catalog_log.len() > CATALOG_LOG_CALLS {
+            self.catalog_log.pop_front();
+        }
+    }
 }
 
 impl MemStore {
@@ -565,12 +616,37 @@ impl Store for MemStore {
             inner.articles.insert(a.id, a.clone());
             inner.retracted.remove(&a.id);
         }
+        inner.log_catalog_change(articles.iter().map(|a| a.id).collect());
         Ok(())
     }
 
     fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError> {
-        self.lock().retracted.extend(retractions.iter().cloned());
+        let mut inner = self.lock();
+        inner.retracted.extend(retractions.iter().cloned());
+        inner.log_catalog_change(retractions.iter().map(|(id, _)| *id).collect());
         Ok(())
+    }
+
+    fn catalog_changes(&self, after: u64) -> Result<CatalogChanges, StoreError> {
+        let inner = self.lock();
+        let head = inner.catalog_seq;
+        let first = head + 1 - inner.catalog_log.len() as u64;
+        if after >= head {
+            return Ok(CatalogChanges { head, changed: Some(Vec::new()) });
+        }
+        if after + 1 < first {
+            return Ok(CatalogChanges { head, changed: None });
+        }
+        let mut seen = HashSet::new();
+        let changed = inner
+            .catalog_log
+            .iter()
+            .skip((after + 1 - first) as usize)
+            .flatten()
+            .copied()
+            .filter(|id| seen.insert(*id))
+            .collect();
+        Ok(CatalogChanges { head, changed: Some(changed) })
     }
 
     fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError> {
@@ -686,6 +762,10 @@ impl<S: Store> Store for Arc<S> {
         (**self).load_retractions()
     }
 
+    fn catalog_changes(&self, after: u64) -> Result<CatalogChanges, StoreError> {
+        (**self).catalog_changes(after)
+    }
+
     fn get_articles(&self, ids: &[ArticleId]) -> Result<Vec<Option<StoredArticle>>, StoreError> {
         (**self).get_articles(ids)
     }
@@ -726,6 +806,14 @@ impl<S: Store> Store for Arc<S> {
 
     fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError> {
         (**self).scan_events(after, f)
+    }
+
+    fn trim_event_log(&self, upto: u64) -> Result<(), StoreError> {
+        (**self).trim_event_log(upto)
+    }
+
+    fn event_log_trimmed(&self) -> Result<u64, StoreError> {
+        (**self).event_log_trimmed()
     }
 
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {

@@ -7,12 +7,15 @@
 //! | `<p>{u:<hex user>}:b` | sorted set | the user's kept batches, every channel |
 //! | `<p>{u:<hex user>}:t` | set | the user's trimmed ids, every channel |
 //! | `<p>{u:<hex user>}:r` | set | the user's read set |
-//! | `<p>{ev}:keys` | set | the keys of every stored event (dedup) |
+//! | `<p>{ev}:keys:<day>` | set | the keys of the events stored that day (dedup), expiring |
 //! | `<p>{ev}:seq` | string | the last event sequence number |
-//! | `<p>{ev}:log` | stream | the event log, entry ids `<seq>-0` |
+//! | `<p>{ev}:log` | stream | the event log, entry ids `<seq>-0`, trimmed behind checkpoints |
+//! | `<p>{ev}:trimmed` | string | the number up to which the log was trimmed |
 //! | `<p>{ev}:counters` | hash | article id → its counters |
 //! | `<p>{cat}:articles` | hash | article id → the article |
 //! | `<p>{cat}:retracted` | hash | article id → its retraction |
+//! | `<p>{cat}:seq` | string | the number of the last catalog change |
+//! | `<p>{cat}:changes` | stream | the latest catalog changes, entry ids `<seq>-0`, field `ids` |
 //! | `<p>{meta}` | hash | meta key → value |
 //!
 //! `<p>` is the configured prefix; it may not hold `{` or `}`, which would move the tag.
@@ -51,24 +54,34 @@ pub struct UserKeys {
 /// one atomic script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventKeys {
-    /// A set of the 16-byte keys of every stored event: a key already there is a duplicate.
-    pub keys: String,
+    /// Before the day number (days since the Unix epoch, UTC): a set of the 16-byte keys of
+    /// the events stored that day. A key in the set of any day of the dedup window is a
+    /// duplicate; each set expires once the window has passed it.
+    pub keys_of_day: String,
     /// The sequence number of the newest logged event (`INCR`ed per new event).
     pub seq: String,
     /// A stream with one entry per event, id `<seq>-0`, field `e`: the event.
     pub log: String,
+    /// The number up to which the log was trimmed (0 or absent: whole).
+    pub trimmed: String,
     /// A hash from the decimal article id to its 64-byte counters.
     pub counters: String,
 }
 
-/// The catalog's keys, in the slot of the tag `{cat}`, so an upsert that clears retractions is
-/// one transaction.
+/// The catalog's keys, in the slot of the tag `{cat}`, so that a change (an upsert clears
+/// retractions) and its entry in the change log are one script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CatalogKeys {
     /// A hash from the decimal article id to the article as JSON.
     pub articles: String,
     /// A hash from the decimal article id to its retraction as JSON.
     pub retracted: String,
+    /// The number of the newest catalog change (`INCR`ed per upsert or retract call).
+    pub seq: String,
+    /// A stream with one entry per change, id `<seq>-0`, field `ids`: the changed article ids
+    /// (8 bytes little-endian each); trimmed to the latest
+    /// [`reco_engine::store::CATALOG_LOG_CALLS`] entries.
+    pub changes: String,
 }
 
 impl Keys {
@@ -92,16 +105,22 @@ impl Keys {
     pub fn events(&self) -> EventKeys {
         let p = &self.prefix;
         EventKeys {
-            keys: format!("{p}{{ev}}:keys"),
+            keys_of_day: format!("{p}{{ev}}:keys:"),
             seq: format!("{p}{{ev}}:seq"),
             log: format!("{p}{{ev}}:log"),
+            trimmed: format!("{p}{{ev}}:trimmed"),
             counters: format!("{p}{{ev}}:counters"),
         }
     }
 
     pub fn catalog(&self) -> CatalogKeys {
         let p = &self.prefix;
-        CatalogKeys { articles: format!("{p}{{cat}}:articles"), retracted: format!("{p}{{cat}}:retracted") }
+        CatalogKeys {
+            articles: format!("{p}{{cat}}:articles"),
+            retracted: format!("{p}{{cat}}:retracted"),
+            seq: format!("{p}{{cat}}:seq"),
+            changes: format!("{p}{{cat}}:changes"),
+        }
     }
 
     /// The meta hash.

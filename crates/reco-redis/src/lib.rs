@@ -76,7 +76,7 @@ use std::time::Duration;
 use reco_engine::catalog::Retraction;
 use reco_engine::model::{ALL_CHANNELS, Action, Article, ArticleId, ChannelId};
 use reco_engine::store::{
-    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, Seen, Store, StoreError, StoredArticle,
+    AppendOutcome, ArticleCounters, Batch, CATALOG_LOG_CALLS, CatalogChanges, DEFAULT_MAX_BATCHES, EventRecord, Seen, Store, StoreError, StoredArticle,
     UserRecord,
 };
 use redis::{RedisError, Script};
@@ -100,6 +100,11 @@ pub struct RedisOptions {
     /// The bound on each store call, whatever it waits for (replies, reconnects, cluster
     /// redirections): past it the call fails instead of hanging. Default 10 s.
     pub call_timeout: Duration,
+    /// How long an event's key is remembered to refuse a replay of it: at least as long as
+    /// the engine accepts a param (`EngineConfig::param_max_age_ms`) plus the clock skew it
+    /// allows, rounded up to whole days (sets per day). Default 32 days (30 + a day of margin
+    /// either side, for replicas whose clocks differ).
+    pub dedup_window: Duration,
 }
 
 impl Default for RedisOptions {
@@ -109,6 +114,7 @@ impl Default for RedisOptions {
             max_batches: DEFAULT_MAX_BATCHES,
             connect_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(10),
+            dedup_window: Duration::from_secs(32 * DAY_SECS),
         }
     }
 }
@@ -123,10 +129,16 @@ pub struct RedisStore {
     keys: Keys,
     max_batches: usize,
     call_timeout: Duration,
+    /// Days of event keys checked for duplicates before today's set.
+    dedup_days: u64,
 }
 
 static APPEND_BATCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append_batch.lua")));
+static CATALOG_CHANGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/catalog_change.lua")));
+static TRIM_EVENTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trim_events.lua")));
 static RECORD_EVENTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/record_events.lua")));
+
+const DAY_SECS: u64 = 86_400;
 
 /// Entries per `XRANGE` of [`Store::scan_events`], and the `COUNT` hint per `HSCAN`.
 const PAGE: usize = 1_000;
@@ -158,7 +170,15 @@ impl RedisStore {
             other => other,
         })?;
         tracing::info!(url = %shown, prefix = %options.prefix, "redis store opened");
-        Ok(Self { runtime: Some(runtime), conn, keys, max_batches: options.max_batches.max(1), call_timeout })
+        let dedup_days = options.dedup_window.as_secs().div_ceil(DAY_SECS).max(1);
+        Ok(Self {
+            runtime: Some(runtime),
+            conn,
+            keys,
+            max_batches: options.max_batches.max(1),
+            call_timeout,
+            dedup_days,
+        })
     }
 
     /// The store's key names, for operators and tests that look at Redis itself.
@@ -185,6 +205,25 @@ impl RedisStore {
             }
             cursor = next;
         }
+    }
+
+    /// Runs `catalog_change.lua`: the rows (id, encoded article or retraction) written and the
+    /// change logged, in one script on the catalog's slot.
+    fn change_catalog(&self, mode: &'static str, rows: Vec<(ArticleId, Vec<u8>)>) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let keys = self.keys.catalog();
+        let ids: Vec<u8> = rows.iter().flat_map(|(id, _)| codec::id_bytes(*id)).collect();
+        let mut invocation = CATALOG_CHANGE.prepare_invoke();
+        invocation.key(keys.articles).key(keys.retracted).key(keys.seq).key(keys.changes);
+        invocation.arg(mode).arg(CATALOG_LOG_CALLS).arg(ids);
+        for (id, value) in &rows {
+            invocation.arg(*id).arg(&value[..]);
+        }
+        self.call(if mode == "upsert" { "upsert_articles" } else { "retract_articles" }, |mut conn| async move {
+            invocation.invoke_async::<u64>(&mut conn).await.map(drop).map_err(failed("catalog change"))
+        })
     }
 
     /// Runs `work` on the store's runtime, bounded by the call timeout, and waits for it.
@@ -247,33 +286,71 @@ impl Store for RedisStore {
     }
 
     fn upsert_articles(&self, articles: &[Article]) -> Result<(), StoreError> {
-        if articles.is_empty() {
-            return Ok(());
-        }
-        let keys = self.keys.catalog();
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("HSET").arg(&keys.articles);
-        for article in articles {
-            pipe.arg(article.id).arg(codec::encode_article(article)?);
-        }
-        pipe.ignore().cmd("HDEL").arg(&keys.retracted).arg(articles.iter().map(|a| a.id).collect::<Vec<_>>()).ignore();
-        self.call("upsert_articles", |mut conn| async move {
-            pipe.query_async::<()>(&mut conn).await.map_err(failed("upsert_articles"))
-        })
+        let rows = articles.iter().map(|a| Ok((a.id, codec::encode_article(a)?))).collect::<Result<Vec<_>, _>>()?;
+        self.change_catalog("upsert", rows)
     }
 
     fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError> {
-        if retractions.is_empty() {
-            return Ok(());
+        let rows = retractions
+            .iter()
+            .map(|(id, r)| Ok((*id, codec::encode_retraction(r)?)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.change_catalog("retract", rows)
+    }
+
+    /// `GET` of the change number and the first page of the log after `after` in one `MULTI`,
+    /// then one `XRANGE` per further page, up to that number.
+    fn catalog_changes(&self, after: u64) -> Result<CatalogChanges, StoreError> {
+        let keys = self.keys.catalog();
+        let start = after.saturating_add(1);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("GET").arg(&keys.seq);
+        pipe.cmd("XRANGE").arg(&keys.changes).arg(format!("{start}-0")).arg("+").arg("COUNT").arg(PAGE);
+        type First = (Option<u64>, Vec<(String, Vec<Vec<u8>>)>);
+        let (head, mut page): First = self.call("catalog_changes", |mut conn| async move {
+            pipe.query_async(&mut conn).await.map_err(failed("catalog_changes"))
+        })?;
+        let head = head.unwrap_or(0);
+        if after >= head {
+            return Ok(CatalogChanges { head, changed: Some(Vec::new()) });
         }
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(self.keys.catalog().retracted);
-        for (id, retraction) in retractions {
-            cmd.arg(*id).arg(codec::encode_retraction(retraction)?);
+        let mut seen = std::collections::HashSet::new();
+        let mut changed = Vec::new();
+        let mut expect = start;
+        loop {
+            let full = page.len() == PAGE;
+            for (id, fields) in page {
+                let seq = parse_entry_id(&id, "catalog change log")?;
+                if seq > head {
+                    return Ok(CatalogChanges { head, changed: Some(changed) });
+                }
+                if seq != expect {
+                    // Trimmed (or, at the first entry, already past `after`): reload.
+                    return Ok(CatalogChanges { head, changed: None });
+                }
+                let [_, ids] = <[Vec<u8>; 2]>::try_from(fields)
+                    .map_err(|_| StoreError::Corrupt(format!("catalog change {seq} is not one field")))?;
+                for chunk in ids.chunks(8) {
+                    let id = codec::decode_id(chunk)?;
+                    if seen.insert(id) {
+                        changed.push(id);
+                    }
+                }
+                expect = seq + 1;
+            }
+            if expect > head {
+                return Ok(CatalogChanges { head, changed: Some(changed) });
+            }
+            if !full {
+                // The log ends before `head`: its entries up to there were trimmed meanwhile.
+                return Ok(CatalogChanges { head, changed: None });
+            }
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(&keys.changes).arg(format!("{expect}-0")).arg(format!("{head}-0")).arg("COUNT").arg(PAGE);
+            page = self.call("catalog_changes", |mut conn| async move {
+                cmd.query_async(&mut conn).await.map_err(failed("catalog_changes"))
+            })?;
         }
-        self.call("retract_articles", |mut conn| async move {
-            cmd.query_async::<()>(&mut conn).await.map_err(failed("retract_articles"))
-        })
     }
 
     fn load_retractions(&self) -> Result<Vec<(ArticleId, Retraction)>, StoreError> {
@@ -431,7 +508,19 @@ impl Store for RedisStore {
         }
         let keys = self.keys.events();
         let mut invocation = RECORD_EVENTS.prepare_invoke();
-        invocation.key(keys.keys).key(keys.seq).key(keys.log).key(keys.counters);
+        invocation.key(&keys.seq).key(&keys.log).key(&keys.counters);
+        // Today's set first (by this replica's clock), then the window's other days, one
+        // ahead for replicas whose clocks run ahead of this one's.
+        let today = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / DAY_SECS);
+        invocation.key(format!("{}{today}", keys.keys_of_day));
+        for day in today.saturating_sub(self.dedup_days)..=today + 1 {
+            if day != today {
+                invocation.key(format!("{}{day}", keys.keys_of_day));
+            }
+        }
+        invocation.arg((self.dedup_days + 1) * DAY_SECS);
         for event in events {
             invocation
                 .arg(&event.key.0[..])
@@ -487,10 +576,7 @@ impl Store for RedisStore {
             })?;
             let full = page.len() == PAGE;
             for (id, fields) in page {
-                let seq = id
-                    .strip_suffix("-0")
-                    .and_then(|seq| seq.parse::<u64>().ok())
-                    .ok_or_else(|| StoreError::Corrupt(format!("the event log has an entry {id:?}")))?;
+                let seq = parse_entry_id(&id, "event log")?;
                 let [field, value] = <[Vec<u8>; 2]>::try_from(fields)
                     .map_err(|_| StoreError::Corrupt(format!("logged event {seq} is not one field")))?;
                 if field != b"e" {
@@ -503,6 +589,25 @@ impl Store for RedisStore {
                 return Ok(());
             }
         }
+    }
+
+    /// One script: `XTRIM MINID` and the number trimmed through, which never goes back.
+    fn trim_event_log(&self, upto: u64) -> Result<(), StoreError> {
+        let keys = self.keys.events();
+        let mut invocation = TRIM_EVENTS.prepare_invoke();
+        invocation.key(keys.log).key(keys.trimmed).arg(upto);
+        self.call("trim_event_log", |mut conn| async move {
+            invocation.invoke_async::<u64>(&mut conn).await.map(drop).map_err(failed("trim_event_log"))
+        })
+    }
+
+    fn event_log_trimmed(&self) -> Result<u64, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.events().trimmed);
+        let trimmed: Option<u64> = self.call("event_log_trimmed", |mut conn| async move {
+            cmd.query_async(&mut conn).await.map_err(failed("event_log_trimmed"))
+        })?;
+        Ok(trimmed.unwrap_or(0))
     }
 
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {
@@ -526,6 +631,13 @@ impl Store for RedisStore {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// The sequence number of a stream entry whose id is `<seq>-0`.
+fn parse_entry_id(id: &str, what: &str) -> Result<u64, StoreError> {
+    id.strip_suffix("-0")
+        .and_then(|seq| seq.parse::<u64>().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("the {what} has an entry {id:?}")))
 }
 
 /// The lexicographic bounds of a channel's members in a user's batches: `[channel` to

@@ -22,6 +22,8 @@ fn conformance_on_one_server() {
     bounded(LIMIT, || {
         let server = harness::server();
         conformance::run_all(&harness::open(&server.url(), "all", DEFAULT_MAX_BATCHES));
+        conformance::catalog_log(&harness::open(&server.url(), "catalog-log", DEFAULT_MAX_BATCHES));
+        conformance::event_log_trimming(&harness::open(&server.url(), "log-trim", DEFAULT_MAX_BATCHES));
     });
 }
 
@@ -30,6 +32,8 @@ fn conformance_on_a_cluster() {
     bounded(LIMIT, || {
         let cluster = Cluster::start();
         conformance::run_all(&harness::open(&cluster.url(), "all", DEFAULT_MAX_BATCHES));
+        conformance::catalog_log(&harness::open(&cluster.url(), "catalog-log", DEFAULT_MAX_BATCHES));
+        conformance::event_log_trimming(&harness::open(&cluster.url(), "log-trim", DEFAULT_MAX_BATCHES));
     });
 }
 
@@ -59,6 +63,19 @@ fn batch(time: i64, ids: &[i64]) -> Batch {
         request_id: 1,
         bucket: 0,
         items: ids.iter().map(|&article_id| BatchItem { article_id, sources: Sources::HOT }).collect(),
+    }
+}
+
+fn article(id: i64) -> Article {
+    Article {
+        id,
+        channel_id: 1,
+        title: format!("t{id}"),
+        author: "a".to_owned(),
+        publish_time: id,
+        keywords: vec![],
+        summary: String::new(),
+        cover: String::new(),
     }
 }
 
@@ -107,17 +124,48 @@ fn a_users_keys_share_a_slot_and_the_event_keys_share_one() {
             }
         }
         let events = store.keys().events();
-        let slots: HashSet<u16> =
-            [&events.keys, &events.seq, &events.log, &events.counters].map(|k| cluster.keyslot(k)).into();
+        let today = format!("{}{}", events.keys_of_day, harness::today());
+        let yesterday = format!("{}{}", events.keys_of_day, harness::today() - 1);
+        let slots: HashSet<u16> = [&today, &yesterday, &events.seq, &events.log, &events.counters, &events.trimmed]
+            .map(|k| cluster.keyslot(k))
+            .into();
         assert_eq!(slots.len(), 1, "the event keys share a slot: {events:?}");
-        assert!([&events.keys, &events.seq, &events.log, &events.counters].iter().all(|k| cluster.exists(k)));
+        assert!([&today, &events.seq, &events.log, &events.counters].iter().all(|k| cluster.exists(k)));
         let catalog = store.keys().catalog();
-        assert_eq!(cluster.keyslot(&catalog.articles), cluster.keyslot(&catalog.retracted));
+        store.upsert_articles(&[article(1)]).unwrap();
+        let slots: HashSet<u16> =
+            [&catalog.articles, &catalog.retracted, &catalog.seq, &catalog.changes].map(|k| cluster.keyslot(k)).into();
+        assert_eq!(slots.len(), 1, "the catalog keys share a slot: {catalog:?}");
+        assert!([&catalog.articles, &catalog.seq, &catalog.changes].iter().all(|k| cluster.exists(k)));
 
         // A raw id in the tag would put every user starting with `x}` in the slot of `{u:x}`.
         let spread: HashSet<u16> =
             (0..8).map(|i| cluster.keyslot(&store.keys().user(&format!("x}}{i}")).batches)).collect();
         assert!(spread.len() > 1, "users sharing a prefix before a brace spread over slots");
+    });
+}
+
+#[test]
+fn event_keys_are_remembered_for_the_dedup_window_and_then_expire() {
+    bounded(LIMIT, || {
+        let server = harness::server();
+        let store = harness::open(&server.url(), "dedup", DEFAULT_MAX_BATCHES);
+        let keys = store.keys().events();
+        assert_eq!(store.record_events(&[read_event(1, "u", 7)]).unwrap(), vec![Some(1)]);
+        let today = format!("{}{}", keys.keys_of_day, harness::today());
+        let ttl: u64 = server.command(&["TTL", &today]).unwrap().trim_start_matches(':').parse().unwrap();
+        assert!(
+            (32 * 86_400..=33 * 86_400).contains(&ttl),
+            "today's keys live the 32-day window and a day more after the last addition: {ttl} s"
+        );
+        // A key stored on a day inside the window is a duplicate; one from before it is not
+        // (its param has expired by then, so the engine refuses it before the store sees it).
+        for (days_ago, key, expect) in [(31, 2u8, None), (40, 3u8, Some(2))] {
+            let set = format!("{}{}", keys.keys_of_day, harness::today() - days_ago);
+            let raw: String = std::iter::repeat_n(char::from(key), 16).collect();
+            server.command(&["SADD", &set, &raw]).unwrap();
+            assert_eq!(store.record_events(&[read_event(key, "u", 7)]).unwrap(), vec![expect], "{days_ago} days ago");
+        }
     });
 }
 
@@ -231,16 +279,6 @@ fn long_logs_and_big_hashes_are_read_page_by_page() {
         counted.sort_unstable();
         assert_eq!(counted, (1..=n).collect::<Vec<_>>(), "one click counted per article");
 
-        let article = |id: i64| Article {
-            id,
-            channel_id: 1,
-            title: format!("t{id}"),
-            author: "a".to_owned(),
-            publish_time: id,
-            keywords: vec![],
-            summary: String::new(),
-            cover: String::new(),
-        };
         let articles: Vec<Article> = (1..=n).map(article).collect();
         store.upsert_articles(&articles).unwrap();
         let mut loaded = store.load_articles().unwrap();

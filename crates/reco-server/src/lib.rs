@@ -216,13 +216,23 @@ async fn every<F: Future<Output = ()>>(
     }
 }
 
-/// Applies what other replicas logged, off the async workers. A failure (the shared store
-/// unreachable) is logged; the next tick tries again.
+/// Applies what other replicas logged (events, then catalog changes), off the async workers.
+/// A failure (the shared store unreachable) is logged; the next tick tries again.
 async fn follow_log<S: Store>(engine: Arc<Engine<S>>) {
-    match tokio::task::spawn_blocking(move || engine.follow_log()).await {
-        Ok(Ok(0)) => {}
-        Ok(Ok(applied)) => tracing::trace!(applied, "events other replicas logged applied"),
-        Ok(Err(e)) => tracing::warn!("cannot read the shared event log (will retry): {e}"),
+    let work = tokio::task::spawn_blocking(move || (engine.follow_log(), engine.follow_catalog(now_ms())));
+    match work.await {
+        Ok((events, changes)) => {
+            match events {
+                Ok(0) => {}
+                Ok(applied) => tracing::trace!(applied, "events other replicas logged applied"),
+                Err(e) => tracing::warn!("cannot read the shared event log (will retry): {e}"),
+            }
+            match changes {
+                Ok(0) => {}
+                Ok(changed) => tracing::debug!(changed, "catalog changes other replicas made applied"),
+                Err(e) => tracing::warn!("cannot read the shared catalog change log (will retry): {e}"),
+            }
+        }
         Err(e) => tracing::warn!("the log following task failed: {e}"),
     }
 }

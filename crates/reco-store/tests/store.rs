@@ -265,4 +265,5 @@ fn concurrent_callers_record_each_event_exactly_once() {
 #[test]
 fn mem_store_conformance() {
     reco_engine::conformance::run_all(&reco_engine::store::MemStore::new());
+    reco_engine::conformance::catalog_log(&reco_engine::store::MemStore::new());
 }

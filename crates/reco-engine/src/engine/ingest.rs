@@ -89,6 +89,8 @@ pub(super) enum Op {
     Observe(Arc<Observed>),
     /// Forget the articles that left the catalog (aged out).
     Prune,
+    /// Take the events up to this number as applied: trimmed from a shared log unread.
+    SkipThrough(u64),
 }
 
 /// What applying an op reads besides the model.
@@ -152,6 +154,7 @@ impl Model {
                 self.learner.apply(cfg, &world, Some(*seq), event);
             }
             Op::Advance(now_ms) => self.learner.advance(cfg, *now_ms),
+            Op::SkipThrough(seq) => self.learner.skip_through(*seq),
             Op::Prune => {
                 let known = |id| st.catalog.contains(id);
                 self.learner.forget_articles(known);
@@ -447,7 +450,17 @@ impl<S: Store> Engine<S> {
     pub fn follow_log(&self) -> Result<usize, EngineError> {
         let mut ingest = self.lock_ingest();
         let mut ops = Vec::new();
-        self.store.scan_events(ingest.applied, &mut |seq, event| {
+        let trimmed = self.store.event_log_trimmed()?;
+        if trimmed > ingest.applied {
+            tracing::warn!(
+                from = ingest.applied + 1,
+                through = trimmed,
+                "events were trimmed from the shared log before this replica read them: it does not learn from them \
+                 (their counters, dedup and read sets are kept)"
+            );
+            ops.push(Op::SkipThrough(trimmed));
+        }
+        self.store.scan_events(ingest.applied.max(trimmed), &mut |seq, event| {
             ops.push(Op::Event { seq, event: Arc::new(event) });
         })?;
         if ops.is_empty() {
@@ -533,6 +546,12 @@ impl<S: Store> Engine<S> {
             return Err(e.into());
         }
         tracing::debug!(bytes = bytes.len(), applied, "learner checkpoint written");
+        // A restart starts from this checkpoint (or one a replica writes a little later, never
+        // much earlier): the log before it is only kept for replicas that lag behind.
+        let upto = applied.saturating_sub(self.config.event_log_keep);
+        if upto > 0 {
+            self.store.trim_event_log(upto)?;
+        }
         Ok(bytes.len())
     }
 }

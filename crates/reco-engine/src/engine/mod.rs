@@ -58,6 +58,10 @@ pub struct EngineConfig {
     /// and the learner and popularity forget it (the store keeps it, and history reads and
     /// `Catalog.Articles` still find it). `i64::MAX`: never (offline replays of old logs).
     pub max_article_age_ms: i64,
+    /// Logged events a checkpoint leaves in the log before the point it covers, for replicas
+    /// a little behind it (a store whose log costs disk only keeps the whole log whatever
+    /// this says: [`crate::store::Store::trim_event_log`]).
+    pub event_log_keep: u64,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +78,7 @@ impl Default for EngineConfig {
             variants: vec![Variant::default()],
             algorithm: "v2".to_owned(),
             max_article_age_ms: 30 * DAY_MS,
+            event_log_keep: 100_000,
         }
     }
 }
@@ -215,8 +220,10 @@ pub struct Engine<S> {
     /// The catalog with its text index, replaced whole by `publish` and `retract`; a refresh
     /// loads it once and ranks against that one.
     catalog: ArcSwap<Catalog>,
-    /// Taken by `publish` and `retract` (one catalog change at a time), never by a refresh.
-    publishing: Mutex<()>,
+    /// Taken by `publish`, `retract` and `follow_catalog` (one catalog change at a time),
+    /// never waited for by a refresh. It holds the number of the store's catalog change log
+    /// that the catalog is up to date with (see [`Engine::follow_catalog`]).
+    publishing: Mutex<u64>,
     changes: publish::ChangeFeed,
     /// What ranking reads, published whole by the ingest side; readers never wait for it.
     model: ArcSwap<Model>,
@@ -255,6 +262,9 @@ impl<S: Store> Engine<S> {
         }
         // Articles past the maximum age counted from the newest one stay in the store only (the
         // first refresh ages the rest by the clock).
+        // The change log's position first: a change logged while the articles load is applied
+        // again by the first `follow_catalog`, which is harmless; one missed would not be.
+        let catalog_position = store.catalog_changes(u64::MAX)?.head;
         let mut articles = store.load_articles()?;
         let oldest = articles.iter().map(|a| a.publish_time).max().map(|n| n.saturating_sub(config.max_article_age_ms));
         if let Some(oldest) = oldest {
@@ -283,6 +293,16 @@ impl<S: Store> Engine<S> {
         });
         let counted = checkpoint.is_none();
         let mut model = checkpoint.unwrap_or(Model { learner: Learner::default(), hot });
+        let trimmed = store.event_log_trimmed()?;
+        if trimmed > model.learner.applied() {
+            tracing::warn!(
+                from = model.learner.applied() + 1,
+                through = trimmed,
+                "events were trimmed from the shared log after the newest checkpoint: the learner does not learn from \
+                 them (their counters, dedup and read sets are kept)"
+            );
+            model.learner.skip_through(trimmed);
+        }
         let from = model.learner.applied();
         let mut replayed = 0u64;
         store.scan_events(from, &mut |seq, event| {
@@ -295,7 +315,7 @@ impl<S: Store> Engine<S> {
         Ok(Self {
             store,
             catalog: ArcSwap::from_pointee(catalog),
-            publishing: Mutex::new(()),
+            publishing: Mutex::new(catalog_position),
             changes: publish::ChangeFeed::new(now_nanos() / 1_000),
             model: ArcSwap::from_pointee(model.clone()),
             ingest: Mutex::new(Ingest::new(model)),

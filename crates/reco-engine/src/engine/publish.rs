@@ -7,12 +7,12 @@
 //! notifier (the server's push). Numbers start at the start time in microseconds, so they grow
 //! across restarts; the ring starts empty at each start.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::catalog::{self, Catalog, Retraction};
 use crate::model::{Article, ArticleId};
-use crate::store::Store;
+use crate::store::{Store, StoredArticle};
 
 use super::{AGE_STEP_MS, Engine, EngineError, invalid};
 
@@ -207,6 +207,86 @@ impl<S: Store> Engine<S> {
             self.changes.push(feed);
         }
         Ok(verdicts)
+    }
+
+    /// Brings the catalog up to date with the changes other processes sharing the store made
+    /// (replicas' `Publish` and `Retract`, read from [`Store::catalog_changes`]): each changed
+    /// article goes into the catalog as the store holds it now, and to the change feed as if
+    /// published or retracted here. An article the catalog already holds as stored (this
+    /// engine's own changes) is skipped, so applying a change twice is harmless. A follower
+    /// further behind than the store's log reloads the whole catalog the same way. Returns how
+    /// many changes reached the feed.
+    pub fn follow_catalog(&self, now_ms: i64) -> Result<usize, EngineError> {
+        let mut position = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let changes = self.store.catalog_changes(*position)?;
+        if changes.head == *position {
+            return Ok(0);
+        }
+        let stored: Vec<StoredArticle> = match changes.changed {
+            Some(ids) => {
+                let mut stored = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(MAX_CHANGES) {
+                    stored.extend(self.store.get_articles(chunk)?.into_iter().flatten());
+                }
+                stored
+            }
+            None => {
+                tracing::info!(
+                    from = *position,
+                    to = changes.head,
+                    "the store's catalog change log no longer reaches back to this replica's position: reloading \
+                     the catalog"
+                );
+                let mut retractions: HashMap<ArticleId, Retraction> =
+                    self.store.load_retractions()?.into_iter().collect();
+                let articles = self.store.load_articles()?;
+                articles.into_iter().map(|a| (retractions.remove(&a.id), a)).map(|(r, a)| (a, r)).collect()
+            }
+        };
+        self.age_out_locked(now_ms);
+        let oldest = now_ms.saturating_sub(self.config.max_article_age_ms);
+        let current = self.catalog.load_full();
+        let mut next: Option<Catalog> = None;
+        let mut feed = Vec::new();
+        for (article, retraction) in stored {
+            let id = article.id;
+            let held = current.get(id);
+            let was_retracted = current.retraction(id).is_some();
+            let same_article = held == Some(&article);
+            if same_article && was_retracted == retraction.is_some() {
+                continue;
+            }
+            if held.is_none() && article.publish_time < oldest {
+                // Past the maximum age here: the store keeps it, the catalog does not.
+                continue;
+            }
+            let next = next.get_or_insert_with(|| Catalog::clone(&current));
+            let article = Arc::new(article);
+            if !same_article || retraction.is_none() {
+                // New, changed, or live again: `upsert` makes it live.
+                next.upsert(Arc::clone(&article));
+                if retraction.is_none() {
+                    let kind = if held.is_some() { ChangeKind::Updated } else { ChangeKind::Published };
+                    feed.push((kind, Arc::clone(&article), None));
+                }
+            }
+            if let Some(r) = retraction
+                && next.retract(id, r.clone())
+                && !was_retracted
+            {
+                feed.push((ChangeKind::Retracted, article, Some(r)));
+            }
+        }
+        *position = changes.head;
+        if let Some(next) = next {
+            self.catalog.store(Arc::new(next));
+        }
+        let changed = feed.len();
+        if changed > 0 {
+            tracing::debug!(changed, position = changes.head, "catalog changes of other replicas applied");
+            self.changes.push(feed);
+        }
+        Ok(changed)
     }
 
     /// Takes the articles older than the maximum age out of the catalog: they leave every

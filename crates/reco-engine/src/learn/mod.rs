@@ -217,6 +217,20 @@ impl Learner {
         self.applied
     }
 
+    /// Takes every event up to `seq` as applied without applying it: they were trimmed from a
+    /// shared log before this learner read them (see [`crate::store::Store::event_log_trimmed`]).
+    pub fn skip_through(&mut self, seq: u64) {
+        if seq <= self.applied {
+            return;
+        }
+        self.applied = seq;
+        self.ahead = self.ahead.split_off(&(seq + 1));
+        while self.ahead.first() == Some(&(self.applied + 1)) {
+            self.ahead.pop_first();
+            self.applied += 1;
+        }
+    }
+
     /// Whether the logged event `seq` is applied already.
     pub fn is_applied(&self, seq: u64) -> bool {
         seq <= self.applied || self.ahead.contains(&seq)

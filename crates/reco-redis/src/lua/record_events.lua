@@ -1,6 +1,7 @@
 -- Stores a report's events, atomically (see the crate doc).
--- KEYS[1] event keys (set), KEYS[2] sequence (string), KEYS[3] log (stream), KEYS[4] counters
--- (hash). ARGV, per event: its 16-byte key, its log value, the 1-based index of the count it
+-- KEYS[1] sequence (string), KEYS[2] log (stream), KEYS[3] counters (hash), KEYS[4] today's
+-- event keys (set), KEYS[5..] the event keys of the dedup window's other days (sets).
+-- ARGV[1] the seconds today's set lives after its last addition; then, per event: its 16-byte key, its log value, the 1-based index of the count it
 -- adds to in the unpacked counters, read_ms (8 bytes LE), popularity_log2 (8 bytes LE f64), the
 -- number of article ids n, then the n decimal ids.
 -- Answers per event its sequence number, 0 for a duplicate.
@@ -45,21 +46,33 @@ local function log2_add(a, b)
   return hi + log1p(2 ^ (lo - hi)) / LN_2
 end
 
+-- Whether the key is in the set of a day of the window before today (or after: clocks differ).
+local function seen_before(key)
+  for k = 5, #KEYS do
+    if redis.call('SISMEMBER', KEYS[k], key) == 1 then
+      return true
+    end
+  end
+  return false
+end
+
 local out = {}
-local i = 1
+local added = false
+local i = 2
 while i <= #ARGV do
   local key, value, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local ms_lo, ms_hi = struct.unpack('<I4I4', ARGV[i + 3])
   local popularity = struct.unpack('<d', ARGV[i + 4])
   local first, n = i + 6, tonumber(ARGV[i + 5])
   i = first + n
-  if redis.call('SADD', KEYS[1], key) == 0 then
+  if seen_before(key) or redis.call('SADD', KEYS[4], key) == 0 then
     out[#out + 1] = 0
   else
-    local seq = redis.call('INCR', KEYS[2])
-    redis.call('XADD', KEYS[3], string.format('%d-0', seq), 'e', value)
+    added = true
+    local seq = redis.call('INCR', KEYS[1])
+    redis.call('XADD', KEYS[2], string.format('%d-0', seq), 'e', value)
     for j = first, first + n - 1 do
-      local stored = redis.call('HGET', KEYS[4], ARGV[j])
+      local stored = redis.call('HGET', KEYS[3], ARGV[j])
       local c
       if stored then
         c = {struct.unpack(FORMAT, stored)}
@@ -71,9 +84,12 @@ while i <= #ARGV do
         c[READ_MS], c[READ_MS + 1] = add(c[READ_MS], c[READ_MS + 1], ms_lo, ms_hi)
       end
       c[POPULARITY] = log2_add(c[POPULARITY], popularity)
-      redis.call('HSET', KEYS[4], ARGV[j], struct.pack(FORMAT, unpack(c, 1, 15)))
+      redis.call('HSET', KEYS[3], ARGV[j], struct.pack(FORMAT, unpack(c, 1, 15)))
     end
     out[#out + 1] = seq
   end
+end
+if added then
+  redis.call('EXPIRE', KEYS[4], ARGV[1])
 end
 return out

@@ -58,6 +58,11 @@ pub fn free_port(with_bus: bool) -> u16 {
 }
 
 /// A unique key prefix, so stores of one test never see each other's keys.
+/// Days since the Unix epoch (UTC), as the store numbers its dedup sets.
+pub fn today() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400
+}
+
 pub fn prefix(test: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!("t{}:{test}:{}:", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
