@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::catalog::Retraction;
 use crate::model::{ALL_CHANNELS, Action, Article};
 use crate::store::{
-    AppendOutcome, Batch, BatchItem, CATALOG_LOG_CALLS, CatalogChanges, DEFAULT_MAX_BATCHES, EventKey, EventRecord, Seen,
-    Sources, Store,
+    AppendOutcome, Batch, BatchItem, CATALOG_LOG_CALLS, CatalogChanges, DEFAULT_MAX_BATCHES, EventKey, EventRecord,
+    Seen, Sources, Store,
 };
 
 /// Runs every check on `store`, which must be empty and keep [`DEFAULT_MAX_BATCHES`] batches
@@ -93,7 +93,11 @@ pub fn catalog_log<S: Store>(store: &S) {
     store.upsert_articles(&[article(2, "two"), article(1, "one")]).unwrap();
     store.upsert_articles(&[article(3, "three"), article(2, "two, edited")]).unwrap();
     store.retract_articles(&[(1, Retraction { reason: "wrong".to_owned(), time_ms: 7 })]).unwrap();
-    assert_eq!(changes(0), CatalogChanges { head: 3, changed: Some(vec![2, 1, 3]) }, "every id once, first change first");
+    assert_eq!(
+        changes(0),
+        CatalogChanges { head: 3, changed: Some(vec![2, 1, 3]) },
+        "every id once, first change first"
+    );
     assert_eq!(changes(1), CatalogChanges { head: 3, changed: Some(vec![3, 2, 1]) }, "the changes after the first");
     assert_eq!(changes(3), CatalogChanges { head: 3, changed: Some(vec![]) }, "nothing after the newest");
     assert_eq!(changes(u64::MAX).head, 3, "the newest number, whatever is asked");

@@ -570,7 +570,9 @@ struct MemInner {
     meta: HashMap<String, Vec<u8>>,
     users: HashMap<String, UserRecord>,
     events: HashSet<EventKey>,
-    log: Vec<EventRecord>,
+    /// The logged events after the first `log_trimmed`.
+    log: VecDeque<EventRecord>,
+    log_trimmed: u64,
     counters: HashMap<ArticleId, ArticleCounters>,
     /// The ids of the latest [`CATALOG_LOG_CALLS`] catalog changes, oldest first, the last
     /// one numbered `catalog_seq`.
@@ -703,18 +705,34 @@ impl Store for MemStore {
                 for &id in &event.article_ids {
                     inner.counters.entry(id).or_default().apply(event);
                 }
-                inner.log.push(event.clone());
-                Some(inner.log.len() as u64)
+                inner.log.push_back(event.clone());
+                Some(inner.log_trimmed + inner.log.len() as u64)
             })
             .collect())
     }
 
     fn scan_events(&self, after: u64, f: &mut dyn FnMut(u64, EventRecord)) -> Result<(), StoreError> {
-        let events: Vec<EventRecord> = self.lock().log.iter().skip(after as usize).cloned().collect();
+        let (first, events): (u64, Vec<EventRecord>) = {
+            let inner = self.lock();
+            let first = after.max(inner.log_trimmed);
+            (first, inner.log.iter().skip((first - inner.log_trimmed) as usize).cloned().collect())
+        };
         for (i, e) in events.into_iter().enumerate() {
-            f(after + 1 + i as u64, e);
+            f(first + 1 + i as u64, e);
         }
         Ok(())
+    }
+
+    fn trim_event_log(&self, upto: u64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let drop = upto.saturating_sub(inner.log_trimmed).min(inner.log.len() as u64);
+        inner.log.drain(..drop as usize);
+        inner.log_trimmed += drop;
+        Ok(())
+    }
+
+    fn event_log_trimmed(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().log_trimmed)
     }
 
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {

@@ -114,7 +114,8 @@ fn catalog_changes_made_through_one_replica_reach_the_others_when_they_follow() 
     assert_eq!(seen_a.lock().unwrap().len(), 1);
 
     // b's next refresh of that channel proposes it (it is the newest article there).
-    let r = b.recommend(&FeedRequest { user_id: "u9".into(), channel_id: 3, article_num: 10, time_stamp: NOW + 1 }, NOW + 1);
+    let r = b
+        .recommend(&FeedRequest { user_id: "u9".into(), channel_id: 3, article_num: 10, time_stamp: NOW + 1 }, NOW + 1);
     assert!(r.unwrap().items.iter().any(|i| i.article_id == id), "b serves what a published");
 
     b.retract(&[id], "wrong facts", NOW + 2).unwrap();
@@ -148,4 +149,30 @@ fn a_replica_behind_the_stores_change_log_reloads_the_catalog() {
     assert_eq!(b.catalog().len(), a.catalog().len());
     assert!((0..calls).all(|i| b.catalog().live(800_000 + i).is_some()));
     assert_eq!(b.follow_catalog(NOW).unwrap(), 0);
+}
+
+#[test]
+fn a_replica_skips_events_trimmed_from_the_log_before_it_read_them_and_learns_from_the_rest() {
+    let store = Arc::new(MemStore::new());
+    store.upsert_articles(&demo_articles(7, NOW, 400)).unwrap();
+    // A checkpoint trims every event it covers.
+    let config = EngineConfig { event_log_keep: 0, ..EngineConfig::default() };
+    let open = || Engine::new(Arc::clone(&store), SECRET, config.clone()).unwrap();
+    let (a, b) = (open(), open());
+    let r = a.recommend(&req("u5", NOW), NOW).unwrap();
+    a.report(&[event(&r.exposure), event(&r.items[0].track[0])], NOW + 1).unwrap();
+    assert!(a.checkpoint(NOW + 2).unwrap() > 0);
+    assert_eq!(store.event_log_trimmed().unwrap(), 2, "the checkpoint covers both events");
+
+    assert_eq!(b.follow_log().unwrap(), 0, "b never saw the two trimmed events and skips them");
+    a.report(&[event(&r.items[1].track[0])], NOW + 3).unwrap();
+    assert_eq!(b.follow_log().unwrap(), 1, "b learns from what comes after");
+    assert_eq!(b.follow_log().unwrap(), 0);
+
+    // A restart starts from the checkpoint and replays the rest: it knows what a knows.
+    let c = open();
+    let day = (NOW - 86_400_000, NOW + 86_400_000);
+    assert_eq!(c.stats(day.0, day.1), a.stats(day.0, day.1));
+    let explain = |e: &Engine<Arc<MemStore>>| e.explain("u5", r.items[1].article_id, NOW + 4).unwrap();
+    assert_eq!(explain(&c), explain(&a));
 }

@@ -76,8 +76,8 @@ use std::time::Duration;
 use reco_engine::catalog::Retraction;
 use reco_engine::model::{ALL_CHANNELS, Action, Article, ArticleId, ChannelId};
 use reco_engine::store::{
-    AppendOutcome, ArticleCounters, Batch, CATALOG_LOG_CALLS, CatalogChanges, DEFAULT_MAX_BATCHES, EventRecord, Seen, Store, StoreError, StoredArticle,
-    UserRecord,
+    AppendOutcome, ArticleCounters, Batch, CATALOG_LOG_CALLS, CatalogChanges, DEFAULT_MAX_BATCHES, EventRecord, Seen,
+    Store, StoreError, StoredArticle, UserRecord,
 };
 use redis::{RedisError, Script};
 use tokio::runtime::Runtime;
@@ -291,10 +291,8 @@ impl Store for RedisStore {
     }
 
     fn retract_articles(&self, retractions: &[(ArticleId, Retraction)]) -> Result<(), StoreError> {
-        let rows = retractions
-            .iter()
-            .map(|(id, r)| Ok((*id, codec::encode_retraction(r)?)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows =
+            retractions.iter().map(|(id, r)| Ok((*id, codec::encode_retraction(r)?))).collect::<Result<Vec<_>, _>>()?;
         self.change_catalog("retract", rows)
     }
 
@@ -511,9 +509,8 @@ impl Store for RedisStore {
         invocation.key(&keys.seq).key(&keys.log).key(&keys.counters);
         // Today's set first (by this replica's clock), then the window's other days, one
         // ahead for replicas whose clocks run ahead of this one's.
-        let today = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() / DAY_SECS);
+        let today =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / DAY_SECS);
         invocation.key(format!("{}{today}", keys.keys_of_day));
         for day in today.saturating_sub(self.dedup_days)..=today + 1 {
             if day != today {

@@ -266,4 +266,5 @@ fn concurrent_callers_record_each_event_exactly_once() {
 fn mem_store_conformance() {
     reco_engine::conformance::run_all(&reco_engine::store::MemStore::new());
     reco_engine::conformance::catalog_log(&reco_engine::store::MemStore::new());
+    reco_engine::conformance::event_log_trimming(&reco_engine::store::MemStore::new());
 }
