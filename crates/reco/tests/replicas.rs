@@ -1,7 +1,9 @@
 //! Three `reco serve` processes on one real 3-master Redis Cluster, clients spread over them:
 //! one tracking secret, the paging rules and never-repeat across replicas under concurrent
 //! refreshes of the same users, an event counted once whichever replicas receive it, the same
-//! `Stats` from every replica within a second, and no acknowledged event lost to a kill -9.
+//! `Stats` from every replica within a second, a `Publish` or `Retract` through one replica
+//! served, listed and watched on the others within a second, no acknowledged event lost to a
+//! kill -9, and a Redis node crashed and restarted under the replicas.
 
 #[allow(dead_code)]
 #[path = "../../reco-redis/tests/harness/mod.rs"]
@@ -14,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use reco_proto::seed::user_recommend_client::UserRecommendClient;
 use reco_proto::seed::{ArticleResponse, UserRequest};
+use reco_proto::v1::catalog_client::CatalogClient;
 use reco_proto::v1::tracking_client::TrackingClient;
-use reco_proto::v1::{self, TrackEvent, Verdict};
+use reco_proto::v1::{self, ChangeKind, TrackEvent, Verdict};
 use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_reco");
+const ADMIN_TOKEN: &str = "replicas-admin-token-0123456789";
 
 /// A `reco serve` this test started, killed (by its PID) when dropped.
 struct Replica {
@@ -31,7 +35,7 @@ impl Replica {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(BIN)
             .args(["serve", "--store", store, "--addr", &format!("127.0.0.1:{port}"), "--follow-ms", "100"])
-            .args(["--demo-articles", "600", "--checkpoint-secs", "0"])
+            .args(["--demo-articles", "600", "--checkpoint-secs", "0", "--admin-token", ADMIN_TOKEN])
             .env("RECO_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -48,7 +52,8 @@ impl Replica {
             {
                 return Clients {
                     feed: UserRecommendClient::new(channel.clone()),
-                    tracking: TrackingClient::new(channel),
+                    tracking: TrackingClient::new(channel.clone()),
+                    catalog: CatalogClient::new(channel),
                 };
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -75,6 +80,7 @@ impl Drop for Replica {
 struct Clients {
     feed: UserRecommendClient<Channel>,
     tracking: TrackingClient<Channel>,
+    catalog: CatalogClient<Channel>,
 }
 
 impl Clients {
@@ -90,6 +96,23 @@ impl Clients {
             .collect();
         let got = self.tracking.report(v1::ReportRequest { events }).await.expect("report").into_inner();
         got.results.iter().map(|r| r.verdict()).collect()
+    }
+
+    async fn feed_channel(&mut self, user: &str, channel_id: i32, time_stamp: i64) -> Vec<i64> {
+        let req = UserRequest { user_id: user.into(), channel_id, article_num: 10, time_stamp };
+        let answer = self.feed.user_recommend(req).await.expect("user_recommend").into_inner();
+        answer.recommends.iter().map(|r| r.article_id).collect()
+    }
+
+    async fn article(&mut self, id: i64) -> Option<v1::ArticleInfo> {
+        let req = v1::ArticlesRequest { article_ids: vec![id] };
+        self.catalog.articles(req).await.expect("articles").into_inner().articles.pop()
+    }
+
+    fn admin<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
+        request
     }
 
     async fn stats(&mut self, around: i64) -> v1::StatsResponse {
@@ -198,6 +221,8 @@ async fn scenario() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    catalog_changes_reach_every_replica(&mut clients, start).await;
+
     // kill -9 of a replica while it acknowledges events: each acknowledged one is stored
     // (another replica then answers DUPLICATE for it).
     let mut acknowledged = Vec::new();
@@ -230,7 +255,103 @@ async fn scenario() {
         let verdicts = clients[0].report(chunk).await;
         assert!(verdicts.iter().all(|v| *v == Verdict::Duplicate), "an acknowledged event was lost: {verdicts:?}");
     }
+
+    // A Redis node crashes under the two replicas left and comes back on its files: both
+    // serve again by themselves, with every acknowledged event still there.
+    let mut cluster = cluster;
+    cluster.nodes[1].crash();
+    cluster.nodes[1].restart();
+    cluster.wait_ok();
+    for (i, c) in clients.iter_mut().take(2).enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let req = UserRequest {
+                user_id: format!("node-restart-{i}"),
+                channel_id: 0,
+                article_num: 10,
+                time_stamp: now_ms(),
+            };
+            match c.feed.user_recommend(req).await {
+                Ok(answer) if !answer.get_ref().exposure.is_empty() => break,
+                Ok(answer) => panic!("a new user's first request is a refresh: {:?}", answer.into_inner()),
+                Err(status) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "replica {i} not serving 30 s after the node came back: {status:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    for chunk in replayed.chunks(100) {
+        let verdicts = clients[1].report(chunk).await;
+        assert!(verdicts.iter().all(|v| *v == Verdict::Duplicate), "lost to the node's restart: {verdicts:?}");
+    }
     drop(cluster);
+}
+
+/// A publish through replica 0 is listed, watched and served by the others within a second;
+/// a retract through replica 1 takes it out of replica 0's and 2's refreshes as fast.
+async fn catalog_changes_reach_every_replica(clients: &mut [Clients], start: i64) {
+    let mut watch = clients[2]
+        .catalog
+        .watch(v1::WatchRequest { channel_ids: vec![7], since: 0 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let subscribed = watch.message().await.unwrap().expect("the first message");
+    assert_eq!(subscribed.kind(), ChangeKind::Subscribed);
+
+    let id = 9_000_001;
+    let article = v1::ArticleInfo {
+        article_id: id,
+        channel_id: 7,
+        title: "Replicas agree on the news".into(),
+        author: "desk".into(),
+        publish_time: now_ms(),
+        keywords: vec!["replicas".into()],
+        ..Default::default()
+    };
+    let published = clients[0].catalog.publish(Clients::admin(v1::PublishRequest { articles: vec![article] })).await;
+    assert_eq!(published.expect("publish").into_inner().created, 1);
+
+    // The newest article of its channel: within a second every replica serves it to a new
+    // reader of that channel (a replica lists it at once: Catalog.Articles falls back to the
+    // store, so the refresh is what tells whether its catalog has it).
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for (i, c) in clients.iter_mut().enumerate() {
+        for attempt in 0.. {
+            let served = c.feed_channel(&format!("reader-{i}-{attempt}"), 7, start + 20).await;
+            if served.contains(&id) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replica {i} does not serve article {id} 1 s after the publish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(c.article(id).await.map(|a| a.title), Some("Replicas agree on the news".to_owned()));
+    }
+    let change = tokio::time::timeout(Duration::from_secs(1), watch.message()).await;
+    let change = change.expect("a change within 1 s").unwrap().expect("a change");
+    assert_eq!((change.kind(), change.article.map(|a| a.article_id)), (ChangeKind::Published, Some(id)));
+
+    let retracted = clients[1]
+        .catalog
+        .retract(Clients::admin(v1::RetractRequest { article_ids: vec![id], reason: "unverified".into() }))
+        .await;
+    assert_eq!(retracted.expect("retract").into_inner().results.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for (i, c) in clients.iter_mut().enumerate() {
+        while !c.article(id).await.is_some_and(|a| a.retracted) {
+            assert!(Instant::now() < deadline, "replica {i} still lists {id} as live 1 s after the retract");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let served = c.feed_channel(&format!("late-reader-{i}"), 7, start + 21).await;
+        assert!(!served.contains(&id), "replica {i} serves a retracted article: {served:?}");
+    }
+    let change = tokio::time::timeout(Duration::from_secs(1), watch.message()).await;
+    let change = change.expect("a change within 1 s").unwrap().expect("a change");
+    assert_eq!((change.kind(), change.article.map(|a| a.retracted)), (ChangeKind::Retracted, Some(true)));
 }
 
 #[test]
