@@ -8,8 +8,9 @@
 //!
 //! Every key carries a Cluster hash tag, and what one atomic step changes shares its tag, so it
 //! lives in one slot (see [`keys`] for the full table): a user's kept batches, trimmed ids and
-//! read set under `{u:<hex user id>}`; the event log, its dedup set, its sequence counter and
-//! the per-article counters under `{ev}`; the catalog under `{cat}`; meta under `{meta}`. The
+//! read set under `{u:<hex user id>}`; the event log, its dedup sets, its sequence counter and
+//! the per-article counters under `{ev}`; the catalog and its change log under `{cat}`; meta
+//! under `{meta}`. The
 //! event side is one slot, so one node takes every report: the price of numbering events
 //! gap-free in commit order, which the learner's replay needs.
 //!
@@ -23,7 +24,9 @@
 //!   them, and answers `Appended { previous }`. Redis runs a script alone, so of two replicas
 //!   refreshing one user at the same time exactly one wins each batch time.
 //! - `record_events` is one Lua script on `{ev}` (`lua/record_events.lua`): per event, a key
-//!   already in the dedup set is a duplicate (answered `None`, nothing changes); a new one gets
+//!   already in the dedup set of a day of the dedup window is a duplicate (answered `None`,
+//!   nothing changes); a new one goes to today's set (which expires a window after its last
+//!   addition: a param the engine no longer accepts needs no dedup) and gets
 //!   the next sequence number (`INCR`, from 1), is appended to the log stream as entry
 //!   `<seq>-0`, and updates its articles' counters: saturating `u64` counts (kept as two exact
 //!   32-bit halves, Lua numbers being doubles) and `popularity_log2` by the engine's
@@ -34,14 +37,33 @@
 //!   client's retry of the failed report adds them; and the log holds every event, so a pass
 //!   over it could rebuild every read set (no such repair tool exists yet).
 //!
+//! - `upsert_articles` and `retract_articles` are one Lua script on `{cat}`
+//!   (`lua/catalog_change.lua`): the rows change and the change log gets the next number with
+//!   the changed ids, so a replica that reads the log ([`Store::catalog_changes`]) never misses
+//!   a change that is stored. The log keeps the latest [`CATALOG_LOG_CALLS`] changes; a reader
+//!   further behind reloads the catalog.
+//! - `trim_event_log` is one Lua script on `{ev}` (`lua/trim_events.lua`): `XTRIM MINID` and
+//!   the number trimmed through, which never goes back; learners that had not read the
+//!   trimmed events skip them ([`Store::event_log_trimmed`]).
+//!
+//! # Memory
+//!
+//! What grows without a bound of its own: users' keys (each bounded per user: `max_batches`
+//! per channel, the trimmed ids and read set as in the other backends) and the catalog with
+//! its counters (the store keeps aged articles for history reads). The event side is bounded
+//! by time: dedup keys live the dedup window (`RedisOptions::dedup_window`, 32 days, the
+//! lifetime of a param), and checkpoints trim the log to the events after the newest one
+//! (less `EngineConfig::event_log_keep`, 100,000).
+//!
 //! # Round trips per call
 //!
-//! `with_user`: 1 (a `MULTI` of `ZRANGE`, `SMEMBERS`, `SMEMBERS` on the user's slot, so the
+//! `catalog_changes`: 1 (a `MULTI` of `GET` and `XRANGE`), plus 1 per further page of 1,000
+//! changes; `trim_event_log`, `event_log_trimmed`: 1. `with_user`: 1 (a `MULTI` of `ZRANGE`, `SMEMBERS`, `SMEMBERS` on the user's slot, so the
 //! record is one snapshot; it is rebuilt with [`UserRecord::append`],
 //! [`UserRecord::restore_trimmed`] and [`UserRecord::mark_read`]). `append_batch`: 1 (the
 //! script). `record_events`: 1 (the script), plus 1 when events hide articles (one `SADD` per
 //! user, sent concurrently). `counters`, `get_meta`, `put_meta`, `retract_articles`: 1;
-//! `upsert_articles`: 1 (a `MULTI` that also clears retractions); `get_articles`: 1 (two
+//! `upsert_articles`: 1 (the script also clears retractions); `get_articles`: 1 (two
 //! `HMGET`s pipelined); `scan_events`: 1 per started page of 1,000 events; `all_counters`,
 //! `load_articles`, `load_retractions`: 1 per `HSCAN` page. A script's first call on a node adds two (`EVALSHA`
 //! answers `NOSCRIPT`, then `SCRIPT LOAD` and the `EVALSHA` again).

@@ -47,9 +47,10 @@ pub struct ServerConfig {
     /// How often the learner is checkpointed into the store, so that a restart replays only
     /// the events logged since; zero: only at shutdown. Events are durable without it.
     pub checkpoint_interval: Duration,
-    /// How often the engine reads the events other processes logged into a shared store
-    /// (replicas on one backend learn from each other's events this way); zero: never, for a
-    /// store only this process writes.
+    /// How often the engine reads the events other processes logged into a shared store and
+    /// the catalog changes they made (replicas on one backend learn from each other's events
+    /// and serve each other's `Publish` and `Retract` this way); zero: never, for a store only
+    /// this process writes.
     pub follow_interval: Duration,
     /// The bearer token that `Catalog.Publish` and `Catalog.Retract` require; `None` turns
     /// them off.

@@ -75,7 +75,8 @@ struct ServeArgs {
     /// any reachable nodes as seeds).
     #[arg(long, env = "RECO_STORE")]
     store: Option<String>,
-    /// With a shared store, how often this replica applies the events the others logged, ms.
+    /// With a shared store, how often this replica applies the events the others logged and
+    /// the catalog changes (Publish, Retract) made through them, ms.
     #[arg(long, env = "RECO_FOLLOW_MS", default_value_t = 200,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     follow_ms: u64,
@@ -206,7 +207,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             serve_on(store, location, std::time::Duration::ZERO, args)
         }
         Some(url) => {
-            let options = RedisOptions { max_batches: args.max_batches, ..RedisOptions::default() };
+            // A replayed param must be a duplicate for as long as the engine accepts it.
+            let engine = EngineConfig::default();
+            let accepted_ms = engine.param_max_age_ms.saturating_add(args.max_clock_skew_ms).max(0) as u64;
+            let options = RedisOptions {
+                max_batches: args.max_batches,
+                dedup_window: std::time::Duration::from_millis(accepted_ms) + std::time::Duration::from_secs(86_400),
+                ..RedisOptions::default()
+            };
             let store = RedisStore::open(&url, options).with_context(|| format!("cannot open --store {url}"))?;
             let follow = std::time::Duration::from_millis(args.follow_ms);
             serve_on(store, without_password(&url), follow, args)
