@@ -25,9 +25,9 @@ pub mod text;
 pub mod conformance;
 
 pub use engine::{
-    ArticleStats, CatalogChange, ChangeKind, ChangeNotifier, DAY_MS, Engine, EngineConfig, EngineError, Explanation,
-    FeedItem, FeedRequest, FeedResponse, MAX_CHANGES, Observation, PublishVerdict, ReportedEvent, RetractVerdict,
-    Since, StatsReport, Verdict,
+    ArticleStats, CatalogChange, ChangeKind, ChangeNotifier, DAY_MS, Engine, EngineConfig, EngineError, EventNotifier,
+    Explanation, FeedItem, FeedRequest, FeedResponse, MAX_CHANGES, Observation, PublishVerdict, ReportedEvent,
+    RetractVerdict, Since, StatsReport, Verdict, WatchVerdict, WatchedEvent,
 };
 pub use feed::Variant;
 

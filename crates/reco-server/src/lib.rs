@@ -5,6 +5,7 @@
 //! learner now and then, and shuts down gracefully: a last checkpoint, then a store flush.
 
 mod convert;
+mod inspect;
 mod services;
 mod web;
 
@@ -123,7 +124,13 @@ pub async fn serve<S: Store>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cors = cors_layer(&config.cors_origins).map_err(OpenError::Config)?;
-    let reco = services::Reco::new(Arc::clone(&engine)).with_admin_token(config.admin_token.as_deref());
+    let loopback = listener.local_addr()?.ip().is_loopback();
+    // Tells open event streams that the server stops, so they end and their connections close.
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let reco = services::Reco::new(Arc::clone(&engine))
+        .with_admin_token(config.admin_token.as_deref())
+        .on_loopback_only(loopback)
+        .ending_with(closed);
     let max = config.max_message_bytes;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -149,6 +156,7 @@ pub async fn serve<S: Store>(
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
+        closing.send_replace(true);
         let _ = stopping.send(());
     };
     let server = tonic::transport::Server::builder()

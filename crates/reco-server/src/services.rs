@@ -8,7 +8,7 @@ use reco_proto::seed::user_recommend_server::UserRecommend;
 use reco_proto::v1::catalog_server::Catalog;
 use reco_proto::v1::tracking_server::Tracking;
 use reco_proto::{seed, v1};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -22,6 +22,12 @@ pub struct Reco<S> {
     admin_token: Option<Arc<str>>,
     /// Catalog changes for `Watch`, fed by the engine's notifier.
     changes: broadcast::Sender<Arc<CatalogChange>>,
+    /// Judged events for `Tracking.Watch`, fed by the engine's notifier.
+    events: broadcast::Sender<Arc<v1::WatchedEvent>>,
+    /// Whether `Tracking.Watch` needs the admin token (the server listens beyond loopback).
+    watch_needs_token: bool,
+    /// Turns true when the server starts to shut down: event streams then end.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Changes a watcher may fall behind before it is ended with RESOURCE_EXHAUSTED.
@@ -37,7 +43,21 @@ impl<S: Store> Reco<S> {
                 let _ = feed.send(Arc::clone(c));
             }
         }));
-        Self { engine, admin_token: None, changes }
+        let (events, _) = broadcast::channel(crate::inspect::EVENT_BUFFER);
+        engine.on_event(crate::inspect::notifier(events.clone()));
+        Self { engine, admin_token: None, changes, events, watch_needs_token: true, closing: watch::channel(false).1 }
+    }
+
+    /// Ends open event streams (UNAVAILABLE) once `closing` turns true.
+    pub fn ending_with(mut self, closing: watch::Receiver<bool>) -> Self {
+        self.closing = closing;
+        self
+    }
+
+    /// Whether the server listens on loopback only, where the event stream needs no token.
+    pub fn on_loopback_only(mut self, loopback: bool) -> Self {
+        self.watch_needs_token = !loopback;
+        self
     }
 
     pub fn with_admin_token(mut self, token: Option<&str>) -> Self {
@@ -47,13 +67,18 @@ impl<S: Store> Reco<S> {
 
     /// Lets a catalog write through only with `authorization: Bearer <admin token>`.
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.authorize_for(request, "catalog writes", "to publish")
+    }
+
+    /// [`Reco::authorize`] for `what`, which the messages name.
+    fn authorize_for<T>(&self, request: &Request<T>, what: &str, to: &str) -> Result<(), Status> {
         let Some(token) = &self.admin_token else {
-            return Err(Status::permission_denied(
-                "catalog writes are off on this server: start it with --admin-token (or RECO_ADMIN_TOKEN) to publish",
-            ));
+            return Err(Status::permission_denied(format!(
+                "{what} are off on this server: start it with --admin-token (or RECO_ADMIN_TOKEN) {to}"
+            )));
         };
         let Some(value) = request.metadata().get("authorization") else {
-            return Err(Status::unauthenticated("catalog writes need `authorization: Bearer <admin token>` metadata"));
+            return Err(Status::unauthenticated(format!("{what} need `authorization: Bearer <admin token>` metadata")));
         };
         let presented = value
             .to_str()
@@ -74,7 +99,14 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 impl<S> Clone for Reco<S> {
     fn clone(&self) -> Self {
-        Self { engine: Arc::clone(&self.engine), admin_token: self.admin_token.clone(), changes: self.changes.clone() }
+        Self {
+            engine: Arc::clone(&self.engine),
+            admin_token: self.admin_token.clone(),
+            changes: self.changes.clone(),
+            events: self.events.clone(),
+            watch_needs_token: self.watch_needs_token,
+            closing: self.closing.clone(),
+        }
     }
 }
 
@@ -274,6 +306,18 @@ impl<S: Store> Catalog for Reco<S> {
 
 #[tonic::async_trait]
 impl<S: Store> Tracking for Reco<S> {
+    type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::WatchedEvent, Status>> + Send>>;
+
+    async fn watch(&self, request: Request<v1::EventWatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        if self.watch_needs_token {
+            self.authorize_for(&request, "event streams (they carry user ids)", "or listen on loopback only")?;
+        }
+        let filter = crate::inspect::EventFilter::parse(request.into_inner())?;
+        let (out, stream) = mpsc::channel(16);
+        tokio::spawn(crate::inspect::feed_subscriber(self.events.subscribe(), filter, out, self.closing.clone()));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(stream))))
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(events = request.get_ref().events.len()))]
     async fn report(&self, request: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
         let events: Vec<ReportedEvent> = request.into_inner().events.into_iter().map(convert::event).collect();

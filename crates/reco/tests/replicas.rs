@@ -222,6 +222,7 @@ async fn scenario() {
     }
 
     catalog_changes_reach_every_replica(&mut clients, start).await;
+    events_reach_every_replicas_inspector(&mut clients, start).await;
 
     // kill -9 of a replica while it acknowledges events: each acknowledged one is stored
     // (another replica then answers DUPLICATE for it).
@@ -289,6 +290,20 @@ async fn scenario() {
         assert!(verdicts.iter().all(|v| *v == Verdict::Duplicate), "lost to the node's restart: {verdicts:?}");
     }
     drop(cluster);
+}
+
+/// A click reported to replica 0 shows in the event stream of replica 2 within a second, as
+/// accepted by another replica.
+async fn events_reach_every_replicas_inspector(clients: &mut [Clients], start: i64) {
+    let only_gus = v1::EventWatchRequest { user_id: "gus".into(), ..Default::default() };
+    let mut watch = clients[2].tracking.watch(only_gus).await.expect("watch").into_inner();
+    let r = clients[0].feed("gus", start + 30).await;
+    let click = r.recommends[4].track.as_ref().unwrap().click.clone();
+    assert_eq!(clients[0].report(&[&click]).await, [Verdict::Accepted]);
+    let seen = tokio::time::timeout(Duration::from_secs(1), watch.message()).await;
+    let seen = seen.expect("an event within 1 s").unwrap().expect("an event");
+    assert_eq!((seen.verdict(), seen.action.as_str(), seen.remote), (Verdict::Accepted, "click", true));
+    assert_eq!((seen.article_ids, seen.position), (vec![r.recommends[4].article_id], 4));
 }
 
 /// A publish through replica 0 is listed, watched and served by the others within a second;

@@ -27,6 +27,7 @@ use crate::params::{ParamError, TrackParam, Verified};
 use crate::popularity::log2_add;
 use crate::store::{EventRecord, Sources, Store, StoreError};
 
+use super::watch::{EventNotifier, WatchVerdict, WatchedEvent};
 use super::{
     Engine, EngineConfig, EngineError, LEARNER_KEY, Observation, ReportedEvent, Verdict, invalid, parse_combine,
 };
@@ -311,12 +312,15 @@ impl<S: Store> Engine<S> {
                 Err(rejected) => verdicts.push(Some(rejected)),
             }
         }
+        // Per event, its log number and action time once stored (for watchers).
+        let mut stored: Vec<(Option<u64>, i64)> = events.iter().map(|e| (None, e.action_time)).collect();
         if !records.is_empty() {
             let fresh = self.store.record_events(&records)?;
             let mut through = 0;
             for ((slot, seq), record) in record_slots.iter().zip(&fresh).zip(records) {
                 match seq {
                     Some(seq) => {
+                        stored[*slot] = (Some(*seq), record.time);
                         self.feed.push(*seq, Arc::new(record));
                         through = through.max(*seq);
                     }
@@ -329,7 +333,38 @@ impl<S: Store> Engine<S> {
             }
             self.ingest_through(through)?;
         }
-        Ok(verdicts.into_iter().map(|v| v.expect("every event has a verdict")).collect())
+        let verdicts: Vec<Verdict> = verdicts.into_iter().map(|v| v.expect("every event has a verdict")).collect();
+        self.watchers.notify(|| {
+            events
+                .iter()
+                .zip(&verdicts)
+                .zip(stored)
+                .map(|((ev, verdict), (seq, action_time))| {
+                    let (verdict, param) = match verdict {
+                        Verdict::Accepted(p) => (WatchVerdict::Accepted, Some(p.clone())),
+                        Verdict::Duplicate(p) => (WatchVerdict::Duplicate, Some(p.clone())),
+                        Verdict::Rejected { reason, param } => (WatchVerdict::Rejected(reason.clone()), param.clone()),
+                    };
+                    WatchedEvent {
+                        verdict,
+                        raw: ev.param.clone(),
+                        param,
+                        dislike: ev.dislike,
+                        action_time,
+                        read_duration_ms: ev.read_duration_ms,
+                        judged_ms: now_ms,
+                        seq,
+                        remote: false,
+                    }
+                })
+                .collect()
+        });
+        Ok(verdicts)
+    }
+
+    /// Adds a receiver of every later judged event (see [`WatchedEvent`]).
+    pub fn on_event(&self, notifier: EventNotifier) {
+        self.watchers.add(notifier);
     }
 
     // A rejection is the rare path and carries the decoded param for the client: its size is fine.
@@ -466,6 +501,20 @@ impl<S: Store> Engine<S> {
         if ops.is_empty() {
             return Ok(0);
         }
+        // What this replica's own reports logged is applied (and watched) already.
+        let published = self.model.load();
+        let now_ms = super::now_nanos().div_euclid(1_000_000) as i64;
+        self.watchers.notify(|| {
+            ops.iter()
+                .filter_map(|op| match op {
+                    Op::Event { seq, event } if !published.learner.is_applied(*seq) => {
+                        Some(super::watch::remote(*seq, event, &self.config.algorithm, now_ms))
+                    }
+                    _ => None,
+                })
+                .collect()
+        });
+        drop(published);
         let before = self.model.load().learner.events;
         let after = self.apply_locked(&mut ingest, ops, |m| m.learner.events);
         Ok((after - before) as usize)

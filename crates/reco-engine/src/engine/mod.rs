@@ -12,8 +12,10 @@ mod inspect;
 mod offline;
 mod paging;
 mod publish;
+mod watch;
 
 pub use publish::{CatalogChange, ChangeKind, ChangeNotifier, MAX_CHANGES, PublishVerdict, RetractVerdict, Since};
+pub use watch::{EventNotifier, WatchVerdict, WatchedEvent};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -225,6 +227,7 @@ pub struct Engine<S> {
     /// that the catalog is up to date with (see [`Engine::follow_catalog`]).
     publishing: Mutex<u64>,
     changes: publish::ChangeFeed,
+    watchers: watch::Watchers,
     /// What ranking reads, published whole by the ingest side; readers never wait for it.
     model: ArcSwap<Model>,
     /// The ingest side: the private copy of the model and the ops it has not applied yet.
@@ -317,6 +320,7 @@ impl<S: Store> Engine<S> {
             catalog: ArcSwap::from_pointee(catalog),
             publishing: Mutex::new(catalog_position),
             changes: publish::ChangeFeed::new(now_nanos() / 1_000),
+            watchers: watch::Watchers::default(),
             model: ArcSwap::from_pointee(model.clone()),
             ingest: Mutex::new(Ingest::new(model)),
             feed,

@@ -1,0 +1,148 @@
+//! `Tracking.Watch`, the live tracking inspector's feed: the engine's judged events, converted
+//! once, through a bounded broadcast channel to each subscriber's filter. A subscriber that
+//! falls [`EVENT_BUFFER`] events behind gets a `dropped` marker in their place; reports never
+//! wait for subscribers.
+
+use std::sync::Arc;
+
+use reco_engine::model::Action;
+use reco_engine::store::Sources;
+use reco_engine::{WatchVerdict, WatchedEvent};
+use reco_proto::v1;
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::Status;
+
+/// Events a subscriber may fall behind before it is told how many it missed.
+pub const EVENT_BUFFER: usize = 4096;
+
+/// The action names a filter may name, as `WatchedEvent.action` spells them.
+const ACTIONS: [&str; 6] = ["exposure", "click", "collect", "share", "read", "dislike"];
+
+/// What one subscriber asked to see; `None`: no filter on that field.
+#[derive(Debug, Default)]
+pub struct EventFilter {
+    user: Option<String>,
+    actions: Option<Vec<String>>,
+    verdicts: Option<Vec<i32>>,
+    channels: Option<Vec<i32>>,
+}
+
+impl EventFilter {
+    pub fn parse(r: v1::EventWatchRequest) -> Result<Self, Status> {
+        if r.user_id.len() > 256 {
+            return Err(Status::invalid_argument(format!(
+                "user_id is {} bytes, at most 256 are allowed (empty: every user)",
+                r.user_id.len()
+            )));
+        }
+        if let Some(bad) = r.actions.iter().find(|a| !ACTIONS.contains(&a.as_str())) {
+            return Err(Status::invalid_argument(format!(
+                "actions: {bad:?} is unknown (known: {})",
+                ACTIONS.join(", ")
+            )));
+        }
+        if let Some(bad) =
+            r.verdicts.iter().find(|v| !matches!(v1::Verdict::try_from(**v), Ok(v) if v != v1::Verdict::Unspecified))
+        {
+            return Err(Status::invalid_argument(format!(
+                "verdicts: {bad} is unknown (known: 1 ACCEPTED, 2 DUPLICATE, 3 REJECTED)"
+            )));
+        }
+        if let Some(bad) = r.channel_ids.iter().find(|c| !reco_engine::catalog::is_channel(**c)) {
+            return Err(Status::invalid_argument(format!("channel_ids: {bad} is unknown (known: 0..=25)")));
+        }
+        fn some<T>(v: Vec<T>) -> Option<Vec<T>> {
+            (!v.is_empty()).then_some(v)
+        }
+        Ok(Self {
+            user: (!r.user_id.is_empty()).then_some(r.user_id),
+            actions: some(r.actions),
+            verdicts: some(r.verdicts),
+            channels: some(r.channel_ids),
+        })
+    }
+
+    fn wants(&self, e: &v1::WatchedEvent) -> bool {
+        self.user.as_ref().is_none_or(|u| *u == e.user_id)
+            && self.actions.as_ref().is_none_or(|a| a.contains(&e.action))
+            && self.verdicts.as_ref().is_none_or(|v| v.contains(&e.verdict))
+            && self.channels.as_ref().is_none_or(|c| !e.action.is_empty() && c.contains(&e.channel_id))
+    }
+}
+
+/// Hands the engine's judged events to `live`, converted once, when anyone subscribes.
+pub fn notifier(live: broadcast::Sender<Arc<v1::WatchedEvent>>) -> reco_engine::EventNotifier {
+    Box::new(move |events| {
+        if live.receiver_count() == 0 {
+            return;
+        }
+        for e in events {
+            // No subscriber left between the check and the send is not an error.
+            let _ = live.send(Arc::new(watched(e)));
+        }
+    })
+}
+
+/// Feeds one subscriber until it hangs up, or until the server shuts down (`closing` turns
+/// true), which ends the stream with UNAVAILABLE: a client should reconnect.
+pub async fn feed_subscriber(
+    mut live: broadcast::Receiver<Arc<v1::WatchedEvent>>,
+    filter: EventFilter,
+    out: mpsc::Sender<Result<v1::WatchedEvent, Status>>,
+    mut closing: watch::Receiver<bool>,
+) {
+    loop {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            _ = async { closing.wait_for(|closing| *closing).await.is_ok() } => {
+                let _ = out.send(Err(Status::unavailable("the server is shutting down: reconnect"))).await;
+                return;
+            }
+        };
+        let next = match received {
+            Ok(e) if filter.wants(&e) => v1::WatchedEvent::clone(&e),
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(dropped)) => v1::WatchedEvent { dropped, ..Default::default() },
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if out.send(Ok(next)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The wire form of a judged event.
+pub fn watched(e: &WatchedEvent) -> v1::WatchedEvent {
+    let (verdict, reason) = match &e.verdict {
+        WatchVerdict::Accepted => (v1::Verdict::Accepted, String::new()),
+        WatchVerdict::Duplicate => (v1::Verdict::Duplicate, String::new()),
+        WatchVerdict::Rejected(reason) => (v1::Verdict::Rejected, reason.clone()),
+    };
+    let mut out = v1::WatchedEvent {
+        verdict: verdict as i32,
+        reason,
+        param: e.raw.clone(),
+        action_time: e.action_time,
+        read_duration_ms: e.read_duration_ms,
+        dislike: e.dislike,
+        judged_ms: e.judged_ms,
+        seq: e.seq.unwrap_or(0),
+        remote: e.remote,
+        position: -1,
+        ..Default::default()
+    };
+    if let Some(p) = &e.param {
+        out.action = if e.dislike { Action::Dislike.to_string() } else { p.action.to_string() };
+        out.user_id = p.user_id.clone();
+        out.article_ids = p.article_ids.clone();
+        out.channel_id = p.channel_id;
+        out.batch_time = p.ts;
+        out.position = p.position.map_or(-1, |p| p as i32);
+        out.request_id = p.request_id;
+        out.algorithm_combine = p.algorithm_combine.clone();
+        let (head, sources) = p.algorithm_combine.split_once(':').unwrap_or((&p.algorithm_combine, ""));
+        out.sources = Sources::parse(sources).label();
+        out.bucket = head.rsplit_once(".b").and_then(|(_, b)| b.parse().ok()).unwrap_or(0);
+    }
+    out
+}
