@@ -7,6 +7,7 @@
 #   - the wasm32-unknown-unknown rustup target,
 #   - wasm-bindgen-cli at the wasm-bindgen version in Cargo.lock (cargo install, ~4 min once),
 #   - wasm-opt from npm `binaryen@132` under .tools/ (Debian's binaryen 108 breaks the page).
+#   - brotli (Debian), for the precompressed copies (.br, .gz) `reco serve` sends; gzip only without it.
 # Without node/npm (and not root to apt-get them), the page is built without wasm-opt.
 #
 # Environment: RECO_WEB_DIST (output dir, default dist), CARGO_TARGET_DIR_WASM (default
@@ -103,27 +104,63 @@ main() {
         mv "$wasm.opt" "$wasm"
     fi
 
-    cp web/style.css "$stage/style.css"
+    # Content-hashed names, so that `reco serve` lets browsers cache them for good.
+    local js_hash wasm_hash css_hash
+    wasm_hash=$(content_hash "$wasm")
+    js_hash=$(content_hash "$stage/reco-web.js")
+    css_hash=$(content_hash web/style.css)
+    local js=reco-web-$js_hash.js wasm_name=reco-web-${wasm_hash}_bg.wasm css=style-$css_hash.css
+    mv "$stage/reco-web.js" "$stage/$js"
+    mv "$wasm" "$stage/$wasm_name"
+    cp web/style.css "$stage/$css"
     # index.html is Trunk's; swap its two data-trunk links for what Trunk would emit.
-    sed -e 's|<link data-trunk rel="css" href="web/style.css" */>|<link rel="stylesheet" href="./style.css" />|' \
-        -e 's|<link data-trunk rel="rust" [^>]*/>|<link rel="modulepreload" href="./reco-web.js" />\n    <link rel="preload" href="./reco-web_bg.wasm" as="fetch" type="application/wasm" crossorigin="anonymous" />\n    <script type="module">import init from "./reco-web.js"; init({ module_or_path: "./reco-web_bg.wasm" });</script>|' \
+    sed -e "s|<link data-trunk rel=\"css\" href=\"web/style.css\" */>|<link rel=\"stylesheet\" href=\"./$css\" />|" \
+        -e "s|<link data-trunk rel=\"rust\" [^>]*/>|<link rel=\"modulepreload\" href=\"./$js\" />\n    <link rel=\"preload\" href=\"./$wasm_name\" as=\"fetch\" type=\"application/wasm\" crossorigin=\"anonymous\" />\n    <script type=\"module\">import init from \"./$js\"; init({ module_or_path: \"./$wasm_name\" });</script>|" \
         index.html >"$stage/index.html"
     if grep -q 'data-trunk' "$stage/index.html"; then
         echo "error: index.html has a data-trunk link this script does not know; update it" >&2
         exit 1
     fi
 
+    # Precompressed copies, which `reco serve` sends to clients that accept them.
+    ensure_brotli
+    for file in "$stage"/*; do
+        gzip -9 -n -k "$file"
+        if command -v brotli >/dev/null; then
+            brotli -q 11 -k "$file"
+        fi
+    done
+    command -v brotli >/dev/null || log "no brotli on PATH (Debian package brotli): gzip copies only"
+
     rm -rf "$DIST"
     mkdir -p "$DIST"
     cp "$stage"/* "$DIST"/
 
-    local raw gz
-    raw=$(wc -c <"$DIST/reco-web_bg.wasm")
-    gz=$(gzip -9 -c "$DIST/reco-web_bg.wasm" | wc -c)
+    local raw gz br=0
+    raw=$(wc -c <"$DIST/$wasm_name")
+    gz=$(wc -c <"$DIST/$wasm_name.gz")
+    [[ -f "$DIST/$wasm_name.br" ]] && br=$(wc -c <"$DIST/$wasm_name.br")
     log "built $DIST/ (serve it with: reco serve --web-dir $DIST)"
-    awk -v raw="$raw" -v gz="$gz" 'BEGIN {
-        printf "wasm size: %d bytes raw (%.1f KiB), %d bytes gzip -9 (%.1f KiB)\n", raw, raw / 1024, gz, gz / 1024
+    awk -v raw="$raw" -v gz="$gz" -v br="$br" 'BEGIN {
+        printf "wasm size: %d bytes raw (%.1f KiB), %d gzip -9 (%.1f KiB), %d brotli -q 11 (%.1f KiB)\n",
+            raw, raw / 1024, gz, gz / 1024, br, br / 1024
     }'
+}
+
+# brotli for the precompressed copies: Debian's package when we may install it.
+ensure_brotli() {
+    if command -v brotli >/dev/null; then
+        return
+    fi
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        log "installing brotli (for precompressed page files)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq brotli >/dev/null || true
+    fi
+}
+
+# The first 16 hex digits of a file's SHA-256.
+content_hash() {
+    sha256sum "$1" | cut -c1-16
 }
 
 main "$@"

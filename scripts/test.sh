@@ -32,6 +32,8 @@ install_missing() {
     command -v npm >/dev/null || need+=(nodejs npm)
     python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
     command -v redis-server >/dev/null || need+=(redis-server)
+    # Precompressed page files (build-web.sh).
+    command -v brotli >/dev/null || need+=(brotli)
     if ((${#need[@]})); then apt_install "${need[@]}"; fi
 
     rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt

@@ -547,7 +547,28 @@ pub trait Store: Send + Sync + 'static {
     fn is_remote(&self) -> bool {
         false
     }
+
+    /// Calls `observe` with the duration of every durable write from now on (a group commit,
+    /// or a networked backend's acknowledged write), for metrics. This default never calls it.
+    fn observe_commits(&self, observe: CommitObserver) {
+        let _ = observe;
+    }
+
+    /// Writes accepted but not durable yet (written-behind batches waiting for their commit).
+    fn write_queue(&self) -> u64 {
+        0
+    }
+
+    /// The number of the newest logged event, by any process sharing the backend (0: none).
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
+        let mut last = 0;
+        self.scan_events(self.event_log_trimmed()?, &mut |seq, _| last = seq)?;
+        Ok(last)
+    }
 }
+
+/// Receives the duration of each durable write (see [`Store::observe_commits`]).
+pub type CommitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// Everything in memory, nothing durable: for tests and `reco eval`. It trims history like
 /// the durable backends (at most [`DEFAULT_MAX_BATCHES`] per (user, channel) unless built
@@ -735,6 +756,11 @@ impl Store for MemStore {
         Ok(self.lock().log_trimmed)
     }
 
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        Ok(inner.log_trimmed + inner.log.len() as u64)
+    }
+
     fn counters(&self, ids: &[ArticleId]) -> Result<Vec<ArticleCounters>, StoreError> {
         let inner = self.lock();
         Ok(ids.iter().map(|id| inner.counters.get(id).copied().unwrap_or_default()).collect())
@@ -828,6 +854,18 @@ impl<S: Store> Store for Arc<S> {
 
     fn trim_event_log(&self, upto: u64) -> Result<(), StoreError> {
         (**self).trim_event_log(upto)
+    }
+
+    fn observe_commits(&self, observe: CommitObserver) {
+        (**self).observe_commits(observe)
+    }
+
+    fn write_queue(&self) -> u64 {
+        (**self).write_queue()
+    }
+
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
+        (**self).last_event_seq()
     }
 
     fn event_log_trimmed(&self) -> Result<u64, StoreError> {

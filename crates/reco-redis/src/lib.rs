@@ -98,8 +98,8 @@ use std::time::Duration;
 use reco_engine::catalog::Retraction;
 use reco_engine::model::{ALL_CHANNELS, Action, Article, ArticleId, ChannelId};
 use reco_engine::store::{
-    AppendOutcome, ArticleCounters, Batch, CATALOG_LOG_CALLS, CatalogChanges, DEFAULT_MAX_BATCHES, EventRecord, Seen,
-    Store, StoreError, StoredArticle, UserRecord,
+    AppendOutcome, ArticleCounters, Batch, CATALOG_LOG_CALLS, CatalogChanges, CommitObserver, DEFAULT_MAX_BATCHES,
+    EventRecord, Seen, Store, StoreError, StoredArticle, UserRecord,
 };
 use redis::{RedisError, Script};
 use tokio::runtime::Runtime;
@@ -153,6 +153,8 @@ pub struct RedisStore {
     call_timeout: Duration,
     /// Days of event keys checked for duplicates before today's set.
     dedup_days: u64,
+    /// Told how long each acknowledged write took (metrics), once set.
+    commit_observer: std::sync::OnceLock<CommitObserver>,
 }
 
 static APPEND_BATCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append_batch.lua")));
@@ -200,6 +202,7 @@ impl RedisStore {
             max_batches: options.max_batches.max(1),
             call_timeout,
             dedup_days,
+            commit_observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -246,6 +249,13 @@ impl RedisStore {
         self.call(if mode == "upsert" { "upsert_articles" } else { "retract_articles" }, |mut conn| async move {
             invocation.invoke_async::<u64>(&mut conn).await.map(drop).map_err(failed("catalog change"))
         })
+    }
+
+    /// Tells the commit observer, if any, how long a write acknowledged now took.
+    fn observed(&self, started: std::time::Instant) {
+        if let Some(observe) = self.commit_observer.get() {
+            observe(started.elapsed());
+        }
     }
 
     /// Runs `work` on the store's runtime, bounded by the call timeout, and waits for it.
@@ -509,9 +519,11 @@ impl Store for RedisStore {
             .arg(all_lower)
             .arg(all_upper)
             .arg(seen_all);
+        let started = std::time::Instant::now();
         let (stored, latest): (u8, Vec<u8>) = self.call("append_batch", |mut conn| async move {
             invocation.invoke_async(&mut conn).await.map_err(failed("append_batch"))
         })?;
+        self.observed(started);
         let latest = match <[u8; 8]>::try_from(latest.as_slice()) {
             Ok(bytes) => time_from_bytes(bytes),
             Err(_) if latest.is_empty() => 0,
@@ -566,6 +578,7 @@ impl Store for RedisStore {
                 cmd
             })
             .collect();
+        let started = std::time::Instant::now();
         let seqs: Vec<u64> = self.call("record_events", |mut conn| async move {
             let seqs: Vec<u64> = invocation.invoke_async(&mut conn).await.map_err(failed("record_events"))?;
             let sadds = reads.iter().map(|cmd| {
@@ -577,6 +590,7 @@ impl Store for RedisStore {
             }
             Ok(seqs)
         })?;
+        self.observed(started);
         if seqs.len() != events.len() {
             return Err(StoreError::Corrupt(format!("{} sequence numbers for {} events", seqs.len(), events.len())));
         }
@@ -618,6 +632,21 @@ impl Store for RedisStore {
         self.call("trim_event_log", |mut conn| async move {
             invocation.invoke_async::<u64>(&mut conn).await.map(drop).map_err(failed("trim_event_log"))
         })
+    }
+
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.events().seq);
+        let seq: Option<u64> = self.call("last_event_seq", |mut conn| async move {
+            cmd.query_async(&mut conn).await.map_err(failed("last_event_seq"))
+        })?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Redis acknowledges each write when it is as durable as its configuration makes it:
+    /// the observer gets each report's and each refresh's acknowledged write.
+    fn observe_commits(&self, observe: CommitObserver) {
+        let _ = self.commit_observer.set(observe);
     }
 
     fn event_log_trimmed(&self) -> Result<u64, StoreError> {

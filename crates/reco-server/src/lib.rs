@@ -6,6 +6,7 @@
 
 mod convert;
 mod inspect;
+mod metrics;
 mod services;
 mod web;
 
@@ -127,10 +128,14 @@ pub async fn serve<S: Store>(
     let loopback = listener.local_addr()?.ip().is_loopback();
     // Tells open event streams that the server stops, so they end and their connections close.
     let (closing, closed) = tokio::sync::watch::channel(false);
+    let metrics = metrics::Metrics::new()?;
+    engine.on_event(metrics.event_notifier());
+    engine.store().observe_commits(metrics.commit_observer());
     let reco = services::Reco::new(Arc::clone(&engine))
         .with_admin_token(config.admin_token.as_deref())
         .on_loopback_only(loopback)
-        .ending_with(closed);
+        .ending_with(closed)
+        .with_metrics(Arc::clone(&metrics));
     let max = config.max_message_bytes;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -149,7 +154,17 @@ pub async fn serve<S: Store>(
         .prepare();
     // gRPC-Web wraps the gRPC routes only: it answers any other HTTP/1.1 request with 400,
     // and the page's GET requests must reach the page.
-    let grpc = routes.into_axum_router().layer(tonic_web::GrpcWebLayer::new());
+    // Metering sits inside gRPC-Web, so both protocols count alike; /metrics and /healthz are
+    // plain GETs beside the RPCs.
+    let metered = Arc::clone(&metrics);
+    let scraped = Arc::clone(&engine);
+    let probed = Arc::clone(&engine);
+    let grpc = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(move |request, next| metrics::meter(Arc::clone(&metered), request, next)))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .route("/metrics", axum::routing::get(move || async move { metrics.render(&scraped) }))
+        .route("/healthz", axum::routing::get(move || metrics::healthz(Arc::clone(&probed))));
     let router = web::with_page(grpc, config.web_dir.as_deref());
 
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -28,6 +28,7 @@ pub struct Reco<S> {
     watch_needs_token: bool,
     /// Turns true when the server starts to shut down: event streams then end.
     closing: tokio::sync::watch::Receiver<bool>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Changes a watcher may fall behind before it is ended with RESOURCE_EXHAUSTED.
@@ -45,7 +46,20 @@ impl<S: Store> Reco<S> {
         }));
         let (events, _) = broadcast::channel(crate::inspect::EVENT_BUFFER);
         engine.on_event(crate::inspect::notifier(events.clone()));
-        Self { engine, admin_token: None, changes, events, watch_needs_token: true, closing: watch::channel(false).1 }
+        Self {
+            engine,
+            admin_token: None,
+            changes,
+            events,
+            watch_needs_token: true,
+            closing: watch::channel(false).1,
+            metrics: None,
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Ends open event streams (UNAVAILABLE) once `closing` turns true.
@@ -106,6 +120,7 @@ impl<S> Clone for Reco<S> {
             events: self.events.clone(),
             watch_needs_token: self.watch_needs_token,
             closing: self.closing.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -237,8 +252,13 @@ impl<S: Store> UserRecommend for Reco<S> {
         let r = request.into_inner();
         let req =
             self.engine.validate(&r.user_id, r.channel_id, r.article_num, r.time_stamp).map_err(convert::status)?;
+        let asked = req.article_num as usize;
         let resp = self.on_engine("refresh", Blocking::OnNetwork, move |e| e.recommend(&req, now_ms())).await?;
-        Ok(Response::new(convert::feed(resp.map_err(convert::status)?)))
+        let resp = resp.map_err(convert::status)?;
+        if resp.refreshed && resp.items.len() < asked {
+            self.metrics.iter().for_each(|m| m.short_answer());
+        }
+        Ok(Response::new(convert::feed(resp)))
     }
 }
 

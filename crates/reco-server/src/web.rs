@@ -1,10 +1,19 @@
 //! The feed page at `/`: the built page from a directory, or a note on how to build it.
+//!
+//! Files are served as built, precompressed when the build left `.br` or `.gz` beside them
+//! (`scripts/build-web.sh` does) and the client accepts it. A file whose name carries a
+//! content hash (`name-<16 hex>.ext`, as the build names the script, the wasm and the style)
+//! may be cached for good; anything else, `index.html` first, is revalidated on every visit.
+//! A path that is no file answers 404: the page has no client-side routes.
 
 use std::path::Path;
 
 use axum::Router;
-use axum::response::Html;
-use tower_http::services::{ServeDir, ServeFile};
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{Html, Response};
+use http::{HeaderValue, StatusCode, header};
+use tower_http::services::ServeDir;
 
 const NOT_BUILT: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>reco</title></head>
@@ -17,12 +26,56 @@ const NOT_BUILT: &str = r#"<!doctype html>
 </body></html>
 "#;
 
+/// Cache-Control of a file named with its content hash.
+const FOREVER: &str = "public, max-age=31536000, immutable";
+
 /// Adds the page as the fallback for everything that is not a gRPC route.
 pub fn with_page(router: Router, web_dir: Option<&Path>) -> Router {
     match web_dir {
         Some(dir) if dir.join("index.html").is_file() => {
-            router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))
+            let files = ServeDir::new(dir).precompressed_br().precompressed_gzip();
+            let page = Router::new().fallback_service(files).layer(axum::middleware::from_fn(cache_control));
+            router.fallback_service(page)
         }
-        _ => router.fallback(|| async { Html(NOT_BUILT) }),
+        _ => router
+            .route("/", axum::routing::get(|| async { Html(NOT_BUILT) }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "not found: the page has not been built\n") }),
+    }
+}
+
+/// Sets how long a served file may be cached, and that its encoding varies.
+async fn cache_control(request: Request, next: Next) -> Response {
+    let hashed = is_hashed(request.uri().path());
+    let mut response = next.run(request).await;
+    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(if hashed { FOREVER } else { "no-cache" }));
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    response
+}
+
+/// Whether the file name has a 16-hex-digit content hash after its last `-`.
+fn is_hashed(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let Some((_, tail)) = name.rsplit_once('-') else { return false };
+    let hash = tail.split(['.', '_']).next().unwrap_or_default();
+    hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_hashed;
+
+    #[test]
+    fn hashed_names_are_the_builds_content_hashed_files() {
+        for path in
+            ["/reco-web-0123456789abcdef.js", "/reco-web-0123456789abcdef_bg.wasm", "/style-fedcba9876543210.css"]
+        {
+            assert!(is_hashed(path), "{path}");
+        }
+        for path in ["/", "/index.html", "/style.css", "/reco-web_bg.wasm", "/a-0123456789ABCDEF.js", "/a-0123.js"] {
+            assert!(!is_hashed(path), "{path}");
+        }
     }
 }

@@ -40,8 +40,8 @@ use std::thread::JoinHandle;
 use reco_engine::catalog::Retraction;
 use reco_engine::model::{Article, ArticleId, ChannelId};
 use reco_engine::store::{
-    AppendOutcome, ArticleCounters, Batch, DEFAULT_MAX_BATCHES, EventRecord, MemoryUse, Seen, Store, StoreError,
-    StoredArticle, UserRecord,
+    AppendOutcome, ArticleCounters, Batch, CommitObserver, DEFAULT_MAX_BATCHES, EventRecord, MemoryUse, Seen, Store,
+    StoreError, StoredArticle, UserRecord,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -111,6 +111,10 @@ struct State {
     init_meta: Mutex<()>,
     /// The number (see [`Behind::queued`]) of the newest append the writer committed.
     committed: AtomicU64,
+    /// The number of the newest event the writer committed.
+    last_seq: AtomicU64,
+    /// Told the duration of each group commit (metrics), once set.
+    commit_observer: OnceLock<CommitObserver>,
 }
 
 /// The write-behind queue.
@@ -165,6 +169,8 @@ impl RedbStore {
             behind: Mutex::default(),
             init_meta: Mutex::default(),
             committed: AtomicU64::new(0),
+            last_seq: AtomicU64::new(last_seq),
+            commit_observer: OnceLock::new(),
         });
         let (commands, queue) = mpsc::channel();
         let writer = std::thread::Builder::new()
@@ -419,6 +425,21 @@ impl Store for RedbStore {
 
     fn memory(&self) -> MemoryUse {
         self.state.users.memory()
+    }
+
+    fn observe_commits(&self, observe: CommitObserver) {
+        // One observer per store: the server's metrics.
+        let _ = self.state.commit_observer.set(observe);
+    }
+
+    /// Appends queued for the writer and not committed yet.
+    fn write_queue(&self) -> u64 {
+        let queued = lock(&self.state.behind).queued;
+        queued.saturating_sub(self.state.committed.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.state.last_seq.load(std::sync::atomic::Ordering::Acquire))
     }
 }
 

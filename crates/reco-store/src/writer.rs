@@ -115,10 +115,15 @@ pub(crate) fn run(state: &State, commands: Receiver<Command>, mut last_seq: u64)
         group.splice(0..0, behind);
         let closing = group.iter().any(|c| matches!(c, Command::Close { .. }));
         if !group.is_empty() {
+            let started = std::time::Instant::now();
             match commit(state, &group, last_seq) {
                 Ok(Committed { fresh, counters, last_seq: committed_seq }) => {
                     tracing::trace!(commands = group.len(), last_seq = committed_seq, "store group committed");
+                    if let Some(observe) = state.commit_observer.get() {
+                        observe(started.elapsed());
+                    }
                     last_seq = committed_seq;
+                    state.last_seq.store(committed_seq, Ordering::Release);
                     // Before anything else can sweep: a reload now reads these appends.
                     state.committed.store(queued, Ordering::Release);
                     publish(state, &group, &fresh, counters);

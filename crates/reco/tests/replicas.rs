@@ -121,6 +121,18 @@ impl Clients {
     }
 }
 
+/// `GET path` over plain HTTP/1.1: the status code and the body.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
@@ -391,6 +403,10 @@ async fn redis_goes_away() {
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains("redis"), "the message says what is missing: {}", status.message());
     assert!(replica.child.try_wait().unwrap().is_none(), "the replica keeps running without its store");
+    let port = replica.port;
+    let (status, answer) = tokio::task::spawn_blocking(move || http_get(port, "/healthz")).await.unwrap();
+    assert_eq!(status, 503, "/healthz says the store is gone: {answer}");
+    assert!(answer.contains("the store"), "and names it: {answer}");
 
     // Back on its files: the replica recovers by itself, with what was acknowledged before.
     redis.restart();
@@ -410,6 +426,8 @@ async fn redis_goes_away() {
         }
     }
     assert_eq!(c.report(&[&click]).await, [Verdict::Duplicate], "the acknowledged click survived the crash");
+    let (status, answer) = tokio::task::spawn_blocking(move || http_get(port, "/healthz")).await.unwrap();
+    assert_eq!(status, 200, "healthy again: {answer}");
     let history = c.feed("fay", start).await;
     assert_eq!(history.recommends, r.recommends, "and so did the batch");
 }

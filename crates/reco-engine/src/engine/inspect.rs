@@ -147,6 +147,12 @@ impl<S: Store> Engine<S> {
         report
     }
 
+    /// Logged events (by any process sharing the store) the published model has not applied.
+    pub fn learner_lag(&self) -> Result<u64, EngineError> {
+        let last = self.store.last_event_seq()?;
+        Ok(last.saturating_sub(self.model.load().learner.applied()))
+    }
+
     /// Counts of what the learner holds, for logs.
     pub fn learner_summary(&self) -> String {
         let model = self.model.load();

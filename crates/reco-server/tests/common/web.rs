@@ -74,3 +74,14 @@ pub async fn post_with(
     let (parts, body) = resp.into_parts();
     (parts, body.collect().await.unwrap().to_bytes().to_vec())
 }
+
+/// A plain GET over HTTP/1.1 with `headers`: the status, the response headers and the body.
+pub async fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (http::response::Parts, Vec<u8>) {
+    let mut req = Request::builder().method(Method::GET).uri(format!("{}{path}", server.url()));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = client().request(req.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes().to_vec())
+}
