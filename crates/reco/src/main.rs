@@ -2,9 +2,10 @@
 //!
 //! `serve` runs the service, `import` loads articles into a data dir, `recommend` is the seed
 //! tutorial's client, `eval` replays MIND-format impression logs through the engine and the
-//! baselines, `eval-fixture` writes a synthetic MIND-format dataset. Config comes from flags,
-//! or `RECO_*` environment variables.
+//! baselines, `eval-fixture` writes a synthetic MIND-format dataset. `serve`'s config comes from
+//! flags, `RECO_*` environment variables and a TOML file (`--config`), in that precedence.
 
+mod config;
 mod eval;
 mod import;
 mod text_format;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use reco_engine::{EngineConfig, Variant};
 use reco_proto::seed::UserRequest;
 use reco_proto::seed::user_recommend_client::UserRecommendClient;
@@ -64,6 +65,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// A TOML file of these settings, one key per flag (`follow-ms = 100`): below the
+    /// environment and flags, above the built-in defaults.
+    #[arg(long, env = "RECO_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "RECO_ADDR", default_value = "127.0.0.1:8888")]
     addr: SocketAddr,
@@ -160,7 +165,9 @@ fn parse_variants(text: &str) -> Result<Variants, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = config::apply(Cli::command(), &args)?;
+    let cli = Cli::from_arg_matches(&command.get_matches_from(&args)).unwrap_or_else(|e| e.exit());
     // The offline tools print their own report: only warnings from the engine by default.
     let default_filter = match cli.command {
         Command::Eval(_) | Command::EvalFixture(_) => "warn",

@@ -27,11 +27,16 @@ impl Server {
     }
 
     fn start_with(data_dir: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(data_dir, args, &[])
+    }
+
+    fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(BIN)
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
             .args(args)
+            .envs(env.iter().copied())
             .env("RECO_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
@@ -410,3 +415,58 @@ def run():
 if __name__ == '__main__':
     run()
 "#;
+
+/// The largest article_num the server at `server` accepts, read from its INVALID_ARGUMENT.
+async fn max_article_num(server: &Server) -> String {
+    let mut feed = UserRecommendClient::new(server.channel().await);
+    let status = feed.user_recommend(req("layers", 0, 1000, now_ms())).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let message = status.message().to_owned();
+    let range = message.split("1..=").nth(1).unwrap_or_else(|| panic!("a range in {message:?}"));
+    range.split(|c: char| !c.is_ascii_digit()).next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn config_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("reco.toml");
+    std::fs::write(&file, "max-article-num = 7\ndemo_articles = 300\ncors-origin = [\"http://localhost:*\"]\n")
+        .unwrap();
+    let config = file.to_str().unwrap();
+    let data = dir.path().join("data");
+
+    let from_file = Server::start_with(&data, &["--config", config]);
+    assert_eq!(max_article_num(&from_file).await, "7", "the file's value over the default (100)");
+    drop(from_file);
+
+    let from_env = Server::start_with_env(&data, &[], &[("RECO_CONFIG", config), ("RECO_MAX_ARTICLE_NUM", "9")]);
+    assert_eq!(max_article_num(&from_env).await, "9", "the environment over the file (RECO_CONFIG names it)");
+    drop(from_env);
+
+    let from_flag = Server::start_with(&data, &["--config", config, "--max-article-num", "11"]);
+    assert_eq!(max_article_num(&from_flag).await, "11", "a flag over both");
+    drop(from_flag);
+
+    // Refused at start, naming the key and the file.
+    for (text, needles) in [
+        ("max-article-nums = 7\n", vec!["unknown key `max-article-nums`", "reco.toml"]),
+        ("[serve]\naddr = \"x\"\n", vec!["`serve` is a section"]),
+        ("max-article-num = \"many\"\n", vec!["--max-article-num", "many"]),
+        ("follow-ms = 5\n", vec!["--follow-ms", "5"]),
+        ("max-article-num = 7\nmax-article-num = 8\n", vec!["reco.toml is not valid TOML"]),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--config", config, "--data-dir"])
+            .arg(dir.path().join("never"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text:?} is refused");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{text:?}: {needle:?} in {stderr}");
+        }
+    }
+    assert!(!dir.path().join("never").exists(), "nothing was opened");
+}
