@@ -207,6 +207,9 @@ struct Timing {
     first_card: f64,
     wasm_loaded: Option<f64>,
     feed_asked: Option<f64>,
+    /// The wasm's bytes on the wire (encoded body; 0 when it came from the cache) and decoded.
+    wasm_wire: Option<f64>,
+    wasm_decoded: Option<f64>,
 }
 
 impl fmt::Display for Timing {
@@ -214,10 +217,13 @@ impl fmt::Display for Timing {
         let at = |ms: Option<f64>| ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms:.0} ms"));
         write!(
             f,
-            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {})",
+            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {}; wasm {} bytes on the wire, \
+             {} decoded)",
             self.first_card,
             at(self.wasm_loaded),
-            at(self.feed_asked)
+            at(self.feed_asked),
+            self.wasm_wire.map_or_else(|| "?".to_owned(), |b| format!("{b:.0}")),
+            self.wasm_decoded.map_or_else(|| "?".to_owned(), |b| format!("{b:.0}")),
         )
     }
 }
@@ -232,6 +238,8 @@ async fn load_timing(client: &Client) -> TestResult<Timing> {
                 first_card: performance.getEntriesByName("reco:first-card")[0]?.startTime ?? null,
                 wasm_loaded: resource(".wasm")?.responseEnd ?? null,
                 feed_asked: resource("/UserRecommend/user_recommend")?.startTime ?? null,
+                wasm_wire: resource(".wasm")?.encodedBodySize ?? null,
+                wasm_decoded: resource(".wasm")?.decodedBodySize ?? null,
             };
             "#,
             vec![],
@@ -484,6 +492,12 @@ async fn exercise_page(
     client.goto(&url).await?;
     wait_for_batches(client, "the first batch", 1).await?;
     let cold = load_timing(client).await?;
+    match (cold.wasm_wire, cold.wasm_decoded) {
+        (Some(wire), Some(decoded)) => {
+            assert!(wire > 0.0 && wire < decoded, "the wasm comes compressed: {wire} bytes for {decoded}")
+        }
+        other => return Err(format!("no resource timing of the wasm: {other:?}").into()),
+    }
     let first = batches(client).await?;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].kind, "refresh");
