@@ -15,6 +15,10 @@
 //! - publish time: the first time the news appears in the impression log, as a candidate or
 //!   in a history (the log's first time for news it never mentions). A candidate is scored at
 //!   or after that time, so its age is never negative and never learned from the future.
+//! - news the log mentions without a `news.tsv` row (real exports often lack most rows) are
+//!   articles too, without content: no title, no keywords, the channel of news without a
+//!   category. The engine ranks them by behaviour alone (exposures, clicks, co-engagement,
+//!   recency), as it does online for articles with sparse metadata.
 
 use std::collections::BTreeSet;
 
@@ -43,6 +47,8 @@ pub struct ArticleMap {
     pub categories: Vec<String>,
     /// News whose id was hashed (not numeric, too large, or its number taken).
     pub hashed: usize,
+    /// Articles made for ids the log mentions without a `news.tsv` row.
+    pub without_content: usize,
 }
 
 /// The number that ends `id`, if everything after its leading non-digits is a digit.
@@ -102,8 +108,20 @@ pub fn map_news(news: &[News], impressions: &[Impression]) -> ArticleMap {
     }
     let log_start = impressions.iter().map(|i| i.time_ms).min().unwrap_or(0);
 
-    let categories: Vec<String> =
-        news.iter().map(|n| n.category.trim().to_owned()).collect::<BTreeSet<_>>().into_iter().collect();
+    let described: FxHashSet<&str> = news.iter().map(|n| n.id.as_str()).collect();
+    let mut bare: Vec<&NewsId> = impressions
+        .iter()
+        .flat_map(|imp| imp.history.iter().chain(imp.candidates.iter().map(|c| &c.news)))
+        .filter(|id| !described.contains(id.as_str()))
+        .collect();
+    bare.sort();
+    bare.dedup();
+    let mut categories: BTreeSet<String> = news.iter().map(|n| n.category.trim().to_owned()).collect();
+    if !bare.is_empty() {
+        // Articles without content share the channel of news without a category.
+        categories.insert(String::new());
+    }
+    let categories: Vec<String> = categories.into_iter().collect();
     let channel_of = |category: &str| -> ChannelId {
         let i = categories.binary_search_by(|c| c.as_str().cmp(category.trim())).unwrap_or(0);
         ChannelId::try_from(i + 1).unwrap_or(ChannelId::MAX)
@@ -112,9 +130,13 @@ pub fn map_news(news: &[News], impressions: &[Impression]) -> ArticleMap {
     let mut order: Vec<&News> = news.iter().collect();
     order.sort_by(|a, b| a.id.cmp(&b.id));
     order.dedup_by(|a, b| a.id == b.id);
-    let (ids, hashed) = assign_ids(order.iter().map(|n| &n.id), hashed_id);
+    // Ids over described and bare news together, in one id order: the mapping depends only on
+    // the set of ids.
+    let mut every: Vec<&NewsId> = order.iter().map(|n| &n.id).chain(bare.iter().copied()).collect();
+    every.sort();
+    let (ids, hashed) = assign_ids(every.into_iter(), hashed_id);
 
-    let articles = order
+    let mut articles: Vec<Article> = order
         .iter()
         .map(|n| {
             let mut keywords: Vec<String> = Vec::with_capacity(2);
@@ -135,7 +157,18 @@ pub fn map_news(news: &[News], impressions: &[Impression]) -> ArticleMap {
             }
         })
         .collect();
-    ArticleMap { articles, ids, categories, hashed }
+    let bare_channel = channel_of("");
+    articles.extend(bare.iter().map(|id| Article {
+        id: ids[*id],
+        channel_id: bare_channel,
+        title: String::new(),
+        author: String::new(),
+        publish_time: first_seen.get(id.as_str()).copied().unwrap_or(log_start),
+        keywords: Vec::new(),
+        summary: String::new(),
+        cover: String::new(),
+    }));
+    ArticleMap { articles, ids, categories, hashed, without_content: bare.len() }
 }
 
 /// The engine over an in-memory store, fed by the replay: `scorer=reco`.
@@ -270,6 +303,10 @@ mod tests {
         // N4 and N5 never: the log's start.
         assert_eq!((n1.publish_time, n2.publish_time, n3.publish_time), (nine, nine, eight));
         assert_eq!((n4.publish_time, n5.publish_time), (eight, eight));
+        // N9 has no row: an article without content, in the channel of news without category.
+        let n9 = by("N9");
+        assert_eq!((n9.title.as_str(), n9.keywords.len(), n9.channel_id, n9.publish_time), ("", 0, 1, eight));
+        assert_eq!(map.without_content, 1);
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! interests on top.
 //!
 //! Deliberately messy lines, counted in [`Injected`], exercise every skip path: malformed
-//! news and behaviors lines, a duplicate news id, unknown candidate and history ids,
-//! empty histories, impressions without a click, with only clicks, and with no known
-//! candidate. Behaviors lines are not in time order.
+//! news and behaviors lines, a duplicate news id, candidate and history ids without a
+//! `news.tsv` row, empty histories, impressions without a click, with only clicks, and one
+//! whose every candidate lacks a row (scored all the same). Behaviors lines are not in time
+//! order.
 
 use std::path::Path;
 
@@ -56,16 +57,17 @@ pub struct Injected {
     /// Well-formed impressions that cannot be scored.
     pub no_positive: usize,
     pub no_negative: usize,
-    pub no_known_candidates: usize,
+    /// Impressions whose every candidate lacks a `news.tsv` row (scored all the same).
+    pub without_content_only: usize,
     /// Well-formed impressions, scored or not.
     pub impressions: usize,
     /// Distinct users of well-formed impressions, and those with an empty history.
     pub users: usize,
     pub users_without_history: usize,
-    /// Unknown candidate ids, over all well-formed impressions.
-    pub unknown_candidates: usize,
-    /// Unknown history ids, once per user of a well-formed impression.
-    pub unknown_history: usize,
+    /// Candidate ids without a `news.tsv` row, over all well-formed impressions.
+    pub candidates_without_content: usize,
+    /// History ids without a `news.tsv` row, once per user of a well-formed impression.
+    pub history_without_content: usize,
 }
 
 /// A generated dataset: the two files' contents and what was injected into them.
@@ -205,13 +207,13 @@ pub fn generate(config: &FixtureConfig) -> Fixture {
         }
         lines.push(Line { time_ms: START_MS + rng.random_range(0..SPAN_MS), user: u, candidates: shown });
     }
-    // Unknown candidates (never clicked, so no impression loses its only click).
+    // Candidates without content (never clicked, so no impression's click depends on them).
     for (n, line) in lines.iter_mut().enumerate().filter(|(n, _)| n % 50 == 7) {
         let at = rng.random_range(0..=line.candidates.len());
         line.candidates.insert(at, (format!("NY{n}"), false));
-        injected.unknown_candidates += 1;
+        injected.candidates_without_content += 1;
     }
-    // Impressions that cannot be scored.
+    // Impressions that cannot be scored (and one whose candidates all lack content, which can).
     let odd_line = |rng: &mut ChaCha8Rng, labels: &[bool]| Line {
         time_ms: START_MS + rng.random_range(0..SPAN_MS),
         user: rng.random_range(0..users.len()),
@@ -225,11 +227,11 @@ pub fn generate(config: &FixtureConfig) -> Fixture {
         lines.push(odd_line(&mut rng, &[true, true]));
         injected.no_negative += 1;
     }
-    let mut unknown_only = odd_line(&mut rng, &[true, false]);
-    unknown_only.candidates = vec![("NZ1".into(), true), ("NZ2".into(), false)];
-    lines.push(unknown_only);
-    injected.no_known_candidates += 1;
-    injected.unknown_candidates += 2;
+    let mut bare_only = odd_line(&mut rng, &[true, false]);
+    bare_only.candidates = vec![("NZ1".into(), true), ("NZ2".into(), false)];
+    lines.push(bare_only);
+    injected.without_content_only += 1;
+    injected.candidates_without_content += 2;
     lines.shuffle(&mut rng);
 
     let mut behaviors_tsv = String::new();
@@ -242,7 +244,7 @@ pub fn generate(config: &FixtureConfig) -> Fixture {
             seen[line.user] = true;
             injected.users += 1;
             injected.users_without_history += usize::from(user.history.is_empty());
-            injected.unknown_history += user.history.iter().filter(|h| h.starts_with("NX")).count();
+            injected.history_without_content += user.history.iter().filter(|h| h.starts_with("NX")).count();
         }
         let candidates: Vec<String> =
             line.candidates.iter().map(|(id, clicked)| format!("{id}-{}", u8::from(*clicked))).collect();

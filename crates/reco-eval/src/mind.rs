@@ -98,8 +98,6 @@ pub enum SkipReason {
     BadCandidate(String),
     #[error("no candidates")]
     NoCandidates,
-    #[error("no candidate is in news.tsv")]
-    NoKnownCandidates,
     #[error("no clicked candidate")]
     NoPositive,
     #[error("every candidate clicked")]
@@ -118,7 +116,6 @@ impl SkipReason {
             Self::BadTime(_) => "bad_time",
             Self::BadCandidate(_) => "bad_candidate",
             Self::NoCandidates => "no_candidates",
-            Self::NoKnownCandidates => "no_known_candidates",
             Self::NoPositive => "no_positive",
             Self::NoNegative => "no_negative",
         }

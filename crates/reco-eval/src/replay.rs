@@ -20,10 +20,10 @@ pub struct Counts {
     /// Distinct users, and those among them with an empty history.
     pub users: usize,
     pub users_without_history: usize,
-    /// Candidate ids missing from `news.tsv` (dropped from their impression).
-    pub unknown_candidates: usize,
-    /// History ids missing from `news.tsv`, counted once per user.
-    pub unknown_history: usize,
+    /// Candidates missing from `news.tsv` (scored like the others, by behaviour alone).
+    pub candidates_without_content: usize,
+    /// History ids missing from `news.tsv`, counted once per user (fed back like the others).
+    pub history_without_content: usize,
     /// Impressions not scored, by [`SkipReason::kind`].
     pub skipped: BTreeMap<&'static str, usize>,
 }
@@ -33,13 +33,13 @@ impl fmt::Display for Counts {
         write!(
             f,
             "impressions={} scored={} users={} users_without_history={} \
-             unknown_candidates={} unknown_history={}",
+             candidates_without_content={} history_without_content={}",
             self.impressions,
             self.scored,
             self.users,
             self.users_without_history,
-            self.unknown_candidates,
-            self.unknown_history
+            self.candidates_without_content,
+            self.history_without_content
         )?;
         for (kind, n) in &self.skipped {
             write!(f, " skipped_{kind}={n}")?;
@@ -91,12 +91,12 @@ impl fmt::Display for Report {
 }
 
 /// Replays `impressions` in time order (file order among equal times) through every
-/// scorer. On first sight of a user, the history ids found in `news` are fed back as
-/// [`Feedback::History`]. Each impression's candidates missing from `news` are dropped;
-/// an impression with none left, or without both a click and a non-click, is skipped
-/// (its feedback is still given); the others are scored by every scorer. Then every
-/// candidate is fed back as an exposure, and each clicked one as a click, with its index in
-/// the impression line as position.
+/// scorer. On first sight of a user, the history ids are fed back as [`Feedback::History`].
+/// Every candidate is scored, with or without a row in `news` (an article without content is
+/// still an article: scorers rank it by behaviour; `news` only counts what lacks one). An
+/// impression without both a click and a non-click is skipped (its feedback is still given);
+/// the others are scored by every scorer. Then every candidate is fed back as an exposure,
+/// and each clicked one as a click, with its index in the impression line as position.
 pub fn replay(
     impressions: &[Impression],
     news: &NewsIndex,
@@ -123,11 +123,8 @@ pub fn replay(
             counts.users += 1;
             counts.users_without_history += usize::from(imp.history.is_empty());
             for id in &imp.history {
-                if news.contains(id.as_str()) {
-                    feed(scorers, id, Feedback::History, None);
-                } else {
-                    counts.unknown_history += 1;
-                }
+                counts.history_without_content += usize::from(!news.contains(id.as_str()));
+                feed(scorers, id, Feedback::History, None);
             }
         }
 
@@ -135,18 +132,13 @@ pub fn replay(
         labels.clear();
         positions.clear();
         for (position, c) in imp.candidates.iter().enumerate() {
-            if news.contains(c.news.as_str()) {
-                ids.push(c.news.clone());
-                labels.push(c.clicked);
-                positions.push(u32::try_from(position).ok());
-            } else {
-                counts.unknown_candidates += 1;
-            }
+            counts.candidates_without_content += usize::from(!news.contains(c.news.as_str()));
+            ids.push(c.news.clone());
+            labels.push(c.clicked);
+            positions.push(u32::try_from(position).ok());
         }
 
-        let skip = if ids.is_empty() {
-            Some(SkipReason::NoKnownCandidates)
-        } else if !labels.contains(&true) {
+        let skip = if !labels.contains(&true) {
             Some(SkipReason::NoPositive)
         } else if !labels.contains(&false) {
             Some(SkipReason::NoNegative)
@@ -230,7 +222,7 @@ mod tests {
 
     #[test]
     fn replay_is_online_and_in_time_order() {
-        // Line 1 is later than line 2; N9 is unknown.
+        // Line 1 is later than line 2; N9 has no news.tsv row: scored and fed back all the same.
         let behaviors = "1\tU1\t11/15/2019 9:00:00 AM\tN1 N9\tN2-1 N3-0\n\
                          2\tU2\t11/15/2019 8:00:00 AM\t\tN1-0 N9-1 N2-1\n\
                          3\tU1\t11/15/2019 10:00:00 AM\tN1 N9\tN3-0 N2-0\n";
@@ -240,11 +232,14 @@ mod tests {
         assert_eq!(
             *log.borrow(),
             [
-                "score U2 1573804800000 N1,N2",
+                "score U2 1573804800000 N1,N9,N2",
                 "Exposure U2 N1 @0",
+                "Exposure U2 N9 @1",
+                "Click U2 N9 @1",
                 "Exposure U2 N2 @2",
                 "Click U2 N2 @2",
                 "History U1 N1",
+                "History U1 N9",
                 "score U1 1573808400000 N2,N3",
                 "Exposure U1 N2 @0",
                 "Click U1 N2 @0",
@@ -253,11 +248,12 @@ mod tests {
                 "Exposure U1 N2 @1",
             ]
         );
-        // All-zero scores tie: MIND's order puts the later candidate first, so the click
-        // ranks 1st in the first impression and 2nd in the second.
+        // All-zero scores tie: MIND's order puts the later candidate first, so the clicks
+        // rank 1st and 2nd in the first impression (MRR 3/4, nDCG 1) and 2nd in the second
+        // (MRR 1/2, nDCG 1/log2(3)).
         assert_eq!(
             report.to_string(),
-            "scorer=recorder impressions=2 auc=0.5000 mrr=0.7500 ndcg5=0.8155 ndcg10=0.8155\n"
+            "scorer=recorder impressions=2 auc=0.5000 mrr=0.6250 ndcg5=0.8155 ndcg10=0.8155\n"
         );
         let counts = &report.counts;
         assert_eq!((counts.impressions, counts.scored), (3, 2));
@@ -265,7 +261,7 @@ mod tests {
         assert_eq!(
             counts.to_string(),
             "impressions=3 scored=2 users=2 users_without_history=1 \
-             unknown_candidates=1 unknown_history=1 skipped_no_positive=1"
+             candidates_without_content=1 history_without_content=1 skipped_no_positive=1"
         );
     }
 

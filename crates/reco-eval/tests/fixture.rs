@@ -59,17 +59,15 @@ fn skips_match_what_the_generator_injected() {
     assert_eq!(counts.impressions, injected.impressions);
     assert_eq!(counts.users, injected.users);
     assert_eq!(counts.users_without_history, injected.users_without_history);
-    assert_eq!(counts.unknown_candidates, injected.unknown_candidates);
-    assert_eq!(counts.unknown_history, injected.unknown_history);
-    let expected = [
-        ("no_known_candidates", injected.no_known_candidates),
-        ("no_negative", injected.no_negative),
-        ("no_positive", injected.no_positive),
-    ];
+    assert_eq!(counts.candidates_without_content, injected.candidates_without_content);
+    assert_eq!(counts.history_without_content, injected.history_without_content);
+    let expected = [("no_negative", injected.no_negative), ("no_positive", injected.no_positive)];
     assert_eq!(counts.skipped, expected.into_iter().collect());
     assert!(counts.skipped.values().all(|&n| n > 0));
-    assert!(counts.users_without_history > 0 && counts.unknown_history > 0);
-    assert_eq!(counts.scored, FixtureConfig::default().impressions);
+    assert!(counts.users_without_history > 0 && counts.history_without_content > 0);
+    // Candidates without a news.tsv row are scored: the impression of only such is too.
+    assert_eq!(injected.without_content_only, 1);
+    assert_eq!(counts.scored, FixtureConfig::default().impressions + injected.without_content_only);
     for s in &report.scorers {
         assert_eq!(s.metrics.impressions, counts.scored, "{}", s.name);
     }
@@ -98,7 +96,8 @@ fn the_report_prints_one_line_per_scorer() {
             let fields: Vec<&str> = line.split(' ').collect();
             let keys: Vec<&str> = fields.iter().map(|f| f.split('=').next().unwrap()).collect();
             assert_eq!(keys, ["scorer", "impressions", "auc", "mrr", "ndcg5", "ndcg10"]);
-            assert_eq!(fields[1], "impressions=200", "{line}");
+            // The 200 ordinary impressions and the one whose candidates all lack content.
+            assert_eq!(fields[1], "impressions=201", "{line}");
             for f in &fields[2..] {
                 let value = f.split_once('=').unwrap().1;
                 assert_eq!(value.split_once('.').unwrap().1.len(), 4, "{line}");
@@ -121,7 +120,7 @@ fn the_engine_beats_the_baselines_on_the_fixture() {
     println!("{report}");
     let metric = |name: &str| report.scorer(name).unwrap().metrics;
     let (reco, popularity, recent_ctr) = (metric("reco"), metric("popularity"), metric("recent_ctr"));
-    assert_eq!(reco.impressions, FixtureConfig::default().impressions);
+    assert_eq!(reco.impressions, FixtureConfig::default().impressions + fixture.injected.without_content_only);
     assert!(reco.auc() > popularity.auc() + 0.05, "{report}");
     assert!(reco.auc() > recent_ctr.auc() + 0.1, "{report}");
     assert!(reco.mrr() > popularity.mrr() && reco.ndcg10() > popularity.ndcg10(), "{report}");

@@ -58,7 +58,13 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     println!("{}", parsed_line("behaviors", &behaviors));
 
     let map = map_news(&news.records, &behaviors.records);
-    println!("catalog articles={} channels={} hashed_ids={}", map.articles.len(), map.categories.len(), map.hashed);
+    println!(
+        "catalog articles={} channels={} hashed_ids={} without_content={}",
+        map.articles.len(),
+        map.categories.len(),
+        map.hashed,
+        map.without_content
+    );
     let index = NewsIndex::new(news.records);
     let reco = RecoScorer::new(map, EngineConfig::default()).context("cannot build the engine's catalog")?;
     let mut scorers: Vec<Box<dyn Scorer>> = vec![
@@ -82,10 +88,8 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     );
     if report.counts.scored == 0 {
         bail!(
-            "no impression could be scored: {} and {} hold no impression with a known clicked and a known \
-             unclicked candidate",
-            args.behaviors.display(),
-            args.news.display()
+            "no impression could be scored: {} holds no impression with both a clicked and an unclicked candidate",
+            args.behaviors.display()
         );
     }
     print!("{report}");
@@ -123,19 +127,19 @@ pub fn write_fixture(args: &FixtureArgs) -> anyhow::Result<()> {
     fixture.write_to(&args.out)?;
     let i = &fixture.injected;
     println!(
-        "wrote {} and {}: impressions={} users={} users_without_history={} unknown_candidates={} \
-         unknown_history={} no_positive={} no_negative={} no_known_candidates={} bad_news_lines={} \
+        "wrote {} and {}: impressions={} users={} users_without_history={} candidates_without_content={} \
+         history_without_content={} no_positive={} no_negative={} without_content_only={} bad_news_lines={} \
          bad_behaviors_lines={}",
         args.out.join("news.tsv").display(),
         args.out.join("behaviors.tsv").display(),
         i.impressions,
         i.users,
         i.users_without_history,
-        i.unknown_candidates,
-        i.unknown_history,
+        i.candidates_without_content,
+        i.history_without_content,
         i.no_positive,
         i.no_negative,
-        i.no_known_candidates,
+        i.without_content_only,
         i.news_too_few_fields + i.news_empty_id + i.news_duplicate,
         i.behaviors_too_few_fields + i.behaviors_bad_impression_id + i.behaviors_bad_time + i.behaviors_bad_candidate,
     );

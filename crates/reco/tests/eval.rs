@@ -122,22 +122,41 @@ fn eval_on_the_fixture_reports_skips_and_beats_popularity() {
     ]);
     assert_eq!(fields(&text, "behaviors"), expected);
 
-    // The fixture's news ids are N1..: all numeric, none hashed; eight categories.
-    assert_eq!(fields(&text, "catalog"), expect(&[("articles", config.news), ("channels", 8), ("hashed_ids", 0)]));
+    // The fixture's news ids are N1..: all numeric, so only ids without a news.tsv row whose
+    // number a described one holds (NX7 beside N7) are hashed; eight categories, and the
+    // channel of articles without content (ids the log mentions without a news.tsv row).
+    let catalog = fields(&text, "catalog");
+    let without_content: usize = catalog["without_content"].parse().unwrap();
+    let hashed: usize = catalog["hashed_ids"].parse().unwrap();
+    assert!(without_content > 0 && without_content <= i.candidates_without_content + i.history_without_content);
+    assert!(hashed <= without_content);
+    let expected = expect(&[
+        ("articles", config.news + without_content),
+        ("channels", 9),
+        ("hashed_ids", hashed),
+        ("without_content", without_content),
+    ]);
+    assert_eq!(catalog, expected);
 
     let expected = expect(&[
         ("impressions", i.impressions),
-        ("scored", config.impressions),
+        ("scored", config.impressions + i.without_content_only),
         ("users", i.users),
         ("users_without_history", i.users_without_history),
-        ("unknown_candidates", i.unknown_candidates),
-        ("unknown_history", i.unknown_history),
-        ("skipped_no_known_candidates", i.no_known_candidates),
+        ("candidates_without_content", i.candidates_without_content),
+        ("history_without_content", i.history_without_content),
         ("skipped_no_negative", i.no_negative),
         ("skipped_no_positive", i.no_positive),
     ]);
     assert_eq!(fields(&text, "replay"), expected);
-    for n in [i.no_known_candidates, i.no_negative, i.no_positive, i.unknown_candidates, i.unknown_history, bad_lines] {
+    for n in [
+        i.without_content_only,
+        i.no_negative,
+        i.no_positive,
+        i.candidates_without_content,
+        i.history_without_content,
+        bad_lines,
+    ] {
         assert!(n > 0, "the fixture injects every kind of mess");
     }
     // Each skipped line is named on stderr.
@@ -151,7 +170,8 @@ fn eval_on_the_fixture_reports_skips_and_beats_popularity() {
     let names: Vec<&str> = scorers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["reco", "random", "popularity", "recent_ctr"]);
     assert!(!lines[lines.len() - 5].starts_with("scorer="));
-    assert!(scorers.iter().all(|s| s.impressions == config.impressions), "{scorers:?}");
+    let scored = config.impressions + i.without_content_only;
+    assert!(scorers.iter().all(|s| s.impressions == scored), "{scorers:?}");
 
     let [reco, random, popularity, recent_ctr] = &scorers[..] else { unreachable!() };
     println!(
@@ -191,23 +211,47 @@ fn unreadable_files_fail_with_a_clear_message() {
 }
 
 #[test]
-fn logs_with_nothing_to_score_are_reported_not_crashed_on() {
+fn impressions_whose_candidates_lack_news_rows_are_scored_and_counted() {
     let dir = tempfile::tempdir().unwrap();
+    // One described news; the log mentions four more (as in real exports, whose news.tsv
+    // covers a small share of the candidates).
     std::fs::write(dir.path().join("news.tsv"), "N1\tnews\tnewsus\tA title\nnot a news line\n").unwrap();
-    // Only unknown candidates, a history id that is unknown too, an empty history, junk.
     std::fs::write(
         dir.path().join("behaviors.tsv"),
-        "1\tU1\t11/15/2019 8:55:22 AM\tN7\tN8-1 N9-0\n2\tU2\t11/15/2019 9:00:00 AM\t\tN1-1\n\u{0}\u{1}junk\n",
+        "1\tU1\t11/15/2019 8:55:22 AM\tN7\tN8-1 N9-0\n         2\tU2\t11/15/2019 9:00:00 AM\t\tN1-1 N8-0 N10-0\n         3\tU3\t11/15/2019 9:10:00 AM\t\tN1-1\n\u{0}\u{1}junk\n",
+    )
+    .unwrap();
+    let output = run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv"], dir.path());
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert_eq!(fields(&text, "news")["skipped_too_few_fields"], "1");
+    assert_eq!(fields(&text, "catalog")["without_content"], "4", "N7, N8, N9, N10");
+    let replay = fields(&text, "replay");
+    assert_eq!(replay["scored"], "2", "both two-class impressions, content or not: {text}");
+    assert_eq!((replay["candidates_without_content"].as_str(), replay["history_without_content"].as_str()), ("4", "1"));
+    assert_eq!(replay["skipped_no_negative"], "1");
+    for scorer in ["reco", "random", "popularity", "recent_ctr"] {
+        let line = text.lines().find(|l| l.starts_with(&format!("scorer={scorer} "))).expect(scorer);
+        assert!(line.contains(" impressions=2 "), "{line}");
+    }
+}
+
+#[test]
+fn logs_with_nothing_to_score_are_reported_not_crashed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("news.tsv"), "N1\tnews\tnewsus\tA title\n").unwrap();
+    // Only clicks or only non-clicks, and junk.
+    std::fs::write(
+        dir.path().join("behaviors.tsv"),
+        "1\tU1\t11/15/2019 8:55:22 AM\tN7\tN8-0 N9-0\n2\tU2\t11/15/2019 9:00:00 AM\t\tN1-1\n\u{0}\u{1}junk\n",
     )
     .unwrap();
     let output = run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv"], dir.path());
     assert!(!output.status.success());
     let text = String::from_utf8(output.stdout.clone()).unwrap();
-    assert_eq!(fields(&text, "news")["skipped_too_few_fields"], "1");
     let replay = fields(&text, "replay");
-    assert_eq!((replay["scored"].as_str(), replay["unknown_history"].as_str()), ("0", "1"));
-    assert_eq!(replay["skipped_no_known_candidates"], "1");
-    assert_eq!(replay["skipped_no_negative"], "1");
+    assert_eq!((replay["scored"].as_str(), replay["history_without_content"].as_str()), ("0", "1"));
+    assert_eq!((replay["skipped_no_positive"].as_str(), replay["skipped_no_negative"].as_str()), ("1", "1"));
     assert!(!text.contains("scorer="), "{text}");
     assert!(stderr(&output).contains("no impression could be scored"), "{}", stderr(&output));
 }
