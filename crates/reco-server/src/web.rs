@@ -3,8 +3,12 @@
 use std::path::Path;
 
 use axum::Router;
-use axum::response::Html;
+use axum::extract::Request;
+use axum::response::{Html, IntoResponse};
+use tower::ServiceExt as _;
 use tower_http::services::{ServeDir, ServeFile};
+
+use crate::edge;
 
 const NOT_BUILT: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>reco</title></head>
@@ -17,12 +21,27 @@ const NOT_BUILT: &str = r#"<!doctype html>
 </body></html>
 "#;
 
-/// Adds the page as the fallback for everything that is not a gRPC route.
+/// Adds the page as the fallback for every request no gRPC route takes, but for gRPC calls
+/// (content type `application/grpc…`) to other paths: those get UNIMPLEMENTED.
 pub fn with_page(router: Router, web_dir: Option<&Path>) -> Router {
     match web_dir {
         Some(dir) if dir.join("index.html").is_file() => {
-            router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))
+            let page = ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")));
+            router.fallback(move |request: Request| async move {
+                if edge::is_grpc(&request) {
+                    return edge::unrouted(&request);
+                }
+                match page.oneshot(request).await {
+                    Ok(response) => response.into_response(),
+                    Err(never) => match never {},
+                }
+            })
         }
-        _ => router.fallback(|| async { Html(NOT_BUILT) }),
+        _ => router.fallback(|request: Request| async move {
+            if edge::is_grpc(&request) {
+                return edge::unrouted(&request);
+            }
+            Html(NOT_BUILT).into_response()
+        }),
     }
 }
