@@ -2,7 +2,8 @@
 //! gRPC-Web alike (it sits inside tonic-web's layer, so it sees gRPC framing either way).
 //!
 //! - `grpc-timeout`: a call whose deadline passed before its handler ran never runs; one
-//!   still running at its deadline is dropped. Both answer DEADLINE_EXCEEDED. (tonic's own
+//!   still running at its deadline is dropped; a stream still open at it is ended. All answer
+//!   DEADLINE_EXCEEDED. (tonic's own
 //!   timer answers CANCELLED; this one fires at least 1 ms before it, see [`MARGIN`].) A handler
 //!   dropped while its engine call runs on the blocking pool does not stop that call: it
 //!   completes as a whole (a batch, a report and a publish are each one store write), so a
@@ -77,19 +78,62 @@ where
             let (Some(deadline), Some(timeout)) = (deadline, timeout) else { return call.await };
             // The handler runs only when polled: past the deadline it never starts.
             if Instant::now() >= deadline {
-                return Ok(deadline_exceeded(timeout));
+                return Ok(deadline_exceeded(timeout).into_http());
             }
             match tokio::time::timeout_at(deadline, call).await {
-                Ok(answer) => answer,
-                Err(_) => Ok(deadline_exceeded(timeout)),
+                // A stream (Catalog.Watch) ends at the deadline too.
+                Ok(Ok(answer)) => Ok(answer.map(|body| Body::new(Deadlined::new(body, deadline, timeout)))),
+                Ok(Err(never)) => match never {},
+                Err(_) => Ok(deadline_exceeded(timeout).into_http()),
             }
         })
     }
 }
 
-fn deadline_exceeded(timeout: Duration) -> Response {
+fn deadline_exceeded(timeout: Duration) -> Status {
     Status::deadline_exceeded(format!("the call's deadline (grpc-timeout {timeout:?}) passed before it was done"))
-        .into_http()
+}
+
+/// An answer's body that, when it waits for more past the deadline (a stream between
+/// messages), ends with DEADLINE_EXCEEDED trailers instead. A body that is ready is never cut:
+/// a unary answer's message and trailers come at once.
+struct Deadlined {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    ended: bool,
+}
+
+impl Deadlined {
+    fn new(inner: Body, deadline: Instant, timeout: Duration) -> Self {
+        Self { inner, deadline: Box::pin(tokio::time::sleep_until(deadline)), timeout, ended: false }
+    }
+}
+
+impl HttpBody for Deadlined {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.ended = frame.as_ref().is_none_or(|f| f.as_ref().is_ok_and(Frame::is_trailers));
+            return Poll::Ready(frame);
+        }
+        ready!(this.deadline.as_mut().poll(cx));
+        this.ended = true;
+        let mut trailers = HeaderMap::new();
+        // Only a message that cannot be a header fails; this one can.
+        let _ = deadline_exceeded(this.timeout).add_header(&mut trailers);
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
 }
 
 /// The `grpc-timeout` header: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).

@@ -231,6 +231,21 @@ async fn a_passed_deadline_is_deadline_exceeded_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_stream_ends_at_its_deadline() {
+    let server = TestServer::start().await;
+    let watch = frame(&v1::WatchRequest { channel_ids: vec![], since: 0 });
+    let started = std::time::Instant::now();
+    let call = h2_call(&server, "/reco.v1.Catalog/Watch", watch, &[("grpc-timeout", "300m")]);
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(10), call).await.expect("the watch outlived its deadline");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250), "{:?}", started.elapsed());
+    assert_eq!(answer.grpc_status(), "4", "{}", answer.grpc_message());
+    let first = v1::CatalogChange::decode(answer.frames[0].1.as_slice()).unwrap();
+    assert_eq!(first.kind(), v1::ChangeKind::Subscribed, "the stream ran until the deadline");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn oversized_messages_are_resource_exhausted_naming_the_limit_over_grpc_web() {
     let config = reco_server::ServerConfig { max_message_bytes: 4096, ..Default::default() };
     let server = TestServer::start_with(config).await;
