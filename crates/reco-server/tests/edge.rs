@@ -242,6 +242,16 @@ async fn a_stream_ends_at_its_deadline() {
     assert_eq!(answer.grpc_status(), "4", "{}", answer.grpc_message());
     let first = v1::CatalogChange::decode(answer.frames[0].1.as_slice()).unwrap();
     assert_eq!(first.kind(), v1::ChangeKind::Subscribed, "the stream ran until the deadline");
+
+    // gRPC-Web: the same end, in the trailer frame.
+    let watch = frame(&v1::WatchRequest { channel_ids: vec![], since: 0 });
+    let headers = [("grpc-timeout", "300m")];
+    let call = post_with(&server, "/reco.v1.Catalog/Watch", "application/grpc-web+proto", watch, &headers);
+    let (_, body) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), call).await.expect("the watch outlived its deadline");
+    let (data, trailer) = frames(&body);
+    assert_eq!(v1::CatalogChange::decode(data[0].as_slice()).unwrap().kind(), v1::ChangeKind::Subscribed);
+    assert!(trailer.contains("grpc-status:4"), "{trailer}");
     server.stop().await;
 }
 
