@@ -137,8 +137,8 @@ pub async fn serve<S: Store>(
     health.set_serving::<UserRecommendServer<services::Reco<S>>>().await;
     health.set_serving::<CatalogServer<services::Reco<S>>>().await;
     health.set_serving::<TrackingServer<services::Reco<S>>>().await;
-    // Reflection describes the public services (and itself), in both versions clients ask:
-    // grpcurl and Postman v1, Python's grpcio-reflection v1alpha. Health is not described.
+    // Reflection describes the public services (and itself) in both versions clients ask for:
+    // v1, and v1alpha, the one Python's grpcio-reflection asks. Health is not described.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(reco_proto::FILE_DESCRIPTOR_SET)

@@ -153,11 +153,15 @@ async fn unknown_services_and_methods_are_unimplemented_over_grpc_and_grpc_web()
         if content_type.ends_with("-text") {
             body = base64::engine::general_purpose::STANDARD.encode(body).into_bytes();
         }
-        let (parts, _) = post(&server, "/Foo/bar", content_type, body).await;
+        let (parts, _) = post(&server, "/Foo/bar", content_type, body.clone()).await;
         assert_eq!(parts.status, StatusCode::OK, "{content_type}");
         assert_eq!(parts.headers["grpc-status"], "12", "{content_type}");
         assert_eq!(parts.headers[header::CONTENT_TYPE], content_type);
         assert_eq!(parts.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://localhost:8080", "CORS still applies");
+        // An unknown method of a known service: tonic's answer, through tonic-web.
+        // (Trailers-only, so in the headers.)
+        let (parts, _) = post(&server, "/UserRecommend/nope", content_type, body).await;
+        assert_eq!(parts.headers["grpc-status"], "12", "{content_type}");
     }
     // The page keeps its paths: a GET anywhere is the page (or its build hint).
     for path in ["/", "/Foo/bar", "/some/spa/route"] {
