@@ -3,11 +3,10 @@
 //!
 //! - `grpc-timeout`: a call whose deadline passed before its handler ran never runs; one
 //!   still running at its deadline is dropped; a stream still open at it is ended. All answer
-//!   DEADLINE_EXCEEDED. (tonic's own
-//!   timer answers CANCELLED; this one fires at least 1 ms before it, see [`MARGIN`].) A handler
-//!   dropped while its engine call runs on the blocking pool does not stop that call: it
-//!   completes as a whole (a batch, a report and a publish are each one store write), so a
-//!   deadline never leaves half a batch stored.
+//!   DEADLINE_EXCEEDED (tonic's own timer would answer CANCELLED; this one fires [`MARGIN`]
+//!   earlier). Dropping a handler does not stop an engine call it started on the blocking
+//!   pool: that call completes, and a refresh stores its batch in one append or not at all,
+//!   so a deadline never leaves half a batch stored.
 //! - A request message over the size limit is refused with RESOURCE_EXHAUSTED naming the
 //!   limit, from its 5-byte frame header, before any of it is decoded (tonic's own check says
 //!   OUT_OF_RANGE). A compressed message is held to the limit once more after decompression,
@@ -29,8 +28,8 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// How much earlier than the client's `grpc-timeout` the edge ends a call. tonic's own timer
-/// (outside every layer, started just before this one) answers CANCELLED at the deadline; one
-/// millisecond earlier (tokio's timer resolution) this one always fires first.
+/// (outside every layer, started as the call arrives, just before this one) answers CANCELLED
+/// at the deadline; one millisecond (tokio's timer resolution) earlier, this one fires first.
 pub const MARGIN: Duration = Duration::from_millis(1);
 
 /// Wraps the gRPC routes: deadlines and the message size limit.
