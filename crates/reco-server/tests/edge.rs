@@ -107,6 +107,21 @@ async fn compressed_requests_are_accepted_and_answers_compressed_for_clients_tha
     assert_eq!(plain.frames[0].0, 0, "a client that does not accept gzip gets a plain answer");
     assert!(plain.parts.headers.get("grpc-encoding").is_none());
 
+    // gRPC-Web: a gzip request is accepted too; the answer is plain, as the page's client
+    // (which advertises no encoding) needs it.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &user_request("web-gzip", 10).encode_to_vec()).unwrap();
+    let packed = gz.finish().unwrap();
+    let mut body = vec![1];
+    body.extend_from_slice(&(packed.len() as u32).to_be_bytes());
+    body.extend_from_slice(&packed);
+    let headers = [("grpc-encoding", "gzip")];
+    let (_, body) =
+        post_with(&server, "/UserRecommend/user_recommend", "application/grpc-web+proto", body, &headers).await;
+    let (data, trailer) = frames(&body);
+    assert!(trailer.contains("grpc-status:0"), "{trailer}");
+    assert_eq!(ArticleResponse::decode(data[0].as_slice()).unwrap().recommends.len(), 10);
+
     let tiny = frame(&v1::VerifyRequest { params: vec!["x".into()] });
     let small = h2_call(&server, "/reco.v1.Tracking/Verify", tiny, &[("grpc-accept-encoding", "gzip")]).await;
     assert_eq!(small.grpc_status(), "0");
