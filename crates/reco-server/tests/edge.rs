@@ -190,6 +190,29 @@ async fn unknown_services_and_methods_are_unimplemented_over_grpc_and_grpc_web()
 }
 
 #[tokio::test]
+async fn with_a_built_page_unknown_grpc_paths_are_unimplemented_and_the_rest_is_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<p>the feed page</p>").unwrap();
+    std::fs::write(dir.path().join("app.js"), "console.log(1)").unwrap();
+    let config = reco_server::ServerConfig { web_dir: Some(dir.path().into()), ..Default::default() };
+    let server = TestServer::start_with(config).await;
+    let (parts, _) = post(&server, "/Foo/bar", "application/grpc-web+proto", frame(&user_request("u", 1))).await;
+    assert_eq!(parts.headers["grpc-status"], "12");
+    assert_eq!(h2_call(&server, "/Foo/bar", frame(&user_request("u", 1)), &[]).await.grpc_status(), "12");
+    for (path, expected) in
+        [("/", "<p>the feed page</p>"), ("/app.js", "console.log(1)"), ("/feed/7", "<p>the feed page</p>")]
+    {
+        let resp = common::web::client()
+            .request(Request::get(format!("{}{path}", server.url())).body(Full::default()).unwrap());
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], expected.as_bytes(), "{path}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn reflection_v1alpha_lists_the_public_services() {
     use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
