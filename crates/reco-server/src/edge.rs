@@ -245,8 +245,7 @@ pub fn is_grpc<B>(request: &Request<B>) -> bool {
 /// headers, which gRPC-Web carries the same way), in the caller's content type.
 pub fn unrouted<B>(request: &Request<B>) -> Response {
     let status = Status::unimplemented(format!(
-        "no service here serves {}: the services are UserRecommend, reco.v1.Catalog, reco.v1.Tracking, \
-         grpc.health.v1.Health, grpc.reflection.v1.ServerReflection and grpc.reflection.v1alpha.ServerReflection",
+        "no service here serves {}: gRPC reflection (v1 or v1alpha) lists the services",
         request.uri().path()
     ));
     let mut response: Response = status.into_http();
