@@ -9,6 +9,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TRUNK_VERSION=0.21.14
 GRPCIO_VERSION=1.85.1
+GOOGLEAPIS_PROTOS_VERSION=1.76.0
 VENV=target/py-venv
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -45,10 +46,12 @@ install_missing() {
         cargo install trunk --version "$TRUNK_VERSION" --locked
     fi
 
-    # The seed's grpcio client, for the compatibility test.
-    if ! "$VENV/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
+    # The seed's grpcio client and third-party clients (reflection v1alpha, rich error
+    # details), for the compatibility tests.
+    if ! "$VENV/bin/python" -c 'import grpc, grpc_tools, grpc_reflection, grpc_status' 2>/dev/null; then
         python3 -m venv "$VENV"
-        "$VENV/bin/pip" install -q "grpcio==$GRPCIO_VERSION" "grpcio-tools==$GRPCIO_VERSION"
+        "$VENV/bin/pip" install -q "grpcio==$GRPCIO_VERSION" "grpcio-tools==$GRPCIO_VERSION" \
+            "grpcio-reflection==$GRPCIO_VERSION" "grpcio-status==$GRPCIO_VERSION" "googleapis-common-protos==$GOOGLEAPIS_PROTOS_VERSION"
     fi
 }
 

@@ -16,6 +16,7 @@ use reco_proto::{
         catalog_client::CatalogClient, tracking_client::TrackingClient,
     },
 };
+use tonic_types::StatusExt as _;
 use tonic_web_wasm_client::Client;
 
 use crate::{
@@ -68,22 +69,45 @@ pub struct Channel {
 pub struct ApiError {
     pub code: tonic::Code,
     pub message: String,
+    /// The request fields the server refused (`google.rpc.BadRequest` in
+    /// `grpc-status-details-bin`): field name and why.
+    pub fields: Vec<(String, String)>,
+}
+
+impl ApiError {
+    fn new(code: tonic::Code, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into(), fields: Vec::new() }
+    }
 }
 
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> ApiError {
-        ApiError { code: status.code(), message: status.message().to_owned() }
+        let fields = status
+            .get_details_bad_request()
+            .map_or_else(Vec::new, |bad| bad.field_violations.into_iter().map(|v| (v.field, v.description)).collect());
+        ApiError { fields, ..ApiError::new(status.code(), status.message()) }
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.code, self.message.is_empty()) {
-            (_, true) => write!(f, "{}", self.code.description()),
+            (_, true) => write!(f, "{}", self.code.description())?,
             // What the transport reports (no answer at all) arrives as Unknown.
-            (tonic::Code::Unknown, false) => write!(f, "{}", self.message),
-            (code, false) => write!(f, "{} ({code:?})", self.message),
+            (tonic::Code::Unknown, false) => return write!(f, "{}", self.message),
+            (code, false) => write!(f, "{} ({code:?}", self.message)?,
         }
+        for (field, description) in &self.fields {
+            if description == &self.message || description.is_empty() {
+                write!(f, "; field {field}")?;
+            } else {
+                write!(f, "; field {field}: {description}")?;
+            }
+        }
+        if !self.message.is_empty() {
+            write!(f, ")")?;
+        }
+        Ok(())
     }
 }
 
@@ -233,7 +257,7 @@ impl Api {
             .results
             .into_iter()
             .next()
-            .ok_or(ApiError { code: tonic::Code::Internal, message: "the server sent no verdict".into() })?;
+            .ok_or(ApiError::new(tonic::Code::Internal, "the server sent no verdict"))?;
         Ok(match result.verdict() {
             Verdict::Accepted => Outcome::Accepted,
             Verdict::Duplicate => Outcome::Duplicate,
@@ -319,6 +343,26 @@ mod tests {
         assert_eq!(bare.to_string(), "The service is currently unavailable");
         let unknown = ApiError::from(tonic::Status::not_found("unknown article 9"));
         assert_eq!(unknown.to_string(), "unknown article 9 (NotFound)");
+    }
+
+    #[test]
+    fn field_violations_are_named() {
+        use tonic_types::ErrorDetails;
+        let message = "article_num must be in 1..=100, got 0";
+        let details = ErrorDetails::with_bad_request_violation("article_num", message);
+        let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details);
+        // As it arrives: the details travel encoded in grpc-status-details-bin.
+        let arrived = tonic::Status::with_details(status.code(), status.message(), status.details().to_vec().into());
+        let error = ApiError::from(arrived);
+        assert_eq!(error.fields, [("article_num".to_owned(), message.to_owned())]);
+        assert_eq!(error.to_string(), "article_num must be in 1..=100, got 0 (InvalidArgument; field article_num)");
+        let mut details = ErrorDetails::with_bad_request_violation("from_ms", "must be before to_ms");
+        details.add_bad_request_violation("to_ms", "");
+        let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, "bad window", details);
+        assert_eq!(
+            ApiError::from(status).to_string(),
+            "bad window (InvalidArgument; field from_ms: must be before to_ms; field to_ms)"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     stats::Stats,
-    wire::{Client, Proto, Transport},
+    wire::{Client, Compress, Proto, Transport},
     workload::{Call, Checks, Mode, Outcome, Settings, Workload},
 };
 
@@ -94,6 +94,10 @@ struct Args {
     /// HTTP/2 client stack (for --proto grpc).
     #[arg(long, value_enum, default_value_t = Transport::H2)]
     transport: Transport,
+    /// Message compression, `--proto grpc` only: requests are sent compressed and answers
+    /// accepted compressed with it (the server compresses them when it is configured to).
+    #[arg(long, value_enum, default_value_t = Compress::None)]
+    compress: Compress,
     /// Print answers per second and the slowest answer of each second to stderr.
     #[arg(long)]
     progress: bool,
@@ -127,6 +131,10 @@ impl Args {
         ensure!(self.requests != Some(0), "--requests must be at least 1");
         ensure!((0.0..=1.0).contains(&self.refresh_ratio), "--refresh-ratio must be in 0..=1");
         ensure!(self.threads >= 1, "--threads must be at least 1");
+        ensure!(
+            self.proto == Proto::Grpc || self.compress == Compress::None,
+            "--compress is for --proto grpc: browsers' gRPC-Web clients do not compress messages"
+        );
         Ok(())
     }
 
@@ -253,7 +261,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let conc = args.concurrency;
     let mut connections = Vec::with_capacity(args.connections());
     for _ in 0..args.connections() {
-        connections.push(Client::connect(&args.addr, args.proto, args.transport).await?);
+        connections.push(Client::connect(&args.addr, args.proto, args.transport, args.compress).await?);
     }
     // One client per worker: HTTP/2 connections are shared round-robin, HTTP/1.1 ones are not
     // (validate() made --connections equal --concurrency for them).
@@ -329,7 +337,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let pid = args.server_pid;
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            (stats::own_cpu(), pid.and_then(stats::process_cpu))
+            (stats::own_cpu(), pid.and_then(stats::process_cpu), wire_bytes())
         })
     };
     let mut set = JoinSet::new();
@@ -343,11 +351,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         total.merge(stats);
         end = end.max(last.unwrap_or(end));
     }
-    let (own_cpu, server_cpu) = (stats::own_cpu(), args.server_pid.and_then(stats::process_cpu));
+    let (own_cpu, server_cpu, wire) = (stats::own_cpu(), args.server_pid.and_then(stats::process_cpu), wire_bytes());
     if let Some(progress) = progress {
         progress.abort();
     }
-    let (own_before, server_before) = sampler.await.context("cpu sampler failed")?;
+    let (own_before, server_before, wire_before) = sampler.await.context("cpu sampler failed")?;
 
     let secs = (end - measure_from).as_secs_f64();
     let pct = |used: Duration| if secs > 0.0 { 100.0 * used.as_secs_f64() / secs } else { 0.0 };
@@ -355,11 +363,26 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         (Some(a), Some(b)) => format!("{:.0}", pct(b.saturating_sub(a))),
         _ => "NA".to_owned(),
     };
+    let per_call =
+        |total_: f64| if total.ok > 0 { format!("{:.0}", total_ / total.ok as f64) } else { "NA".to_owned() };
+    let server_cpu_us = match (server_before, server_cpu) {
+        (Some(a), Some(b)) => per_call(b.saturating_sub(a).as_secs_f64() * 1e6),
+        _ => "NA".to_owned(),
+    };
+    // tonic's Channel opens its own connections, which are not counted.
+    let (wire_in, wire_out) = match args.transport {
+        Transport::Channel if args.proto == Proto::Grpc => ("NA".to_owned(), "NA".to_owned()),
+        _ => (
+            per_call(wire.0.saturating_sub(wire_before.0) as f64),
+            per_call(wire.1.saturating_sub(wire_before.1) as f64),
+        ),
+    };
     print_errors("errors", &total);
     println!(
         "rps={:.0} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} ok={} errors={} short={} conc={} \
          article_num={} mode={} proto={} conns={} threads={} users={} checks={} seconds={:.2} mean_ms={:.3} \
-         p999_ms={:.3} answer_bytes={:.0} tool_cpu_pct={:.0} server_cpu_pct={}",
+         p999_ms={:.3} answer_bytes={:.0} tool_cpu_pct={:.0} server_cpu_pct={} compress={} wire_in_bytes={} \
+         wire_out_bytes={} server_cpu_us={}",
         if secs > 0.0 { total.ok as f64 / secs } else { 0.0 },
         total.quantile_ms(0.50),
         total.quantile_ms(0.90),
@@ -388,8 +411,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         if total.ok > 0 { total.bytes as f64 / total.ok as f64 } else { 0.0 },
         pct(own_cpu.saturating_sub(own_before)),
         server_pct,
+        args.compress.name(),
+        wire_in,
+        wire_out,
+        server_cpu_us,
     );
     Ok(total.errors == 0 && total.ok > 0)
+}
+
+/// Bytes received and sent on the counted connections so far.
+fn wire_bytes() -> (u64, u64) {
+    (wire::WIRE_RECEIVED.load(Ordering::Relaxed), wire::WIRE_SENT.load(Ordering::Relaxed))
 }
 
 fn main() -> ExitCode {

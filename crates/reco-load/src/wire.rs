@@ -5,7 +5,9 @@
 
 use std::{
     future::Future,
+    io,
     pin::Pin,
+    sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll},
 };
 
@@ -20,8 +22,14 @@ use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message as _;
 use reco_proto::seed::UserRequest;
-use tokio::net::TcpStream;
-use tonic::transport::{Channel, Endpoint};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+use tonic::{
+    codec::CompressionEncoding,
+    transport::{Channel, Endpoint},
+};
 use tonic_prost::ProstCodec;
 
 const METHOD: &str = "/UserRecommend/user_recommend";
@@ -64,6 +72,84 @@ pub enum Transport {
     Channel,
 }
 
+/// Message compression (`--compress`): requests are sent compressed with it and answers
+/// accepted compressed with it (`grpc-accept-encoding`); the server decides whether they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compress {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compress {
+    fn encoding(self) -> Option<CompressionEncoding> {
+        match self {
+            Compress::None => None,
+            Compress::Gzip => Some(CompressionEncoding::Gzip),
+            Compress::Zstd => Some(CompressionEncoding::Zstd),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compress::None => "none",
+            Compress::Gzip => "gzip",
+            Compress::Zstd => "zstd",
+        }
+    }
+}
+
+/// Bytes received and sent over every connection the `h2` and gRPC-Web transports opened
+/// (TCP payload: HTTP framing and headers included, TCP/IP headers not).
+pub static WIRE_RECEIVED: AtomicU64 = AtomicU64::new(0);
+pub static WIRE_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// A TCP stream that adds what passes through it to [`WIRE_RECEIVED`] and [`WIRE_SENT`].
+struct Counted(TcpStream);
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.0).poll_read(cx, buf);
+        WIRE_RECEIVED.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.0).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = polled {
+            WIRE_SENT.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            WIRE_SENT.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// A unary client over one connection.
 pub enum Client {
     H2(tonic::client::Grpc<H2Conn>),
@@ -76,11 +162,19 @@ pub enum Client {
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 1 << 24;
 
-async fn tcp(authority: &Authority) -> anyhow::Result<TokioIo<TcpStream>> {
+async fn tcp(authority: &Authority) -> anyhow::Result<TokioIo<Counted>> {
     let stream =
         TcpStream::connect(authority.as_str()).await.with_context(|| format!("cannot connect to {authority}"))?;
     stream.set_nodelay(true)?;
-    Ok(TokioIo::new(stream))
+    Ok(TokioIo::new(Counted(stream)))
+}
+
+/// A tonic client compressing as `--compress` says.
+fn compressed<T>(mut grpc: tonic::client::Grpc<T>, compress: Compress) -> tonic::client::Grpc<T> {
+    if let Some(encoding) = compress.encoding() {
+        grpc = grpc.send_compressed(encoding).accept_compressed(encoding);
+    }
+    grpc
 }
 
 fn unavailable(e: impl std::fmt::Display) -> tonic::Status {
@@ -89,7 +183,7 @@ fn unavailable(e: impl std::fmt::Display) -> tonic::Status {
 
 impl Client {
     /// Opens one connection to `addr` (`http://host:port`).
-    pub async fn connect(addr: &str, proto: Proto, transport: Transport) -> anyhow::Result<Self> {
+    pub async fn connect(addr: &str, proto: Proto, transport: Transport, compress: Compress) -> anyhow::Result<Self> {
         let origin: Uri = addr.parse().with_context(|| format!("bad --addr {addr}"))?;
         anyhow::ensure!(origin.scheme_str() == Some("http"), "--addr must be http://host:port (cleartext), got {addr}");
         let authority = origin.authority().with_context(|| format!("--addr {addr} has no host:port"))?.clone();
@@ -110,7 +204,7 @@ impl Client {
                     .await
                     .with_context(|| format!("HTTP/2 handshake with {authority} failed"))?;
                 tokio::spawn(connection);
-                Ok(Self::H2(tonic::client::Grpc::with_origin(H2Conn(send), origin)))
+                Ok(Self::H2(compressed(tonic::client::Grpc::with_origin(H2Conn(send), origin), compress)))
             }
             (Proto::Grpc, Transport::Channel) => {
                 let channel = Endpoint::from(origin)
@@ -120,7 +214,7 @@ impl Client {
                     .connect()
                     .await
                     .with_context(|| format!("cannot connect to {authority}"))?;
-                Ok(Self::Channel(tonic::client::Grpc::new(channel)))
+                Ok(Self::Channel(compressed(tonic::client::Grpc::new(channel), compress)))
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Protocol <-> engine conversions, kept at the edge.
 
+use std::time::Duration;
+
 use reco_engine::catalog::Retraction;
 use reco_engine::model::{Action, Article, ArticleId};
 use reco_engine::params::{ParamError, TrackParam};
@@ -10,21 +12,62 @@ use reco_engine::{
     RetractVerdict, StatsReport, Verdict,
 };
 use reco_proto::{seed, v1};
-use tonic::Status;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// How long a client should wait before retrying a call the store could not serve.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Every engine error maps to one gRPC status; no catch-all arm, so a new error kind must be
-/// placed here deliberately.
+/// placed here deliberately. Besides the message, INVALID_ARGUMENT carries a
+/// `google.rpc.BadRequest`, RESOURCE_EXHAUSTED a `QuotaFailure` and UNAVAILABLE a `RetryInfo`
+/// in `grpc-status-details-bin`. The engine's messages open with the name of the field they
+/// are about (`article_num must be in 1..=100, got 0`); that name is the violation's field.
 pub fn status(e: EngineError) -> Status {
     match e {
-        EngineError::InvalidArgument(msg) => Status::invalid_argument(msg),
-        EngineError::TooMany(msg) => Status::resource_exhausted(msg),
+        EngineError::InvalidArgument(msg) => invalid(subject(&msg).to_owned(), msg),
+        EngineError::TooMany(msg) => exhausted(subject(&msg).to_owned(), msg, None),
         EngineError::NotFound(msg) => Status::not_found(msg),
         EngineError::Store(e) => match e {
-            StoreError::Backend(_) => Status::unavailable(e.to_string()),
+            StoreError::Backend(_) => unavailable(e.to_string()),
             StoreError::Corrupt(_) => Status::data_loss(e.to_string()),
-            StoreError::Locked(_) => Status::unavailable(e.to_string()),
+            StoreError::Locked(_) => unavailable(e.to_string()),
         },
     }
+}
+
+/// INVALID_ARGUMENT with `message`, and a `BadRequest` naming `field` with the same
+/// description.
+pub fn invalid(field: impl Into<String>, message: String) -> Status {
+    let details = ErrorDetails::with_bad_request_violation(field, message.clone());
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// RESOURCE_EXHAUSTED with `message`, a `QuotaFailure` about `subject`, and a `RetryInfo`
+/// when retrying after `retry` can succeed.
+pub fn exhausted(subject: impl Into<String>, message: String, retry: Option<Duration>) -> Status {
+    let mut details = ErrorDetails::with_quota_failure_violation(subject, message.clone());
+    if let Some(delay) = retry {
+        details.set_retry_info(Some(delay));
+    }
+    Status::with_error_details(Code::ResourceExhausted, message, details)
+}
+
+/// UNAVAILABLE with `message` and a `RetryInfo` of [`STORE_RETRY`].
+fn unavailable(message: String) -> Status {
+    Status::with_error_details(Code::Unavailable, message, ErrorDetails::with_retry_info(Some(STORE_RETRY)))
+}
+
+/// The first word of `message` that is a name (lower-case letters, digits and `_`, starting
+/// with a letter): `article_num` in `article_num must be …`, `events` in `1001 events in …`.
+fn subject(message: &str) -> &str {
+    message
+        .split_whitespace()
+        .find(|w| {
+            w.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+                && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .unwrap_or("request")
 }
 
 pub fn feed(resp: FeedResponse) -> seed::ArticleResponse {
@@ -190,17 +233,19 @@ impl StatsWindow {
     pub fn resolve(r: &v1::StatsRequest, now_ms: i64) -> Result<Self, Status> {
         for (field, value) in [("from_ms", r.from_ms), ("to_ms", r.to_ms)] {
             if value < 0 {
-                return Err(Status::invalid_argument(format!(
-                    "{field} must be Unix milliseconds >= 0 (0 = the default), got {value}"
-                )));
+                return Err(invalid(
+                    field,
+                    format!("{field} must be Unix milliseconds >= 0 (0 = the default), got {value}"),
+                ));
             }
         }
         let to_ms = if r.to_ms == 0 { now_ms } else { r.to_ms };
         let from_ms = if r.from_ms == 0 { (to_ms - STATS_DEFAULT_WINDOW_MS).max(0) } else { r.from_ms };
         if from_ms >= to_ms {
-            return Err(Status::invalid_argument(format!(
-                "from_ms must be before to_ms, got the window [{from_ms}, {to_ms})"
-            )));
+            return Err(invalid(
+                "from_ms",
+                format!("from_ms must be before to_ms, got the window [{from_ms}, {to_ms})"),
+            ));
         }
         Ok(Self { from_ms, to_ms })
     }
@@ -269,5 +314,26 @@ mod tests {
         for (from, to) in [(-1, 0), (0, -1), (9, 9), (10, 9), (now + 1, 0)] {
             assert_eq!(window(from, to).unwrap_err().code(), tonic::Code::InvalidArgument, "[{from}, {to})");
         }
+    }
+
+    #[test]
+    fn engine_errors_carry_details_naming_the_field() {
+        let s = status(EngineError::InvalidArgument("article_num must be in 1..=100, got 0".into()));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "article_num must be in 1..=100, got 0");
+        let bad = s.get_details_bad_request().expect("a BadRequest");
+        assert_eq!(bad.field_violations[0].field, "article_num");
+        assert_eq!(bad.field_violations[0].description, s.message());
+
+        let s = status(EngineError::TooMany("1001 events in one report, at most 1000 are allowed".into()));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.get_details_quota_failure().unwrap().violations[0].subject, "events");
+        assert!(s.get_details_retry_info().is_none(), "the same request would fail again");
+
+        let s = status(EngineError::Store(StoreError::Backend("connection refused".into())));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(s.get_details_retry_info().unwrap().retry_delay, Some(STORE_RETRY));
+        assert_eq!(subject("channel_id 99 is unknown"), "channel_id");
+        assert_eq!(subject("42"), "request");
     }
 }

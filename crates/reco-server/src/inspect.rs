@@ -30,26 +30,24 @@ pub struct EventFilter {
 impl EventFilter {
     pub fn parse(r: v1::EventWatchRequest) -> Result<Self, Status> {
         if r.user_id.len() > 256 {
-            return Err(Status::invalid_argument(format!(
-                "user_id is {} bytes, at most 256 are allowed (empty: every user)",
-                r.user_id.len()
-            )));
+            let why = format!("user_id is {} bytes, at most 256 are allowed (empty: every user)", r.user_id.len());
+            return Err(crate::convert::invalid("user_id", why));
         }
         if let Some(bad) = r.actions.iter().find(|a| !ACTIONS.contains(&a.as_str())) {
-            return Err(Status::invalid_argument(format!(
-                "actions: {bad:?} is unknown (known: {})",
-                ACTIONS.join(", ")
-            )));
+            let why = format!("actions: {bad:?} is unknown (known: {})", ACTIONS.join(", "));
+            return Err(crate::convert::invalid("actions", why));
         }
         if let Some(bad) =
             r.verdicts.iter().find(|v| !matches!(v1::Verdict::try_from(**v), Ok(v) if v != v1::Verdict::Unspecified))
         {
-            return Err(Status::invalid_argument(format!(
-                "verdicts: {bad} is unknown (known: 1 ACCEPTED, 2 DUPLICATE, 3 REJECTED)"
-            )));
+            let why = format!("verdicts: {bad} is unknown (known: 1 ACCEPTED, 2 DUPLICATE, 3 REJECTED)");
+            return Err(crate::convert::invalid("verdicts", why));
         }
         if let Some(bad) = r.channel_ids.iter().find(|c| !reco_engine::catalog::is_channel(**c)) {
-            return Err(Status::invalid_argument(format!("channel_ids: {bad} is unknown (known: 0..=25)")));
+            return Err(crate::convert::invalid(
+                "channel_ids",
+                format!("channel_ids: {bad} is unknown (known: 0..=25)"),
+            ));
         }
         fn some<T>(v: Vec<T>) -> Option<Vec<T>> {
             (!v.is_empty()).then_some(v)

@@ -5,6 +5,7 @@
 //! learner now and then, and shuts down gracefully: a last checkpoint, then a store flush.
 
 mod convert;
+mod edge;
 mod inspect;
 mod metrics;
 mod services;
@@ -24,6 +25,7 @@ use reco_engine::{Engine, EngineConfig, EngineError};
 use reco_proto::seed::user_recommend_server::UserRecommendServer;
 use reco_proto::v1::catalog_server::CatalogServer;
 use reco_proto::v1::tracking_server::TrackingServer;
+use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -41,8 +43,13 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// The built page, served at `/`.
     pub web_dir: Option<PathBuf>,
-    /// Largest request message accepted.
+    /// Largest request message accepted (before decompression, and again after it); a larger
+    /// one is answered RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
+    /// The encodings answers may be compressed with, for a client that lists one of them in
+    /// `grpc-accept-encoding` (the client's order decides); empty: answers go out plain.
+    /// Requests compressed with gzip or zstd are accepted whatever this says.
+    pub compression: Vec<CompressionEncoding>,
     /// How long a shutdown waits for open connections (clients that keep a channel open
     /// never close it themselves) before it closes them and flushes the store.
     pub shutdown_grace: Duration,
@@ -65,6 +72,7 @@ impl Default for ServerConfig {
             cors_origins: DEFAULT_CORS.iter().map(|s| s.to_string()).collect(),
             web_dir: None,
             max_message_bytes: 1 << 20,
+            compression: vec![CompressionEncoding::Gzip],
             shutdown_grace: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(60),
             follow_interval: Duration::ZERO,
@@ -142,25 +150,43 @@ pub async fn serve<S: Store>(
     health.set_serving::<UserRecommendServer<services::Reco<S>>>().await;
     health.set_serving::<CatalogServer<services::Reco<S>>>().await;
     health.set_serving::<TrackingServer<services::Reco<S>>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(reco_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection describes the public services (and itself) in both versions clients ask for:
+    // v1, and v1alpha, the one Python's grpcio-reflection asks. Health is not described.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(reco_proto::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
 
-    let routes = Routes::new(UserRecommendServer::new(reco.clone()).max_decoding_message_size(max))
-        .add_service(CatalogServer::new(reco.clone()).max_decoding_message_size(max))
-        .add_service(TrackingServer::new(reco).max_decoding_message_size(max))
-        .add_service(health_service)
-        .add_service(reflection)
+    // Every service takes gzip and zstd requests and compresses its answers as configured.
+    macro_rules! compressed {
+        ($server:expr) => {{
+            let mut server =
+                $server.accept_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Zstd);
+            for &encoding in &config.compression {
+                server = server.send_compressed(encoding);
+            }
+            server
+        }};
+    }
+    let routes = Routes::new(compressed!(UserRecommendServer::new(reco.clone()).max_decoding_message_size(max)))
+        .add_service(compressed!(CatalogServer::new(reco.clone()).max_decoding_message_size(max)))
+        .add_service(compressed!(TrackingServer::new(reco).max_decoding_message_size(max)))
+        .add_service(compressed!(health_service))
+        .add_service(compressed!(reflection_v1))
+        .add_service(compressed!(reflection_v1alpha))
         .prepare();
     // gRPC-Web wraps the gRPC routes only: it answers any other HTTP/1.1 request with 400,
-    // and the page's GET requests must reach the page.
-    // Metering sits inside gRPC-Web, so both protocols count alike; /metrics and /healthz are
-    // plain GETs beside the RPCs.
+    // and the page's GET requests must reach the page. The edge (deadlines, the size limit)
+    // sits inside it, so it sees gRPC framing for both; metering sits between the two, so both
+    // protocols count alike, with the edge's answers. /metrics and /healthz are plain GETs
+    // beside the RPCs.
     let metered = Arc::clone(&metrics);
     let scraped = Arc::clone(&engine);
     let probed = Arc::clone(&engine);
     let grpc = routes
         .into_axum_router()
+        .layer(edge::EdgeLayer { max_message_bytes: max })
         .layer(axum::middleware::from_fn(move |request, next| metrics::meter(Arc::clone(&metered), request, next)))
         .layer(tonic_web::GrpcWebLayer::new())
         .route("/metrics", axum::routing::get(move || async move { metrics.render(&scraped) }))
@@ -321,6 +347,25 @@ pub fn cors_layer(origins: &[String]) -> Result<CorsLayer, String> {
         .max_age(Duration::from_secs(24 * 3600)))
 }
 
+/// The `--compress` list: `gzip`, `zstd` or both, comma-separated, or `none`.
+pub fn parse_compression(list: &str) -> Result<Vec<CompressionEncoding>, String> {
+    if list.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let encoding = match name {
+            "gzip" => CompressionEncoding::Gzip,
+            "zstd" => CompressionEncoding::Zstd,
+            _ => return Err(format!("compression {name:?} is unknown: use gzip, zstd, gzip,zstd or none")),
+        };
+        if !out.contains(&encoding) {
+            out.push(encoding);
+        }
+    }
+    Ok(out)
+}
+
 /// `scheme://host[:port]`, where the port may be `*`; or `*` alone for any origin.
 #[derive(Debug)]
 enum OriginPattern {
@@ -368,7 +413,18 @@ pub fn display_addr(addr: SocketAddr) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::OriginPattern;
+    use super::{CompressionEncoding, OriginPattern, parse_compression};
+
+    #[test]
+    fn compression_lists() {
+        assert_eq!(parse_compression("gzip"), Ok(vec![CompressionEncoding::Gzip]));
+        assert_eq!(
+            parse_compression("zstd, gzip,zstd"),
+            Ok(vec![CompressionEncoding::Zstd, CompressionEncoding::Gzip])
+        );
+        assert_eq!(parse_compression("none"), Ok(vec![]));
+        assert!(parse_compression("br").is_err() && parse_compression("").is_err());
+    }
 
     #[test]
     fn origin_patterns() {

@@ -9,12 +9,28 @@ use reco_proto::v1::catalog_server::Catalog;
 use reco_proto::v1::tracking_server::Tracking;
 use reco_proto::{seed, v1};
 use tokio::sync::{broadcast, mpsc, watch};
+use tonic::codec::SingleMessageCompressionOverride;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
 
 /// Largest id or param list in one call.
 const MAX_IDS: usize = 1000;
+
+/// Answers smaller than this go out uncompressed even to a client that accepts compression:
+/// gzip's 18 bytes of header and trailer and its block overhead eat what it would save on a
+/// few hundred bytes of protobuf.
+const COMPRESS_MIN_BYTES: usize = 512;
+
+/// A unary answer; compressed (when the call is) only from [`COMPRESS_MIN_BYTES`] on.
+fn reply<T: prost::Message>(message: T) -> Response<T> {
+    let small = message.encoded_len() < COMPRESS_MIN_BYTES;
+    let mut response = Response::new(message);
+    if small {
+        response.extensions_mut().insert(SingleMessageCompressionOverride::Disable);
+    }
+    response
+}
 
 pub struct Reco<S> {
     engine: Arc<Engine<S>>,
@@ -128,16 +144,17 @@ impl<S> Clone for Reco<S> {
 /// What a watcher asked to see: every channel, or these.
 fn watched_channels(ids: &[i32]) -> Result<Option<Vec<i32>>, Status> {
     if ids.len() > reco_engine::catalog::CHANNELS.len() {
-        return Err(Status::invalid_argument(format!(
-            "channel_ids has {} entries, at most {} (every channel) are allowed",
-            ids.len(),
-            reco_engine::catalog::CHANNELS.len()
-        )));
+        let max = reco_engine::catalog::CHANNELS.len();
+        return Err(convert::invalid(
+            "channel_ids",
+            format!("channel_ids has {} entries, at most {max} (every channel) are allowed", ids.len()),
+        ));
     }
     if let Some(bad) = ids.iter().find(|c| !reco_engine::catalog::is_channel(**c)) {
-        return Err(Status::invalid_argument(format!(
-            "channel_ids: {bad} is unknown (known: 0..=25, see Catalog.Channels)"
-        )));
+        return Err(convert::invalid(
+            "channel_ids",
+            format!("channel_ids: {bad} is unknown (known: 0..=25, see Catalog.Channels)"),
+        ));
     }
     Ok((!ids.is_empty() && !ids.contains(&0)).then(|| ids.to_vec()))
 }
@@ -193,7 +210,8 @@ async fn feed_watcher(
                 let msg = format!(
                     "this watcher fell {n} changes behind (at most {WATCH_BUFFER} are buffered): resubscribe with since = {last}"
                 );
-                let _ = out.send(Err(Status::resource_exhausted(msg))).await;
+                let status = convert::exhausted("watch buffer", msg, Some(std::time::Duration::ZERO));
+                let _ = out.send(Err(status)).await;
                 return;
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -207,9 +225,9 @@ pub fn now_ms() -> i64 {
 
 fn check_len(field: &str, len: usize) -> Result<(), Status> {
     match len {
-        0 => Err(Status::invalid_argument(format!("{field} is empty: send at least one"))),
+        0 => Err(convert::invalid(field, format!("{field} is empty: send at least one"))),
         n if n > MAX_IDS => {
-            Err(Status::invalid_argument(format!("{field} has {n} entries, at most {MAX_IDS} are allowed")))
+            Err(convert::invalid(field, format!("{field} has {n} entries, at most {MAX_IDS} are allowed")))
         }
         _ => Ok(()),
     }
@@ -258,7 +276,7 @@ impl<S: Store> UserRecommend for Reco<S> {
         if resp.refreshed && resp.items.len() < asked {
             self.metrics.iter().for_each(|m| m.short_answer());
         }
-        Ok(Response::new(convert::feed(resp)))
+        Ok(reply(convert::feed(resp)))
     }
 }
 
@@ -285,7 +303,7 @@ impl<S: Store> Catalog for Reco<S> {
             .await?
             .map_err(convert::status)?;
         let articles = found.into_iter().map(convert::article).collect();
-        Ok(Response::new(v1::ArticlesResponse { articles, missing_ids }))
+        Ok(reply(v1::ArticlesResponse { articles, missing_ids }))
     }
 
     async fn channels(&self, _: Request<v1::ChannelsRequest>) -> Result<Response<v1::ChannelsResponse>, Status> {
@@ -295,7 +313,7 @@ impl<S: Store> Catalog for Reco<S> {
             .into_iter()
             .map(|(c, count)| v1::Channel { id: c.id, name: c.name, article_count: count as u32 })
             .collect();
-        Ok(Response::new(v1::ChannelsResponse { channels }))
+        Ok(reply(v1::ChannelsResponse { channels }))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(articles = request.get_ref().articles.len()))]
@@ -308,7 +326,7 @@ impl<S: Store> Catalog for Reco<S> {
             .on_engine("publish", Blocking::Always, move |e| e.publish(articles, now_ms()))
             .await?
             .map_err(convert::status)?;
-        Ok(Response::new(convert::publish_results(&ids, verdicts)))
+        Ok(reply(convert::publish_results(&ids, verdicts)))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(ids = request.get_ref().article_ids.len()))]
@@ -320,7 +338,7 @@ impl<S: Store> Catalog for Reco<S> {
             .on_engine("retract", Blocking::Always, move |e| e.retract(&ids, &reason, now_ms()))
             .await?
             .map_err(convert::status)?;
-        Ok(Response::new(convert::retract_results(&article_ids, verdicts)))
+        Ok(reply(convert::retract_results(&article_ids, verdicts)))
     }
 }
 
@@ -346,7 +364,7 @@ impl<S: Store> Tracking for Reco<S> {
             .on_engine("report", Blocking::Always, move |e| e.report(&events, now_ms()))
             .await?
             .map_err(convert::status)?;
-        Ok(Response::new(v1::ReportResponse { results: verdicts.into_iter().map(convert::verdict).collect() }))
+        Ok(reply(v1::ReportResponse { results: verdicts.into_iter().map(convert::verdict).collect() }))
     }
 
     async fn article_stats(
@@ -360,7 +378,7 @@ impl<S: Store> Tracking for Reco<S> {
             .await?
             .map_err(convert::status)?;
         let stats = stats.into_iter().map(|(id, s)| convert::stats(id, s)).collect();
-        Ok(Response::new(v1::ArticleStatsResponse { stats, missing_ids }))
+        Ok(reply(v1::ArticleStatsResponse { stats, missing_ids }))
     }
 
     async fn verify(&self, request: Request<v1::VerifyRequest>) -> Result<Response<v1::VerifyResponse>, Status> {
@@ -368,13 +386,13 @@ impl<S: Store> Tracking for Reco<S> {
         check_len("params", params.len())?;
         let checks =
             params.iter().zip(self.engine.verify(&params)).map(|(raw, c)| convert::param_check(raw, c)).collect();
-        Ok(Response::new(v1::VerifyResponse { checks }))
+        Ok(reply(v1::VerifyResponse { checks }))
     }
 
     async fn stats(&self, request: Request<v1::StatsRequest>) -> Result<Response<v1::StatsResponse>, Status> {
         let window = convert::StatsWindow::resolve(request.get_ref(), now_ms())?;
         let report = self.engine.stats(window.from_ms, window.to_ms);
-        Ok(Response::new(convert::stats_report(report)))
+        Ok(reply(convert::stats_report(report)))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user = %request.get_ref().user_id, article = request.get_ref().article_id))]
@@ -385,6 +403,6 @@ impl<S: Store> Tracking for Reco<S> {
             .on_engine("explain", Blocking::OnNetwork, move |e| e.explain(&user, article, now_ms()))
             .await?
             .map_err(convert::status)?;
-        Ok(Response::new(convert::explanation(r.user_id, r.article_id, explanation)))
+        Ok(reply(convert::explanation(r.user_id, r.article_id, explanation)))
     }
 }

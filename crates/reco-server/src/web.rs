@@ -11,9 +11,12 @@ use std::path::Path;
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::{Html, Response};
+use axum::response::{Html, IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use tower::ServiceExt as _;
 use tower_http::services::ServeDir;
+
+use crate::edge;
 
 const NOT_BUILT: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>reco</title></head>
@@ -29,17 +32,32 @@ const NOT_BUILT: &str = r#"<!doctype html>
 /// Cache-Control of a file named with its content hash.
 const FOREVER: &str = "public, max-age=31536000, immutable";
 
-/// Adds the page as the fallback for everything that is not a gRPC route.
+/// Adds the page as the fallback for every request no gRPC route takes, but for gRPC calls
+/// (content type `application/grpc…`) to other paths: those get UNIMPLEMENTED.
 pub fn with_page(router: Router, web_dir: Option<&Path>) -> Router {
     match web_dir {
         Some(dir) if dir.join("index.html").is_file() => {
             let files = ServeDir::new(dir).precompressed_br().precompressed_gzip();
             let page = Router::new().fallback_service(files).layer(axum::middleware::from_fn(cache_control));
-            router.fallback_service(page)
+            router.fallback(move |request: Request| async move {
+                if edge::is_grpc(&request) {
+                    return edge::unrouted(&request);
+                }
+                match page.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            })
         }
-        _ => router
-            .route("/", axum::routing::get(|| async { Html(NOT_BUILT) }))
-            .fallback(|| async { (StatusCode::NOT_FOUND, "not found: the page has not been built\n") }),
+        _ => router.fallback(|request: Request| async move {
+            if edge::is_grpc(&request) {
+                return edge::unrouted(&request);
+            }
+            if request.uri().path() == "/" {
+                return Html(NOT_BUILT).into_response();
+            }
+            (StatusCode::NOT_FOUND, "not found: the page has not been built\n").into_response()
+        }),
     }
 }
 

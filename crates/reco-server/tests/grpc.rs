@@ -9,6 +9,7 @@ use reco_proto::v1::catalog_client::CatalogClient;
 use reco_proto::v1::tracking_client::TrackingClient;
 use reco_proto::v1::{self, TrackEvent, Verdict};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 fn request(user: &str, channel: i32, num: i32, t: i64) -> UserRequest {
     UserRequest { user_id: user.into(), channel_id: channel, article_num: num, time_stamp: t }
@@ -122,33 +123,48 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
     let server = TestServer::start().await;
     let mut feed = UserRecommendClient::new(server.channel().await);
     let cases = [
-        (request("", 1, 10, 1), "user_id"),
-        (request("u", 1, 0, 1), "article_num must be in 1..=100, got 0"),
-        (request("u", 1, 101, 1), "article_num must be in 1..=100, got 101"),
-        (request("u", 1, -1, 1), "article_num"),
-        (request("u", 4242, 10, 1), "channel_id 4242 is unknown"),
-        (request("u", 1, 10, 0), "time_stamp must be"),
-        (request("u", 1, 10, -1), "time_stamp must be"),
+        (request("", 1, 10, 1), "user_id", "user_id"),
+        (request("u", 1, 0, 1), "article_num", "article_num must be in 1..=100, got 0"),
+        (request("u", 1, 101, 1), "article_num", "article_num must be in 1..=100, got 101"),
+        (request("u", 1, -1, 1), "article_num", "article_num"),
+        (request("u", 4242, 10, 1), "channel_id", "channel_id 4242 is unknown"),
+        (request("u", 1, 10, 0), "time_stamp", "time_stamp must be"),
+        (request("u", 1, 10, -1), "time_stamp", "time_stamp must be"),
+        (request("u", 1, 10, now_ms() + 3_600_000), "time_stamp", "ahead of the server's clock"),
     ];
-    for (req, needle) in cases {
+    for (req, field, needle) in cases {
         let status = feed.user_recommend(req.clone()).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{req:?}");
         assert!(status.message().contains(needle), "{req:?}: {}", status.message());
+        // The field, machine-readable, in grpc-status-details-bin.
+        let bad = status.get_details_bad_request().unwrap_or_else(|| panic!("no BadRequest: {status:?}"));
+        assert_eq!(bad.field_violations.len(), 1, "{bad:?}");
+        assert_eq!(
+            (bad.field_violations[0].field.as_str(), bad.field_violations[0].description.as_str()),
+            (field, status.message())
+        );
     }
     let mut tracking = TrackingClient::new(server.channel().await);
     let status = tracking.report(v1::ReportRequest { events: vec![] }).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, "events");
     let many = vec![TrackEvent { param: "x".into(), action_time: 0, read_duration_ms: 0, dislike: false }; 1001];
     let status = tracking.report(v1::ReportRequest { events: many }).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().contains("at most 1000"));
+    assert_eq!(status.get_details_quota_failure().unwrap().violations[0].subject, "events");
     let mut catalog = CatalogClient::new(server.channel().await);
     let status = catalog.articles(v1::ArticlesRequest { article_ids: vec![] }).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    // A message over the 1 MiB limit is refused, and the server keeps serving.
+    assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, "article_ids");
+    let status = tracking.stats(v1::StatsRequest { from_ms: -1, to_ms: 0 }).await.unwrap_err();
+    assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, "from_ms");
+    // A message over the 1 MiB limit is refused naming the limit, and the server keeps serving.
     let huge = TrackEvent { param: "x".repeat(2 << 20), action_time: 0, read_duration_ms: 0, dislike: false };
     let status = tracking.report(v1::ReportRequest { events: vec![huge] }).await.unwrap_err();
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("the limit is 1048576 bytes"), "{}", status.message());
+    assert_eq!(status.get_details_quota_failure().unwrap().violations[0].subject, "request message bytes");
     assert!(feed.user_recommend(request("u", 1, 1, 1)).await.is_ok());
     server.stop().await;
 }

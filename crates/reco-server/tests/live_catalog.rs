@@ -10,6 +10,7 @@ use reco_engine::EngineConfig;
 use reco_proto::v1::{self, PublishOutcome, RetractOutcome};
 use reco_server::ServerConfig;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 const TOKEN: &str = "publisher-token-0123456789";
 
@@ -149,17 +150,26 @@ async fn bad_articles_are_rejected_one_by_one_naming_the_field() {
     let missing = client.catalog.articles(v1::ArticlesRequest { article_ids: vec![900_011, 900_014] }).await;
     assert_eq!(missing.unwrap().into_inner().missing_ids, [900_011, 900_014]);
 
+    // Each refusal names its field (or quota) in grpc-status-details-bin too.
+    let field = |status: &tonic::Status| status.get_details_bad_request().unwrap().field_violations[0].field.clone();
     let empty = client.catalog.publish(authorized(v1::PublishRequest { articles: vec![] }, TOKEN)).await;
-    assert_eq!(empty.unwrap_err().code(), Code::InvalidArgument);
+    let empty = empty.unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    assert_eq!(field(&empty), "articles", "{}", empty.message());
     let many = (1..=1001).map(|i| article(i, 18, "t")).collect();
     let many = client.catalog.publish(authorized(v1::PublishRequest { articles: many }, TOKEN)).await.unwrap_err();
     assert_eq!(many.code(), Code::ResourceExhausted, "{}", many.message());
     assert!(many.message().contains("at most 1000"), "{}", many.message());
+    assert_eq!(many.get_details_quota_failure().unwrap().violations[0].subject, "articles");
     let no_reason =
         client.catalog.retract(authorized(v1::RetractRequest { article_ids: vec![1], reason: " ".into() }, TOKEN));
     let no_reason = no_reason.await.unwrap_err();
     assert_eq!(no_reason.code(), Code::InvalidArgument);
     assert!(no_reason.message().contains("reason"), "{}", no_reason.message());
+    assert_eq!(field(&no_reason), "reason");
+    let no_ids =
+        client.catalog.retract(authorized(v1::RetractRequest { article_ids: vec![], reason: "r".into() }, TOKEN));
+    assert_eq!(field(&no_ids.await.unwrap_err()), "article_ids");
 }
 
 #[tokio::test]
@@ -298,6 +308,7 @@ async fn watchers_see_changes_of_their_channels_in_order_and_catch_up_with_since
     let bad = client.catalog.watch(v1::WatchRequest { channel_ids: vec![99], since: 0 }).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().contains("channel_ids"), "{}", bad.message());
+    assert_eq!(bad.get_details_bad_request().unwrap().field_violations[0].field, "channel_ids");
 }
 
 #[tokio::test]
@@ -334,6 +345,8 @@ async fn a_watcher_that_does_not_read_is_ended_and_never_slows_publishing() {
     };
     assert_eq!(status.code(), Code::ResourceExhausted, "{}", status.message());
     assert!(status.message().contains("resubscribe with since"), "{}", status.message());
+    assert_eq!(status.get_details_quota_failure().unwrap().violations[0].subject, "watch buffer");
+    assert_eq!(status.get_details_retry_info().unwrap().retry_delay, Some(std::time::Duration::ZERO), "at once");
     assert!(received < 10_000, "{received}");
     eprintln!("10,000 articles published in {publishing:?} beside a watcher that did not read; it got {received}");
 }

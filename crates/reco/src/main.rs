@@ -154,7 +154,15 @@ struct ServeArgs {
     /// Bearer <token>`), at least 16 characters; without it, catalog writes are off.
     #[arg(long, env = "RECO_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Encodings answers may be compressed with when the client accepts them
+    /// (`grpc-accept-encoding`): `gzip`, `zstd`, `gzip,zstd`, or `none`. Answers under 512
+    /// bytes always go out plain; gzip and zstd requests are accepted regardless.
+    #[arg(long, env = "RECO_COMPRESS", default_value = "gzip", value_parser = reco_server::parse_compression)]
+    compress: Compression,
 }
+
+/// The parsed `--compress` list (not spelled `Vec`, so that clap takes the whole list as one value).
+type Compression = Vec<tonic::codec::CompressionEncoding>;
 
 /// The parsed `--variants` list (a newtype, so that clap takes the whole list as one value).
 #[derive(Clone, Debug)]
@@ -275,6 +283,7 @@ fn serve_on<S: reco_engine::store::Store>(
         checkpoint_interval: std::time::Duration::from_secs(args.checkpoint_secs),
         follow_interval: follow,
         admin_token: args.admin_token,
+        compression: args.compress,
         ..ServerConfig::default()
     };
     // Refuse a bad allow-list before opening the port.

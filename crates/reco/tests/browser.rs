@@ -623,6 +623,19 @@ async fn exercise_page(
     client.execute("window.scrollTo(0, 0);", vec![]).await?;
     screenshot(client, &out.join("feed.png")).await?;
 
+    // A user id the server refuses: the error names the field, from the BadRequest detail
+    // (`grpc-status-details-bin`), not only in the message's prose.
+    let input = client.find(Locator::Css("[data-testid=user-id]")).await?;
+    input.clear().await?;
+    input.send_keys(&("u".repeat(300) + &Key::Enter)).await?;
+    wait_until(
+        client,
+        "the field error",
+        r#"const error = document.querySelector("[data-testid=error]");
+        return !!error && error.textContent.includes("user_id is 300 bytes, at most 256 are allowed (InvalidArgument; field user_id)");"#,
+    )
+    .await?;
+
     // Another user: typed in, used for the params, and remembered across reloads.
     let user = "e2e-second-user";
     let input = client.find(Locator::Css("[data-testid=user-id]")).await?;

@@ -346,15 +346,7 @@ async fn recommend_prints_like_the_seed_client() {
 /// unchanged but for the address, talks to reco.
 #[tokio::test]
 async fn seed_python_grpcio_client_works_unchanged() {
-    let python = std::env::var("RECO_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target/py-venv/bin/python"));
-    let probe = Command::new(&python).args(["-c", "import grpc, grpc_tools"]).output();
-    assert!(
-        probe.as_ref().is_ok_and(|o| o.status.success()),
-        "{} has no grpcio/grpcio-tools: run scripts/test.sh (it makes target/py-venv) or set RECO_TEST_PYTHON",
-        python.display()
-    );
+    let python = python();
     let dir = tempfile::tempdir().unwrap();
     let stubs = Command::new(&python)
         .args(["-m", "grpc_tools.protoc", "-I"])
@@ -381,6 +373,96 @@ async fn seed_python_grpcio_client_works_unchanged() {
         "{stdout}"
     );
 }
+
+/// The Python with grpcio, grpcio-tools, grpcio-reflection and grpcio-status: `RECO_TEST_PYTHON`,
+/// else `target/py-venv` (which scripts/test.sh makes). Missing, it fails the test.
+fn python() -> PathBuf {
+    let python = std::env::var("RECO_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target/py-venv/bin/python"));
+    let probe = Command::new(&python).args(["-c", "import grpc, grpc_tools, grpc_reflection, grpc_status"]).output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "{} lacks grpcio, grpcio-tools, grpcio-reflection or grpcio-status: run scripts/test.sh (it makes \
+         target/py-venv) or set RECO_TEST_PYTHON",
+        python.display()
+    );
+    python
+}
+
+/// Python's grpcio, as third-party clients use it: requests compressed with gzip; reflection
+/// v1alpha (grpcio-reflection's client) listing and describing the services, then a call
+/// built from the descriptors alone; an unknown service; and the `google.rpc.BadRequest` of
+/// an INVALID_ARGUMENT, decoded by grpcio-status with the public googleapis protos only.
+#[tokio::test]
+async fn python_grpcio_clients_compress_reflect_and_read_error_details() {
+    let python = python();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let out = Command::new(&python)
+        .args(["-c", PYTHON_CLIENTS, &format!("127.0.0.1:{}", server.port)])
+        .current_dir(data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let line = |key: &str| {
+        stdout.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("no {key:?} in {stdout}")).trim()
+    };
+    assert_eq!(
+        line("services:"),
+        "UserRecommend grpc.reflection.v1alpha.ServerReflection reco.v1.Catalog reco.v1.Tracking"
+    );
+    assert_eq!(line("method:"), "UserRecommend.user_recommend UserRequest ArticleResponse");
+    assert_eq!(line("gzip:"), "10 articles, 10 tracked");
+    assert_eq!(line("plain:"), "5 articles");
+    assert!(line("unknown:").starts_with("StatusCode.UNIMPLEMENTED no service here serves /Foo/bar"), "{stdout}");
+    assert_eq!(line("bad_request:"), "StatusCode.INVALID_ARGUMENT article_num: article_num must be in 1..=100, got 0");
+}
+
+/// Drives reco with nothing but grpcio, grpcio-reflection, grpcio-status and the public
+/// googleapis protos: no code generated from reco's protos.
+const PYTHON_CLIENTS: &str = r#"
+import sys, time
+import grpc
+from google.protobuf import descriptor_pool, message_factory
+from google.rpc import error_details_pb2
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_status import rpc_status
+
+addr = sys.argv[1]
+with grpc.insecure_channel(addr, compression=grpc.Compression.Gzip) as channel:
+    reflection = ProtoReflectionDescriptorDatabase(channel)
+    print('services:', ' '.join(sorted(reflection.get_services())))
+    pool = descriptor_pool.DescriptorPool(reflection)
+    method = pool.FindServiceByName('UserRecommend').FindMethodByName('user_recommend')
+    print('method:', method.full_name, method.input_type.name, method.output_type.name)
+    Request = message_factory.GetMessageClass(method.input_type)
+    Response = message_factory.GetMessageClass(method.output_type)
+    call = channel.unary_unary('/UserRecommend/user_recommend', request_serializer=Request.SerializeToString,
+                               response_deserializer=Response.FromString)
+    now = round(time.time() * 1000)
+    ret = call(Request(user_id='py', channel_id=0, article_num=10, time_stamp=now))
+    print('gzip:', len(ret.recommends), 'articles,', sum(1 for a in ret.recommends if a.track.click), 'tracked')
+    ret = call(Request(user_id='py', channel_id=1, article_num=5, time_stamp=now + 1), compression=grpc.Compression.NoCompression)
+    print('plain:', len(ret.recommends), 'articles')
+    try:
+        channel.unary_unary('/Foo/bar')(b'')
+        print('unknown: answered')
+    except grpc.RpcError as e:
+        print('unknown:', e.code(), e.details())
+    try:
+        call(Request(user_id='py', channel_id=0, article_num=0, time_stamp=now + 2))
+        print('bad_request: answered')
+    except grpc.RpcError as e:
+        status = rpc_status.from_call(e)
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                for v in bad.field_violations:
+                    print('bad_request:', e.code(), v.field + ':', v.description)
+"#;
 
 /// The seed tutorial's client.py, verbatim.
 const SEED_CLIENT: &str = r#"import grpc
