@@ -22,7 +22,7 @@ use std::path::PathBuf;
 pub use engine::{ArticleMap, RecoScorer, map_news};
 pub use mind::{Impression, News, NewsId, NewsIndex, Parsed, Skip, SkipReason};
 pub use replay::{Counts, Report, ScorerReport, replay};
-pub use scorer::{Event, Feedback, Popularity, Random, RecentCtr, Scorer};
+pub use scorer::{DecayedCtr, Event, Feedback, Popularity, Random, RecentCtr, Scorer};
 
 /// What can stop an evaluation (malformed input never does: it is skipped and counted).
 #[derive(Debug, thiserror::Error)]

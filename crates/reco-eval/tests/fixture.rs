@@ -3,10 +3,15 @@
 use reco_engine::EngineConfig;
 use reco_eval::fixture::{FixtureConfig, generate};
 use reco_eval::mind::{count_by_kind, read_behaviors, read_news};
-use reco_eval::{NewsIndex, Popularity, Random, RecentCtr, RecoScorer, Report, Scorer, map_news, replay};
+use reco_eval::{DecayedCtr, NewsIndex, Popularity, Random, RecentCtr, RecoScorer, Report, Scorer, map_news, replay};
 
 fn baselines() -> Vec<Box<dyn Scorer>> {
-    vec![Box::new(Random::new(7)), Box::new(Popularity::default()), Box::new(RecentCtr::default())]
+    vec![
+        Box::new(Random::new(7)),
+        Box::new(Popularity::default()),
+        Box::new(RecentCtr::default()),
+        Box::new(DecayedCtr::default()),
+    ]
 }
 
 fn run(config: &FixtureConfig) -> Report {
@@ -105,7 +110,7 @@ fn the_report_prints_one_line_per_scorer() {
             fields[0]
         })
         .collect();
-    assert_eq!(names, ["scorer=random", "scorer=popularity", "scorer=recent_ctr"]);
+    assert_eq!(names, ["scorer=random", "scorer=popularity", "scorer=recent_ctr", "scorer=decayed_ctr"]);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use reco_engine::EngineConfig;
 use reco_eval::fixture::{FixtureConfig, generate};
 use reco_eval::mind::{Parsed, Skip, count_by_kind, read_behaviors, read_news};
-use reco_eval::{NewsIndex, Popularity, Random, RecentCtr, RecoScorer, Scorer, map_news, replay};
+use reco_eval::{DecayedCtr, NewsIndex, Popularity, Random, RecentCtr, RecoScorer, Scorer, map_news, replay};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -72,6 +72,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         Box::new(Random::new(args.seed)),
         Box::new(Popularity::default()),
         Box::new(RecentCtr::default()),
+        Box::new(DecayedCtr::default()),
     ];
     let loaded = started.elapsed();
     let report = replay(&behaviors.records, &index, &mut scorers)?;

@@ -56,7 +56,7 @@ enum Command {
         timestamp: Option<i64>,
     },
     /// Replay MIND-format impression logs in time order through the engine and the baselines
-    /// (random, popularity, recent CTR) and print MIND's metrics per scorer.
+    /// (random, popularity, recent CTR, decayed CTR) and print MIND's metrics per scorer.
     Eval(eval::EvalArgs),
     /// Write a seeded synthetic MIND-format dataset (news.tsv, behaviors.tsv) with some
     /// deliberately malformed lines, for `reco eval`.

@@ -166,26 +166,30 @@ fn eval_on_the_fixture_reports_skips_and_beats_popularity() {
 
     // The last lines are exactly the scorer lines, the full engine first.
     let lines: Vec<&str> = text.lines().collect();
-    let scorers: Vec<ScorerLine> = lines[lines.len() - 4..].iter().map(|l| scorer_line(l)).collect();
+    let scorers: Vec<ScorerLine> = lines[lines.len() - 5..].iter().map(|l| scorer_line(l)).collect();
     let names: Vec<&str> = scorers.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["reco", "random", "popularity", "recent_ctr"]);
-    assert!(!lines[lines.len() - 5].starts_with("scorer="));
+    assert_eq!(names, ["reco", "random", "popularity", "recent_ctr", "decayed_ctr"]);
+    assert!(!lines[lines.len() - 6].starts_with("scorer="));
     let scored = config.impressions + i.without_content_only;
     assert!(scorers.iter().all(|s| s.impressions == scored), "{scorers:?}");
 
-    let [reco, random, popularity, recent_ctr] = &scorers[..] else { unreachable!() };
+    let [reco, random, popularity, recent_ctr, decayed_ctr] = &scorers[..] else { unreachable!() };
     println!(
-        "reco auc {:.4} vs popularity {:.4}: +{:.4}; vs recent_ctr {:.4}: +{:.4}; random {:.4}",
+        "reco auc {:.4} vs popularity {:.4}: +{:.4}; vs recent_ctr {:.4}: +{:.4}; vs decayed_ctr {:.4}: +{:.4}; \
+         random {:.4}",
         reco.auc,
         popularity.auc,
         reco.auc - popularity.auc,
         recent_ctr.auc,
         reco.auc - recent_ctr.auc,
+        decayed_ctr.auc,
+        reco.auc - decayed_ctr.auc,
         random.auc
     );
     assert!((random.auc - 0.5).abs() < 0.03, "{text}");
     assert!(reco.auc > popularity.auc + 0.02, "{text}");
     assert!(reco.auc > recent_ctr.auc + 0.02, "{text}");
+    assert!(reco.auc > decayed_ctr.auc + 0.02, "{text}");
     assert!(reco.mrr > popularity.mrr && reco.ndcg5 > popularity.ndcg5 && reco.ndcg10 > popularity.ndcg10, "{text}");
 
     // The same run again prints the same figures: everything is seeded.
@@ -230,7 +234,7 @@ fn impressions_whose_candidates_lack_news_rows_are_scored_and_counted() {
     assert_eq!(replay["scored"], "2", "both two-class impressions, content or not: {text}");
     assert_eq!((replay["candidates_without_content"].as_str(), replay["history_without_content"].as_str()), ("4", "1"));
     assert_eq!(replay["skipped_no_negative"], "1");
-    for scorer in ["reco", "random", "popularity", "recent_ctr"] {
+    for scorer in ["reco", "random", "popularity", "recent_ctr", "decayed_ctr"] {
         let line = text.lines().find(|l| l.starts_with(&format!("scorer={scorer} "))).expect(scorer);
         assert!(line.contains(" impressions=2 "), "{line}");
     }
