@@ -124,7 +124,13 @@ impl Model {
     pub fn replay(&mut self, config: &EngineConfig, catalog: &Catalog, seq: u64, e: Arc<EventRecord>, counted: bool) {
         let st = Statics { catalog, config };
         if counted {
-            let world = World { catalog, text: catalog.text(), hot: &self.hot, popularity: &st.config.rank.popularity };
+            let world = World {
+                learn: &config.learn,
+                catalog,
+                text: catalog.text(),
+                hot: &self.hot,
+                popularity: &st.config.rank.popularity,
+            };
             self.learner.apply(&config.learn, &world, Some(seq), &e);
         } else {
             self.apply(&st, &Op::Event { seq, event: e });
@@ -147,6 +153,7 @@ impl Model {
                     }
                 }
                 let world = World {
+                    learn: &st.config.learn,
                     catalog: st.catalog,
                     text: st.catalog.text(),
                     hot: &self.hot,
@@ -171,6 +178,7 @@ impl Model {
                 }
                 self.learner.advance(cfg, obs.time_ms);
                 let world = World {
+                    learn: &st.config.learn,
                     catalog: st.catalog,
                     text: st.catalog.text(),
                     hot: &self.hot,

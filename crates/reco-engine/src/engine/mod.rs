@@ -204,7 +204,7 @@ const USER_LOCKS: usize = 64;
 
 /// Meta key of the learner's checkpoint. v2: profiles carry their last activity and the
 /// learner its memory counts; a v1 checkpoint is ignored (the log is replayed from the start).
-const LEARNER_KEY: &str = "learner.v2";
+const LEARNER_KEY: &str = "learner.v3";
 
 /// What the engine holds in memory, for logs and the memory benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -402,7 +402,13 @@ impl<S: Store> Engine<S> {
     }
 
     fn world<'a>(&'a self, catalog: &'a Catalog, hot: &'a HotIndex) -> World<'a> {
-        World { catalog, text: catalog.text(), hot, popularity: &self.config.rank.popularity }
+        World {
+            learn: &self.config.learn,
+            catalog,
+            text: catalog.text(),
+            hot,
+            popularity: &self.config.rank.popularity,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

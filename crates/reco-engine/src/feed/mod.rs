@@ -189,7 +189,13 @@ pub struct RankInput<'a> {
 
 impl RankInput<'_> {
     fn world(&self) -> World<'_> {
-        World { catalog: self.catalog, text: self.text, hot: self.hot, popularity: &self.config.popularity }
+        World {
+            learn: self.learn,
+            catalog: self.catalog,
+            text: self.text,
+            hot: self.hot,
+            popularity: &self.config.popularity,
+        }
     }
 
     fn in_channel(&self, a: &Article) -> bool {

@@ -58,8 +58,13 @@ impl Fixture {
     }
 
     fn act(&mut self, user: &str, id: ArticleId, action: Action) {
-        let world =
-            World { catalog: &self.catalog, text: &self.text, hot: &self.hot, popularity: &self.rank.popularity };
+        let world = World {
+            learn: &self.learn,
+            catalog: &self.catalog,
+            text: &self.text,
+            hot: &self.hot,
+            popularity: &self.rank.popularity,
+        };
         let a = self.catalog.get(id).unwrap();
         let ctx = Context { now_ms: NOW, position: Some(0), sources: Sources::FRESH };
         self.learner.learn(&self.learn, &world, user, a, &ctx, action, 60_000);

@@ -34,6 +34,9 @@ pub enum Feature {
     ChannelAffinity(u8),
     /// log2 bucket of the article's exposures.
     Exposures(u8),
+    /// Bucket of the log-odds of the article's smoothed, decayed click-through rate (half a
+    /// unit of log-odds wide; see [`ctr_bucket`]).
+    Ctr(u8),
 }
 
 impl Feature {
@@ -62,6 +65,7 @@ impl Feature {
             Feature::Similarity(b) => small(NS_SIMILARITY, b),
             Feature::ChannelAffinity(b) => small(NS_CHANNEL_AFFINITY, b),
             Feature::Exposures(b) => small(NS_EXPOSURES, b),
+            Feature::Ctr(b) => small(NS_CTR, b),
         }
     }
 
@@ -86,6 +90,7 @@ impl Feature {
             Feature::Similarity(b) => format!("similar_to_liked={}", SIM_LABELS[usize::from(b)]),
             Feature::ChannelAffinity(b) => format!("channel_affinity={}", SIM_LABELS[usize::from(b)]),
             Feature::Exposures(b) => format!("exposures={}", Bucket(b)),
+            Feature::Ctr(b) => format!("ctr≈{:.2}%", 100.0 * ctr_of_bucket(b)),
         }
     }
 }
@@ -105,6 +110,7 @@ const NS_USER_TOKEN: u64 = 9;
 const NS_SIMILARITY: usize = 10;
 const NS_CHANNEL_AFFINITY: usize = 11;
 const NS_EXPOSURES: usize = 12;
+const NS_CTR: usize = 13;
 
 /// The first half of a feature's hash: namespace `ns`, first part `a`.
 const fn hash_seed(ns: u64, a: u64) -> u64 {
@@ -119,10 +125,10 @@ const fn hash_parts(ns: u64, a: u64, b: u64) -> u64 {
 const SMALL: usize = 32;
 
 /// Per namespace, the hash of each small value `v` (as `Feature::Age(v)` etc.).
-const SMALL_HASHES: [[u64; SMALL]; 13] = {
-    let mut table = [[0; SMALL]; 13];
+const SMALL_HASHES: [[u64; SMALL]; 14] = {
+    let mut table = [[0; SMALL]; 14];
     let mut ns = 0;
-    while ns < 13 {
+    while ns < 14 {
         let mut v = 0;
         while v < SMALL {
             table[ns][v] = hash_parts(ns as u64, v as u64, 0);
@@ -165,6 +171,21 @@ fn log2_bucket(x: f64) -> u8 {
     }
 }
 
+/// Log-odds of the lowest bucket of [`Feature::Ctr`].
+const CTR_LOG_ODDS_FLOOR: f64 = -8.0;
+
+/// The bucket of a click-through rate: `2 * (log-odds - floor)`, rounded, in `0..SMALL`.
+fn ctr_bucket(ctr: f64) -> u8 {
+    let ctr = ctr.clamp(1e-6, 1.0 - 1e-6);
+    let log_odds = (ctr / (1.0 - ctr)).ln();
+    ((log_odds - CTR_LOG_ODDS_FLOOR) * 2.0).round().clamp(0.0, (SMALL - 1) as f64) as u8
+}
+
+/// The middle of a [`Feature::Ctr`] bucket, as a rate.
+fn ctr_of_bucket(b: u8) -> f64 {
+    crate::ftrl::sigmoid(f64::from(b) / 2.0 + CTR_LOG_ODDS_FLOOR)
+}
+
 const SIM_EDGES: [f32; 6] = [0.0, 0.02, 0.05, 0.1, 0.2, 0.4];
 const SIM_LABELS: [&str; 7] = ["0", "0..2%", "2..5%", "5..10%", "10..20%", "20..40%", ">=40%"];
 
@@ -177,6 +198,7 @@ fn share_bucket(x: f32) -> u8 {
 
 /// What the ranker reads besides the learner: the catalog, its text index and popularity.
 pub struct World<'a> {
+    pub learn: &'a super::LearnConfig,
     pub catalog: &'a Catalog,
     pub text: &'a TextIndex,
     pub hot: &'a HotIndex,
@@ -238,6 +260,7 @@ impl Learner {
         emit(Feature::Age(log2_bucket(age_hours)));
         emit(Feature::Popularity(log2_bucket(popularity)));
         emit(Feature::Exposures(log2_bucket(f64::from(self.exposures(article.id)))));
+        emit(Feature::Ctr(ctr_bucket(self.ctr(world.learn, article.id, ctx.now_ms))));
         emit(Feature::Position(ctx.position.unwrap_or(0).min(20) as u8));
         for (i, (source, _)) in Sources::NAMED.iter().enumerate() {
             if ctx.sources.contains(*source) {
@@ -303,6 +326,7 @@ mod tests {
             Feature::Similarity(b) => (10, u64::from(b), 0),
             Feature::ChannelAffinity(b) => (11, u64::from(b), 0),
             Feature::Exposures(b) => (12, u64::from(b), 0),
+            Feature::Ctr(b) => (13, u64::from(b), 0),
         };
         mix(mix(a ^ (ns << 56)) ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
@@ -321,6 +345,7 @@ mod tests {
                     Feature::Similarity(v),
                     Feature::ChannelAffinity(v),
                     Feature::Exposures(v),
+                    Feature::Ctr(v),
                 ]);
             }
             for x in [0i64, 1, -1, 42, i64::MAX, i64::MIN] {

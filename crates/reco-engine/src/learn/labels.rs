@@ -39,8 +39,7 @@ impl Learner {
         let key = (user_key(user), article.id);
         match action {
             Action::Exposure => {
-                let exposures = self.exposures.entry(article.id).or_default();
-                *exposures = exposures.saturating_add(1);
+                self.exposures.entry(article.id).or_default().exposed(ctx.now_ms, cfg.ctr_half_life_ms);
                 // Copied into an allocation of its length: shrinking the vector in place would
                 // keep its capacity's block (mimalloc reallocs in place down to half).
                 let features: Box<[u64]> = self.hashed(world, user, article, ctx).as_slice().into();
@@ -76,6 +75,9 @@ impl Learner {
                 };
                 let features = self.take_pending(key).unwrap_or_else(|| self.hashed(world, user, article, ctx).into());
                 self.model.update(&cfg.ftrl, &features, true, weight, cfg.model_capacity());
+                if let Some(e) = self.exposures.get_mut(&article.id) {
+                    e.engaged(ctx.now_ms, cfg.ctr_half_life_ms);
+                }
                 if action != Action::Read || read_ms >= cfg.long_read_ms {
                     self.like(cfg, world, user, article, ctx.now_ms);
                 }

@@ -69,6 +69,12 @@ pub struct LearnConfig {
     /// many weights at most, in a table allocated once; when full, zero weights and then the
     /// smallest are dropped (down to half), and until then new features wait for room.
     pub max_model_bytes: usize,
+    /// An article's click-through rate, a model input ([`Learner::ctr`]): its exposures and
+    /// positives weigh half per this many ms of age, and it starts from `ctr_prior_clicks`
+    /// positives in `ctr_prior_exposures` exposures.
+    pub ctr_half_life_ms: i64,
+    pub ctr_prior_clicks: f64,
+    pub ctr_prior_exposures: f64,
 }
 
 impl LearnConfig {
@@ -98,7 +104,43 @@ impl Default for LearnConfig {
             max_pending_bytes: 64 << 20,
             max_profile_bytes: 128 << 20,
             max_model_bytes: 64 << 20,
+            ctr_half_life_ms: 12 * 3_600_000,
+            ctr_prior_clicks: 1.0,
+            ctr_prior_exposures: 20.0,
         }
+    }
+}
+
+/// What the learner counts of one article's audience.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Engagement {
+    /// Exposures ever (saturating).
+    count: u32,
+    /// Exposures and positive actions, decayed to `at` (see [`Learner::ctr`]).
+    decayed: f32,
+    positives: f32,
+    at: i64,
+}
+
+impl Engagement {
+    /// The decayed counts brought forward to `now_ms` (never backward).
+    fn at(self, now_ms: i64, half_life_ms: i64) -> Engagement {
+        if now_ms <= self.at {
+            return self;
+        }
+        let factor = (-((now_ms - self.at) as f64) / half_life_ms.max(1) as f64).exp2() as f32;
+        Engagement { decayed: self.decayed * factor, positives: self.positives * factor, at: now_ms, ..self }
+    }
+
+    pub(crate) fn exposed(&mut self, now_ms: i64, half_life_ms: i64) {
+        *self = self.at(now_ms, half_life_ms);
+        self.count = self.count.saturating_add(1);
+        self.decayed += 1.0;
+    }
+
+    pub(crate) fn engaged(&mut self, now_ms: i64, half_life_ms: i64) {
+        *self = self.at(now_ms, half_life_ms);
+        self.positives += 1.0;
     }
 }
 
@@ -107,7 +149,7 @@ pub struct Learner {
     model: Ftrl,
     profiles: FxHashMap<String, Profile>,
     coengaged: FxHashMap<ArticleId, Vec<(ArticleId, f32)>>,
-    exposures: FxHashMap<ArticleId, u32>,
+    exposures: FxHashMap<ArticleId, Engagement>,
     pending: FxHashMap<(u64, ArticleId), Pending>,
     /// (expiry, user hash, article) in arrival order.
     queue: VecDeque<(i64, u64, ArticleId)>,
@@ -156,7 +198,15 @@ impl Learner {
     }
 
     pub fn exposures(&self, id: ArticleId) -> u32 {
-        self.exposures.get(&id).copied().unwrap_or(0)
+        self.exposures.get(&id).map_or(0, |e| e.count)
+    }
+
+    /// The article's click-through rate at `now_ms`: positives over exposures, each weighing
+    /// `2^(-age / half_life)`, smoothed toward the prior (`ctr_prior_clicks` in
+    /// `ctr_prior_exposures`).
+    pub fn ctr(&self, cfg: &LearnConfig, id: ArticleId, now_ms: i64) -> f64 {
+        let e = self.exposures.get(&id).copied().unwrap_or_default().at(now_ms, cfg.ctr_half_life_ms);
+        (f64::from(e.positives) + cfg.ctr_prior_clicks) / (f64::from(e.decayed) + cfg.ctr_prior_exposures)
     }
 
     /// Forgets what it counted of the articles `keep` says no to (articles that left the
@@ -397,7 +447,7 @@ mod tests {
         }
 
         fn world(&self) -> World<'_> {
-            World { catalog: &self.catalog, text: &self.text, hot: &self.hot, popularity: &self.pop }
+            World { learn: &self.cfg, catalog: &self.catalog, text: &self.text, hot: &self.hot, popularity: &self.pop }
         }
 
         fn event(&self, seq_key: u8, user: &str, action: Action, ids: &[ArticleId], time: i64) -> EventRecord {
