@@ -5,7 +5,8 @@
 //! Logic lives in plain types with ordinary unit tests: [`param`] (decoding,
 //! pretty-printing, `algorithmCombine`), [`feed`] (batches, history paging, stale answers,
 //! dismissed cards), [`live`] (the push stream, new and retracted articles), [`event_log`]
-//! (reports, filter, pause, clear, JSON export), [`explain`]
+//! (reports, filter, pause, clear, copy as JSON), [`inspector`] (everyone's events as the
+//! server judges them: filters, pause, drops, export, the card an event came from), [`explain`]
 //! and [`stats`] (the debug views' data and wording), [`remote`] (on-demand fetches).
 //! [`api`] is the only module that sees protobuf; [`page::Page`] holds the signals; the
 //! other modules are thin panels.
@@ -19,6 +20,8 @@ pub mod explain;
 mod explain_panel;
 pub mod feed;
 mod feed_panel;
+pub mod inspector;
+mod inspector_panel;
 pub mod live;
 mod log_panel;
 pub mod page;
@@ -32,8 +35,8 @@ pub mod user;
 use leptos::prelude::*;
 
 use crate::{
-    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, log_panel::LogPanel, page::Page,
-    stats_panel::StatsPanel, toolbar::Toolbar,
+    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, inspector_panel::InspectorPanel, log_panel::LogPanel,
+    page::Page, stats_panel::StatsPanel, toolbar::Toolbar,
 };
 
 #[component]
@@ -46,10 +49,18 @@ pub fn App() -> impl IntoView {
         page.channel.track();
         page.reload();
     });
-    // The live stream follows the channel.
+    // The push streams are not needed for the first card: they open once the first load is
+    // done (so they never compete with it), the catalog's following the channel.
     Effect::new(move || {
         page.channel.track();
-        page.watch_catalog();
+        if page.started.get() {
+            page.watch_catalog();
+        }
+    });
+    Effect::new(move || {
+        if page.started.get() {
+            page.watch_events();
+        }
     });
 
     view! {
@@ -61,6 +72,7 @@ pub fn App() -> impl IntoView {
                 <div class="side">
                     <StatsPanel />
                     <LogPanel />
+                    <InspectorPanel />
                 </div>
             </main>
         </div>
