@@ -43,11 +43,15 @@ use crate::{
 pub fn App() -> impl IntoView {
     let page = Page::new(Api::from_location());
     provide_context(page);
-    // A new user or channel starts a new feed; this also loads the first one.
-    Effect::new(move || {
+    // The first feed request goes out before the page is built, so the two overlap.
+    page.reload();
+    // A new user or channel starts a new feed.
+    Effect::new(move |first: Option<()>| {
         page.user.track();
         page.channel.track();
-        page.reload();
+        if first.is_some() {
+            page.reload();
+        }
     });
     // The push streams are not needed for the first card: they open once the first load is
     // done (so they never compete with it), the catalog's following the channel.

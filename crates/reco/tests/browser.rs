@@ -211,6 +211,7 @@ struct Timing {
     first_card: f64,
     wasm_loaded: Option<f64>,
     feed_asked: Option<f64>,
+    feed_answered: Option<f64>,
     /// The wasm's bytes on the wire (encoded body; 0 when it came from the cache) and decoded.
     wasm_wire: Option<f64>,
     wasm_decoded: Option<f64>,
@@ -221,11 +222,12 @@ impl fmt::Display for Timing {
         let at = |ms: Option<f64>| ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms:.0} ms"));
         write!(
             f,
-            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {}; wasm {} bytes on the wire, \
-             {} decoded)",
+            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {}, answered at {}; wasm {} \
+             bytes on the wire, {} decoded)",
             self.first_card,
             at(self.wasm_loaded),
             at(self.feed_asked),
+            at(self.feed_answered),
             self.wasm_wire.map_or_else(|| "?".to_owned(), |b| format!("{b:.0}")),
             self.wasm_decoded.map_or_else(|| "?".to_owned(), |b| format!("{b:.0}")),
         )
@@ -242,6 +244,7 @@ async fn load_timing(client: &Client) -> TestResult<Timing> {
                 first_card: performance.getEntriesByName("reco:first-card")[0]?.startTime ?? null,
                 wasm_loaded: resource(".wasm")?.responseEnd ?? null,
                 feed_asked: resource("/UserRecommend/user_recommend")?.startTime ?? null,
+                feed_answered: resource("/UserRecommend/user_recommend")?.responseEnd ?? null,
                 wasm_wire: resource(".wasm")?.encodedBodySize ?? null,
                 wasm_decoded: resource(".wasm")?.decodedBodySize ?? null,
             };
