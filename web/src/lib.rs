@@ -74,9 +74,12 @@ pub fn App() -> impl IntoView {
             <main class="columns">
                 <FeedPanel />
                 <div class="side">
-                    <StatsPanel />
-                    <LogPanel />
-                    <InspectorPanel />
+                    // Built once the first load is done, so that they never delay the first card.
+                    <Show when=move || page.started.get()>
+                        <StatsPanel />
+                        <LogPanel />
+                        <InspectorPanel />
+                    </Show>
                 </div>
             </main>
         </div>

@@ -41,8 +41,10 @@ pub struct Page {
     /// Everyone's judged events (`Tracking.Watch`).
     pub inspector: RwSignal<Inspector>,
     /// The first feed load has finished (cards or an error): what is not needed for the first
-    /// card (the push streams) waits for it.
+    /// card (the channel list, the push streams, the side panels) waits for it.
     pub started: RwSignal<bool>,
+    /// Resolves when `started` turns true (a promise, so that any number of fetches can wait).
+    first_load: StoredValue<(js_sys::Promise, Option<js_sys::Function>), LocalStorage>,
     /// The card (or batch) the inspector last pointed at.
     pub highlight: RwSignal<Option<Target>>,
     in_flight: StoredValue<Option<AbortHandle>>,
@@ -54,6 +56,9 @@ pub struct Page {
 impl Page {
     pub fn new(api: Api) -> Page {
         let api = StoredValue::new(api);
+        let mut resolve = None;
+        let first_load = js_sys::Promise::new(&mut |done, _| resolve = Some(done));
+        let waiting = first_load.clone();
         let page = Page {
             api,
             user: RwSignal::new(user::load()),
@@ -63,11 +68,17 @@ impl Page {
             stats: RwSignal::new(Fetch::default()),
             channels: LocalResource::new(move || {
                 let api = api.get_value();
-                async move { api.channels().await }
+                let first_load = waiting.clone();
+                async move {
+                    // Tabs and channel names can come after the first cards.
+                    let _ = wasm_bindgen_futures::JsFuture::from(first_load).await;
+                    api.channels().await
+                }
             }),
             live: RwSignal::new(Live::default()),
             inspector: RwSignal::new(Inspector::default()),
             started: RwSignal::new(false),
+            first_load: StoredValue::new_local((first_load, resolve)),
             highlight: RwSignal::new(None),
             in_flight: StoredValue::new(None),
             watching: StoredValue::new(None),
@@ -162,7 +173,9 @@ impl Page {
                 }
             });
             if !page.started.get_untracked() {
-                page.started.set(true);
+                // In a task of its own: the first cards are on the page before the rest is built.
+                sleep_ms(0).await;
+                page.start();
             }
             if applied == Some(true) {
                 // The cards are on the page; their signature checks fill in when the server has
@@ -175,6 +188,16 @@ impl Page {
         };
         spawn_local(async move {
             let _ = Abortable::new(request, registration).await;
+        });
+    }
+
+    /// The first load is done: let what waited for it go.
+    fn start(&self) {
+        self.started.set(true);
+        self.first_load.with_value(|(_, resolve)| {
+            if let Some(resolve) = resolve {
+                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+            }
         });
     }
 

@@ -212,6 +212,8 @@ struct Timing {
     wasm_loaded: Option<f64>,
     feed_asked: Option<f64>,
     feed_answered: Option<f64>,
+    articles_asked: Option<f64>,
+    articles_answered: Option<f64>,
     /// The wasm's bytes on the wire (encoded body; 0 when it came from the cache) and decoded.
     wasm_wire: Option<f64>,
     wasm_decoded: Option<f64>,
@@ -222,12 +224,14 @@ impl fmt::Display for Timing {
         let at = |ms: Option<f64>| ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms:.0} ms"));
         write!(
             f,
-            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {}, answered at {}; wasm {} \
-             bytes on the wire, {} decoded)",
+            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {}, answered at {}, \
+             Catalog.Articles sent at {}, answered at {}; wasm {} bytes on the wire, {} decoded)",
             self.first_card,
             at(self.wasm_loaded),
             at(self.feed_asked),
             at(self.feed_answered),
+            at(self.articles_asked),
+            at(self.articles_answered),
             self.wasm_wire.map_or_else(|| "?".to_owned(), |b| format!("{b:.0}")),
             self.wasm_decoded.map_or_else(|| "?".to_owned(), |b| format!("{b:.0}")),
         )
@@ -245,6 +249,8 @@ async fn load_timing(client: &Client) -> TestResult<Timing> {
                 wasm_loaded: resource(".wasm")?.responseEnd ?? null,
                 feed_asked: resource("/UserRecommend/user_recommend")?.startTime ?? null,
                 feed_answered: resource("/UserRecommend/user_recommend")?.responseEnd ?? null,
+                articles_asked: resource("/reco.v1.Catalog/Articles")?.startTime ?? null,
+                articles_answered: resource("/reco.v1.Catalog/Articles")?.responseEnd ?? null,
                 wasm_wire: resource(".wasm")?.encodedBodySize ?? null,
                 wasm_decoded: resource(".wasm")?.decodedBodySize ?? null,
             };
