@@ -7,12 +7,11 @@
 
 use std::fmt;
 
-use futures_util::future::join;
 use reco_proto::{
     seed::{UserRequest, user_recommend_client::UserRecommendClient},
     v1::{
-        self, ArticleInfo, ArticlesRequest, ChangeKind, ChannelsRequest, ExplainRequest, ExplainResponse,
-        ReportRequest, StatsRequest, StatsResponse, TrackEvent, Verdict, VerifyRequest, WatchRequest,
+        self, ArticleInfo, ArticlesRequest, ChangeKind, ChannelsRequest, EventWatchRequest, ExplainRequest,
+        ExplainResponse, ReportRequest, StatsRequest, StatsResponse, TrackEvent, Verdict, VerifyRequest, WatchRequest,
         catalog_client::CatalogClient, tracking_client::TrackingClient,
     },
 };
@@ -23,6 +22,7 @@ use crate::{
     event_log::{Outcome, Report},
     explain::{Contribution, Explanation},
     feed::{ArticleMeta, BATCH_SIZE, BatchData, Card},
+    inspector::{self, Filter, Item, VerdictKind, Watched},
     live::Change,
     param::{Check, Param},
     stats::{Stats, StatsRow},
@@ -52,6 +52,26 @@ impl Watch {
                 ChangeKind::Unspecified => continue,
             };
             return Some(Ok(change));
+        }
+    }
+}
+
+/// An open `Tracking.Watch` stream.
+pub struct EventStream(tonic::Streaming<v1::WatchedEvent>);
+
+impl EventStream {
+    /// The next event or drop marker; `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Option<Result<Item, ApiError>> {
+        loop {
+            match self.0.message().await {
+                Ok(Some(message)) => match watched(message) {
+                    Some(item) => return Some(Ok(item)),
+                    // A verdict this page does not know (a newer server): skip it.
+                    None => continue,
+                },
+                Ok(None) => return None,
+                Err(status) => return Some(Err(status.into())),
+            }
         }
     }
 }
@@ -157,9 +177,8 @@ impl Api {
         Ok(channels)
     }
 
-    /// One `user_recommend` batch, joined with `Catalog.Articles` and checked by `Verify`
-    /// (those two run side by side). A failed `Verify` leaves the params unchecked rather
-    /// than failing the batch.
+    /// One `user_recommend` batch, joined with `Catalog.Articles`. The params are not checked
+    /// yet ([`Check::Pending`]): [`Api::verify`] does that after the cards are shown.
     pub async fn batch(&self, user_id: &str, channel_id: i32, time_stamp: i64) -> Result<BatchData, ApiError> {
         let response = UserRecommendClient::new(self.transport())
             .user_recommend(UserRequest {
@@ -171,34 +190,28 @@ impl Api {
             .await?
             .into_inner();
         let ids: Vec<i64> = response.recommends.iter().map(|article| article.article_id).collect();
-        let exposure = (!response.exposure.is_empty()).then_some(response.exposure);
-        let mut raw: Vec<String> = exposure.iter().cloned().collect();
-        for article in response.recommends {
-            let track = article.track.unwrap_or_default();
-            raw.extend([track.click, track.collect, track.share, track.read]);
-        }
-
-        let (articles, checks) = join(self.articles(&ids), self.verify(&raw)).await;
-        let articles = articles?;
+        let articles = self.articles(&ids).await?;
         let retracted = |id: i64| articles.iter().any(|info| info.article_id == id && info.retracted);
-        let mut params = raw.into_iter().zip(checks).map(|(raw, check)| Param::new(raw).with_check(check));
-        let exposure = exposure.and_then(|_| params.next());
-        let cards: Vec<Card> = ids
-            .iter()
+        let exposure = (!response.exposure.is_empty()).then(|| Param::new(response.exposure));
+        let cards = response
+            .recommends
+            .into_iter()
             .enumerate()
-            .map(|(position, &article_id)| {
+            // A history batch keeps what was served; an article retracted since is not shown.
+            .filter(|(_, article)| !retracted(article.article_id))
+            .map(|(position, article)| {
+                let article_id = article.article_id;
                 let meta = articles.iter().find(|info| info.article_id == article_id).map(|info| ArticleMeta {
                     channel_id: info.channel_id,
                     title: info.title.clone(),
                     author: info.author.clone(),
                     publish_time: info.publish_time,
                 });
-                let mut next = || params.next().unwrap_or_else(|| Param::new(String::new()));
-                Card { article_id, position: position as u32, meta, params: [next(), next(), next(), next()] }
+                let track = article.track.unwrap_or_default();
+                let params = [track.click, track.collect, track.share, track.read].map(Param::new);
+                Card { article_id, position: position as u32, meta, params }
             })
             .collect();
-        // A history batch keeps what was served; an article retracted since is not shown.
-        let cards = cards.into_iter().filter(|card| !retracted(card.article_id)).collect();
         Ok(BatchData { exposure, pre_timestamp: response.time_stamp, cards })
     }
 
@@ -206,6 +219,12 @@ impl Api {
     pub async fn watch(&self, channel_id: i32, since: u64) -> Result<Watch, ApiError> {
         let request = WatchRequest { channel_ids: vec![channel_id], since };
         Ok(Watch(CatalogClient::new(self.transport()).watch(request).await?.into_inner()))
+    }
+
+    /// Opens `Tracking.Watch` with `filter` applied by the server.
+    pub async fn watch_events(&self, filter: &Filter) -> Result<EventStream, ApiError> {
+        let stream = TrackingClient::new(self.transport()).watch(event_watch_request(filter)).await?.into_inner();
+        Ok(EventStream(stream))
     }
 
     async fn articles(&self, ids: &[i64]) -> Result<Vec<ArticleInfo>, ApiError> {
@@ -217,7 +236,7 @@ impl Api {
     }
 
     /// One check per param, in order; all [`Check::Unchecked`] when `Verify` fails.
-    async fn verify(&self, params: &[String]) -> Vec<Check> {
+    pub async fn verify(&self, params: &[String]) -> Vec<Check> {
         if params.is_empty() {
             return Vec::new();
         }
@@ -278,6 +297,52 @@ impl Api {
         let response = TrackingClient::new(self.transport()).stats(StatsRequest { from_ms, to_ms }).await?.into_inner();
         Ok(stats(response))
     }
+}
+
+fn event_watch_request(filter: &Filter) -> EventWatchRequest {
+    let verdict = |kind: VerdictKind| match kind {
+        VerdictKind::Accepted => Verdict::Accepted,
+        VerdictKind::Duplicate => Verdict::Duplicate,
+        VerdictKind::Rejected => Verdict::Rejected,
+    };
+    EventWatchRequest {
+        user_id: filter.user_id.clone(),
+        actions: filter.action.map(|action| action.as_str().to_owned()).into_iter().collect(),
+        verdicts: filter.verdict.map(|kind| verdict(kind) as i32).into_iter().collect(),
+        channel_ids: filter.channel.into_iter().collect(),
+    }
+}
+
+/// A streamed message in the page's terms; `None` for a verdict the page does not know.
+fn watched(message: v1::WatchedEvent) -> Option<Item> {
+    if message.dropped > 0 {
+        return Some(Item::Dropped(message.dropped));
+    }
+    let verdict = match message.verdict() {
+        Verdict::Accepted => inspector::Verdict::Accepted,
+        Verdict::Duplicate => inspector::Verdict::Duplicate,
+        Verdict::Rejected => inspector::Verdict::Rejected(message.reason),
+        Verdict::Unspecified => return None,
+    };
+    Some(Item::Event(Box::new(Watched {
+        verdict,
+        action: message.action,
+        user_id: message.user_id,
+        article_ids: message.article_ids,
+        channel_id: message.channel_id,
+        batch_time: message.batch_time,
+        request_id: message.request_id,
+        position: u32::try_from(message.position).ok(),
+        sources: message.sources,
+        bucket: message.bucket,
+        param: message.param,
+        action_time: message.action_time,
+        read_duration_ms: message.read_duration_ms,
+        dislike: message.dislike,
+        judged_ms: message.judged_ms,
+        seq: message.seq,
+        remote: message.remote,
+    })))
 }
 
 fn explanation(response: ExplainResponse) -> Explanation {
@@ -363,6 +428,45 @@ mod tests {
             ApiError::from(status).to_string(),
             "bad window (InvalidArgument; field from_ms: must be before to_ms; field to_ms)"
         );
+    }
+
+    #[test]
+    fn watched_events_convert_and_drops_are_markers() {
+        assert_eq!(watched(v1::WatchedEvent { dropped: 12, ..Default::default() }), Some(Item::Dropped(12)));
+        assert_eq!(watched(v1::WatchedEvent::default()), None, "no verdict");
+        let message = v1::WatchedEvent {
+            verdict: Verdict::Rejected as i32,
+            reason: "bad signature".into(),
+            action: "click".into(),
+            user_id: "u1".into(),
+            article_ids: vec![5],
+            channel_id: 2,
+            batch_time: 10,
+            position: -1,
+            request_id: 0xab,
+            param: "{}".into(),
+            ..Default::default()
+        };
+        let Some(Item::Event(event)) = watched(message) else { panic!("not an event") };
+        assert_eq!(event.verdict, inspector::Verdict::Rejected("bad signature".into()));
+        assert_eq!((event.user_id.as_str(), event.article_ids.as_slice(), event.channel_id), ("u1", &[5][..], 2));
+        assert_eq!((event.position, event.request_id, event.batch_time), (None, 0xab, 10));
+    }
+
+    #[test]
+    fn the_inspector_filter_goes_to_the_server() {
+        assert_eq!(event_watch_request(&Filter::default()), EventWatchRequest::default());
+        let filter = Filter {
+            user_id: "u1".into(),
+            action: Some(crate::param::Action::Read),
+            verdict: Some(VerdictKind::Rejected),
+            channel: Some(0),
+        };
+        let request = event_watch_request(&filter);
+        assert_eq!(request.user_id, "u1");
+        assert_eq!(request.actions, ["read"]);
+        assert_eq!(request.verdicts, [Verdict::Rejected as i32]);
+        assert_eq!(request.channel_ids, [0]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::{
     event_log::{Outcome, Report},
     explain_panel::ExplainPanel,
     feed::Card,
+    inspector::Target,
     page::Page,
     param::{Action, Check, Combine, Param},
 };
@@ -34,18 +35,28 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
 
     let Card { article_id, position, meta, params } = card;
     let channel_id = meta.as_ref().map_or(-1, |meta| meta.channel_id);
-    let params = StoredValue::new(params);
-    let param = move |action: Action| {
-        params.with_value(|params| {
-            Action::CARD.iter().position(|&candidate| candidate == action).map(|index| params[index].clone())
-        })
-    };
+    // The params as the feed holds them now: their signature checks arrive after the card.
+    let served = StoredValue::new(params);
+    let params = Memo::new(move |_| {
+        page.feed
+            .with(|feed| {
+                let card = feed.batch(batch)?.data.cards.iter().find(|card| card.article_id == article_id)?;
+                Some(card.params.clone())
+            })
+            .unwrap_or_else(|| served.get_value())
+    });
+    let index = |action: Action| Action::CARD.iter().position(|&candidate| candidate == action);
+    let param = move |action: Action| index(action).map(|index| params.with(|params| params[index].clone()));
 
     let explaining = RwSignal::new(false);
+    let highlighted = move || page.highlight.get() == Some(Target { batch, article_id: Some(article_id) });
 
     let fire = move |action: Action| {
         // A dislike goes with the card's click param.
-        let Some(param) = param(if action == Action::Dislike { Action::Click } else { action }) else { return };
+        let action_of_param = if action == Action::Dislike { Action::Click } else { action };
+        let Some(param) = index(action_of_param).map(|index| served.with_value(|params| params[index].clone())) else {
+            return;
+        };
         let report = match action {
             Action::Read => {
                 let seconds: f64 = read_seconds.get_untracked().trim().parse().unwrap_or(0.0);
@@ -99,7 +110,7 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
     let tabs = Action::CARD
         .into_iter()
         .map(|action| {
-            let check = param(action).map(|param| param.check).unwrap_or(Check::Pending);
+            let check = move || param(action).map(|param| param.check).unwrap_or(Check::Pending);
             view! {
                 <button
                     class="param-tab"
@@ -109,7 +120,7 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
                     on:click=move |_| shown.set(action)
                 >
                     {action.as_str()}
-                    <SignatureMark check />
+                    {move || view! { <SignatureMark check=check() /> }}
                 </button>
             }
         })
@@ -118,11 +129,13 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
     view! {
         <article
             class="card"
+            class:highlighted=highlighted
             node_ref=node
             data-testid="card"
             data-article-id=article_id
             data-channel-id=channel_id
             data-batch=batch
+            data-highlighted=move || highlighted().to_string()
         >
             <div class="card-info">
                 <p class="card-ids">

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use crate::param::{Action, Param};
+use crate::param::{Action, Check, Param};
 
 /// Articles asked for per batch.
 pub const BATCH_SIZE: i32 = 10;
@@ -45,7 +45,8 @@ impl Card {
     }
 }
 
-/// A `user_recommend` answer, joined with the catalog and checked by `Verify`.
+/// A `user_recommend` answer, joined with the catalog. Its params' signature checks
+/// (`Verify`) come after the cards are on the page, through [`Feed::set_checks`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchData {
     /// `None` for history batches (the server sends an empty exposure then).
@@ -53,6 +54,14 @@ pub struct BatchData {
     /// The server's `time_stamp`: the batch before this one, 0 when there is none.
     pub pre_timestamp: i64,
     pub cards: Vec<Card>,
+}
+
+impl BatchData {
+    /// Every param as served: the exposure first, then each card's four.
+    pub fn raw_params(&self) -> Vec<String> {
+        let cards = self.cards.iter().flat_map(|card| card.params.iter());
+        self.exposure.iter().chain(cards).map(|param| param.raw.clone()).collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,6 +264,25 @@ impl Feed {
         self.card_count() != before
     }
 
+    /// Sets the server's signature checks (`raw[i]` is judged `checks[i]`) on every param on
+    /// the page that is still waiting for one. Returns whether any changed.
+    pub fn set_checks(&mut self, raw: &[String], checks: &[Check]) -> bool {
+        let mut changed = false;
+        for batch in &mut self.batches {
+            let cards = batch.data.cards.iter_mut().flat_map(|card| card.params.iter_mut());
+            for param in batch.data.exposure.iter_mut().chain(cards) {
+                if param.check != Check::Pending {
+                    continue;
+                }
+                if let Some(check) = raw.iter().position(|raw| *raw == param.raw).and_then(|at| checks.get(at)) {
+                    param.check = check.clone();
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
     /// The exposure param of batch `key` the first time one of its cards is seen, then `None`.
     pub fn take_exposure(&mut self, key: u64) -> Option<String> {
         let batch = self.batch(key)?;
@@ -450,6 +478,31 @@ mod tests {
         let ticket = feed.start_refresh(3_000);
         feed.apply(ticket, data(&[3], 0, true)).unwrap();
         assert_eq!(ids(&feed), [vec![3]]);
+    }
+
+    #[test]
+    fn signature_checks_fill_in_after_the_cards_are_shown() {
+        let mut feed = Feed::default();
+        let ticket = feed.start_refresh(1_000);
+        let served = data(&[1, 2], 0, true);
+        let raw = served.raw_params();
+        assert_eq!(raw.len(), 9, "the exposure and four per card");
+        feed.apply(ticket, served).unwrap();
+        let pending = |feed: &Feed| {
+            let batch = &feed.batches()[0].data;
+            let cards = batch.cards.iter().flat_map(|card| card.params.iter());
+            batch.exposure.iter().chain(cards).filter(|param| param.check == Check::Pending).count()
+        };
+        assert_eq!(pending(&feed), 9);
+        let mut checks = vec![Check::Valid; raw.len()];
+        checks[1] = Check::Invalid("bad signature".into());
+        // An answer for a feed that moved on sets nothing it does not know.
+        assert!(!feed.set_checks(&["other".to_owned()], &[Check::Valid]));
+        assert!(feed.set_checks(&raw, &checks));
+        assert_eq!(pending(&feed), 0);
+        let click = feed.batches()[0].data.cards[0].param(Action::Click).unwrap();
+        assert_eq!(click.check, Check::Invalid("bad signature".into()));
+        assert!(!feed.set_checks(&raw, &checks), "a param is checked once");
     }
 
     #[test]

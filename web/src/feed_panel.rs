@@ -6,6 +6,7 @@ use crate::{
     card::ArticleCard,
     clock,
     feed::{Batch, Cursor, LoadKind, Status},
+    inspector::Target,
     live::Connection,
     page::{self, Page},
 };
@@ -124,9 +125,17 @@ fn BatchView(batch: Batch) -> impl IntoView {
         page.feed.with(|feed| feed.batch(key).map(|batch| batch.data.cards.clone()).unwrap_or_default())
     });
     let count = move || cards.with(Vec::len);
+    let highlighted = move || page.highlight.get() == Some(Target { batch: key, article_id: None });
 
     view! {
-        <section class="batch" data-testid="batch" data-kind=kind data-batch=key>
+        <section
+            class="batch"
+            class:highlighted=highlighted
+            data-testid="batch"
+            data-kind=kind
+            data-batch=key
+            data-highlighted=move || highlighted().to_string()
+        >
             <h2 class="batch-head">
                 {label} " · " {clock::time_of_day(batch.requested)} " UTC · " {count}
                 {move || if count() == 1 { " article" } else { " articles" }}

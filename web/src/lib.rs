@@ -5,7 +5,8 @@
 //! Logic lives in plain types with ordinary unit tests: [`param`] (decoding,
 //! pretty-printing, `algorithmCombine`), [`feed`] (batches, history paging, stale answers,
 //! dismissed cards), [`live`] (the push stream, new and retracted articles), [`event_log`]
-//! (reports, filter, pause, clear, JSON export), [`explain`]
+//! (reports, filter, pause, clear, copy as JSON), [`inspector`] (everyone's events as the
+//! server judges them: filters, pause, drops, export, the card an event came from), [`explain`]
 //! and [`stats`] (the debug views' data and wording), [`remote`] (on-demand fetches).
 //! [`api`] is the only module that sees protobuf; [`page::Page`] holds the signals; the
 //! other modules are thin panels.
@@ -19,6 +20,8 @@ pub mod explain;
 mod explain_panel;
 pub mod feed;
 mod feed_panel;
+pub mod inspector;
+mod inspector_panel;
 pub mod live;
 mod log_panel;
 pub mod page;
@@ -32,24 +35,36 @@ pub mod user;
 use leptos::prelude::*;
 
 use crate::{
-    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, log_panel::LogPanel, page::Page,
-    stats_panel::StatsPanel, toolbar::Toolbar,
+    api::Api, channel_tabs::ChannelTabs, feed_panel::FeedPanel, inspector_panel::InspectorPanel, log_panel::LogPanel,
+    page::Page, stats_panel::StatsPanel, toolbar::Toolbar,
 };
 
 #[component]
 pub fn App() -> impl IntoView {
     let page = Page::new(Api::from_location());
     provide_context(page);
-    // A new user or channel starts a new feed; this also loads the first one.
-    Effect::new(move || {
+    // The first feed request goes out before the page is built, so the two overlap.
+    page.reload();
+    // A new user or channel starts a new feed.
+    Effect::new(move |first: Option<()>| {
         page.user.track();
         page.channel.track();
-        page.reload();
+        if first.is_some() {
+            page.reload();
+        }
     });
-    // The live stream follows the channel.
+    // The push streams are not needed for the first card: they open once the first load is
+    // done (so they never compete with it), the catalog's following the channel.
     Effect::new(move || {
         page.channel.track();
-        page.watch_catalog();
+        if page.started.get() {
+            page.watch_catalog();
+        }
+    });
+    Effect::new(move || {
+        if page.started.get() {
+            page.watch_events();
+        }
     });
 
     view! {
@@ -59,8 +74,12 @@ pub fn App() -> impl IntoView {
             <main class="columns">
                 <FeedPanel />
                 <div class="side">
-                    <StatsPanel />
-                    <LogPanel />
+                    // Built once the first load is done, so that they never delay the first card.
+                    <Show when=move || page.started.get()>
+                        <StatsPanel />
+                        <LogPanel />
+                        <InspectorPanel />
+                    </Show>
                 </div>
             </main>
         </div>

@@ -44,6 +44,12 @@ pub const MAX_RETRY_MS: u32 = 8_000;
 /// New articles the page keeps track of at most; past it the banner says "N+".
 pub const MAX_FRESH: usize = 1_000;
 
+/// The wait before reconnection attempt `attempt` (1-based), ms: 1 s, then doubling up to
+/// [`MAX_RETRY_MS`].
+pub fn retry_after(attempt: u32) -> u32 {
+    1_000u32.saturating_mul(1 << attempt.saturating_sub(1).min(3)).min(MAX_RETRY_MS)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Live {
     connection: Connection,
@@ -127,7 +133,7 @@ impl Live {
             Connection::Connecting | Connection::Live => 1,
         };
         self.connection = Connection::Down { message, attempt };
-        1_000u32.saturating_mul(1 << (attempt - 1).min(3)).min(MAX_RETRY_MS)
+        retry_after(attempt)
     }
 
     /// The feed was refreshed: what was new is in it now.

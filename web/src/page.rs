@@ -10,7 +10,8 @@ use crate::{
     api::{Api, ApiError, Channel},
     event_log::{EventLog, Outcome, Report},
     explain::Explanation,
-    feed::{Feed, LoadKind, Status, Ticket},
+    feed::{BatchData, Feed, LoadKind, Status, Ticket},
+    inspector::{Filter, Inspector, Target},
     live::Live,
     param::Param,
     remote::Fetch,
@@ -37,14 +38,27 @@ pub struct Page {
     pub channels: LocalResource<Result<Vec<Channel>, ApiError>>,
     /// The push stream of catalog changes for the current channel.
     pub live: RwSignal<Live>,
+    /// Everyone's judged events (`Tracking.Watch`).
+    pub inspector: RwSignal<Inspector>,
+    /// The first feed load has finished (cards or an error): what is not needed for the first
+    /// card (the channel list, the push streams, the side panels) waits for it.
+    pub started: RwSignal<bool>,
+    /// Resolves when `started` turns true (a promise, so that any number of fetches can wait).
+    first_load: StoredValue<(js_sys::Promise, Option<js_sys::Function>), LocalStorage>,
+    /// The card (or batch) the inspector last pointed at.
+    pub highlight: RwSignal<Option<Target>>,
     in_flight: StoredValue<Option<AbortHandle>>,
     watching: StoredValue<Option<AbortHandle>>,
+    inspecting: StoredValue<Option<AbortHandle>>,
     observer: StoredValue<Option<Observer>, LocalStorage>,
 }
 
 impl Page {
     pub fn new(api: Api) -> Page {
         let api = StoredValue::new(api);
+        let mut resolve = None;
+        let first_load = js_sys::Promise::new(&mut |done, _| resolve = Some(done));
+        let waiting = first_load.clone();
         let page = Page {
             api,
             user: RwSignal::new(user::load()),
@@ -54,18 +68,30 @@ impl Page {
             stats: RwSignal::new(Fetch::default()),
             channels: LocalResource::new(move || {
                 let api = api.get_value();
-                async move { api.channels().await }
+                let first_load = waiting.clone();
+                async move {
+                    // Tabs and channel names can come after the first cards.
+                    let _ = wasm_bindgen_futures::JsFuture::from(first_load).await;
+                    api.channels().await
+                }
             }),
             live: RwSignal::new(Live::default()),
+            inspector: RwSignal::new(Inspector::default()),
+            started: RwSignal::new(false),
+            first_load: StoredValue::new_local((first_load, resolve)),
+            highlight: RwSignal::new(None),
             in_flight: StoredValue::new(None),
             watching: StoredValue::new(None),
+            inspecting: StoredValue::new(None),
             observer: StoredValue::new_local(None),
         };
         page.observer.set_value(page.exposure_observer());
         on_cleanup(move || {
             page.cancel_load();
-            if let Some(handle) = page.watching.try_get_value().flatten() {
-                handle.abort();
+            for stream in [page.watching, page.inspecting] {
+                if let Some(handle) = stream.try_get_value().flatten() {
+                    handle.abort();
+                }
             }
             page.observer.try_with_value(|observer| {
                 if let Some((observer, _)) = observer {
@@ -137,16 +163,41 @@ impl Page {
         let channel_id = self.channel.get_untracked();
         let request = async move {
             let answer = api.batch(&user_id, channel_id, ticket.time_stamp).await;
-            page.feed.update(|feed| {
-                // A stale answer is one the user no longer wants: dropping it is the point.
-                let _ = match answer {
-                    Ok(data) => feed.apply(ticket, data),
-                    Err(err) => feed.fail(ticket, err.to_string()),
-                };
+            let raw = answer.as_ref().map(BatchData::raw_params).unwrap_or_default();
+            // A stale answer is one the user no longer wants: dropping it is the point.
+            let applied = page.feed.try_update(|feed| match answer {
+                Ok(data) => feed.apply(ticket, data).is_ok(),
+                Err(err) => {
+                    let _ = feed.fail(ticket, err.to_string());
+                    false
+                }
             });
+            if !page.started.get_untracked() {
+                // In a task of its own: the first cards are on the page before the rest is built.
+                sleep_ms(0).await;
+                page.start();
+            }
+            if applied == Some(true) {
+                // The cards are on the page; their signature checks fill in when the server has
+                // answered, even if another load starts meanwhile (so not under its abort).
+                spawn_local(async move {
+                    let checks = api.verify(&raw).await;
+                    page.feed.maybe_update(|feed| feed.set_checks(&raw, &checks));
+                });
+            }
         };
         spawn_local(async move {
             let _ = Abortable::new(request, registration).await;
+        });
+    }
+
+    /// The first load is done: let what waited for it go.
+    fn start(&self) {
+        self.started.set(true);
+        self.first_load.with_value(|(_, resolve)| {
+            if let Some(resolve) = resolve {
+                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+            }
         });
     }
 
@@ -188,6 +239,63 @@ impl Page {
         spawn_local(async move {
             let _ = Abortable::new(run, registration).await;
         });
+    }
+
+    /// (Re)opens the inspector's event stream with its filter, and keeps it open like
+    /// [`Page::watch_catalog`]'s.
+    pub fn watch_events(&self) {
+        if let Some(handle) = self.inspecting.get_value() {
+            handle.abort();
+        }
+        let (handle, registration) = AbortHandle::new_pair();
+        self.inspecting.set_value(Some(handle));
+        let page = *self;
+        let api = self.api.get_value();
+        let run = async move {
+            loop {
+                let filter = page.inspector.with_untracked(|inspector| inspector.filter().clone());
+                let failure = match api.watch_events(&filter).await {
+                    Ok(mut stream) => {
+                        page.inspector.update(Inspector::connected);
+                        loop {
+                            match stream.next().await {
+                                Some(Ok(item)) => page.inspector.update(|inspector| inspector.push(item)),
+                                Some(Err(err)) => break err.to_string(),
+                                None => break "the server ended the stream".to_owned(),
+                            }
+                        }
+                    }
+                    Err(err) => err.to_string(),
+                };
+                let Some(wait) = page.inspector.try_update(|inspector| inspector.fail(failure)) else { return };
+                sleep_ms(wait).await;
+            }
+        };
+        spawn_local(async move {
+            let _ = Abortable::new(run, registration).await;
+        });
+    }
+
+    /// Applies the inspector's filter on the server: a changed one reopens the stream.
+    pub fn set_inspector_filter(&self, filter: Filter) {
+        if self.inspector.try_update(|inspector| inspector.set_filter(filter)).unwrap_or(false) {
+            self.watch_events();
+        }
+    }
+
+    /// Scrolls to the card (or batch) an inspected event came from and marks it.
+    pub fn show(&self, target: Target) {
+        self.highlight.set(Some(target));
+        let selector = match target.article_id {
+            Some(id) => format!("[data-testid=card][data-batch='{}'][data-article-id='{id}']", target.batch),
+            None => format!("[data-testid=batch][data-batch='{}']", target.batch),
+        };
+        let element = web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.query_selector(&selector).ok().flatten());
+        if let Some(element) = element {
+            element.scroll_into_view();
+        }
     }
 
     /// Sends one tracking event, logs it, and hands its verdict to `done`.

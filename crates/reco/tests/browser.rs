@@ -3,8 +3,8 @@
 //! Needs the built page in `<workspace>/dist` (`scripts/build-web.sh`; `RECO_WEB_DIST` names
 //! another directory, relative to the workspace), Debian's `chromium` and `chromium-driver`.
 //! Everything listens on 127.0.0.1; the processes started here are killed by PID when the test
-//! ends, however it ends. Prints the wasm size and the time from navigation to the first card,
-//! and saves screenshots under `target/e2e/`.
+//! ends, however it ends. Prints the wasm size, the time from navigation to the first card and
+//! how soon another page's inspector shows an event, and saves screenshots under `target/e2e/`.
 
 use std::{
     error::Error,
@@ -17,8 +17,12 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder, Locator, key::Key};
-use reco_proto::v1::{
-    ArticleStatsRequest, ExplainRequest, RetractRequest, catalog_client::CatalogClient, tracking_client::TrackingClient,
+use reco_proto::{
+    seed::{UserRequest, user_recommend_client::UserRecommendClient},
+    v1::{
+        ArticleStatsRequest, ExplainRequest, ReportRequest, RetractRequest, TrackEvent, Verdict,
+        catalog_client::CatalogClient, tracking_client::TrackingClient,
+    },
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -207,6 +211,9 @@ struct Timing {
     first_card: f64,
     wasm_loaded: Option<f64>,
     feed_asked: Option<f64>,
+    feed_answered: Option<f64>,
+    articles_asked: Option<f64>,
+    articles_answered: Option<f64>,
     /// The wasm's bytes on the wire (encoded body; 0 when it came from the cache) and decoded.
     wasm_wire: Option<f64>,
     wasm_decoded: Option<f64>,
@@ -217,11 +224,14 @@ impl fmt::Display for Timing {
         let at = |ms: Option<f64>| ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms:.0} ms"));
         write!(
             f,
-            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {}; wasm {} bytes on the wire, \
-             {} decoded)",
+            "{:.0} ms after navigation start (wasm loaded at {}, user_recommend sent at {}, answered at {}, \
+             Catalog.Articles sent at {}, answered at {}; wasm {} bytes on the wire, {} decoded)",
             self.first_card,
             at(self.wasm_loaded),
             at(self.feed_asked),
+            at(self.feed_answered),
+            at(self.articles_asked),
+            at(self.articles_answered),
             self.wasm_wire.map_or_else(|| "?".to_owned(), |b| format!("{b:.0}")),
             self.wasm_decoded.map_or_else(|| "?".to_owned(), |b| format!("{b:.0}")),
         )
@@ -238,6 +248,9 @@ async fn load_timing(client: &Client) -> TestResult<Timing> {
                 first_card: performance.getEntriesByName("reco:first-card")[0]?.startTime ?? null,
                 wasm_loaded: resource(".wasm")?.responseEnd ?? null,
                 feed_asked: resource("/UserRecommend/user_recommend")?.startTime ?? null,
+                feed_answered: resource("/UserRecommend/user_recommend")?.responseEnd ?? null,
+                articles_asked: resource("/reco.v1.Catalog/Articles")?.startTime ?? null,
+                articles_answered: resource("/reco.v1.Catalog/Articles")?.responseEnd ?? null,
                 wasm_wire: resource(".wasm")?.encodedBodySize ?? null,
                 wasm_decoded: resource(".wasm")?.decodedBodySize ?? null,
             };
@@ -382,6 +395,205 @@ async fn load_stats(client: &Client) -> TestResult<Vec<StatsRowView>> {
     Ok(serde_json::from_value(value)?)
 }
 
+/// A JS predicate: `selector` matches an element.
+fn exists(selector: &str) -> String {
+    format!(r#"return !!document.querySelector("{selector}");"#)
+}
+
+/// The inspector's stream is in `state` (connecting, live, down).
+fn inspector_state(state: &str) -> String {
+    format!(r#"return document.querySelector("[data-testid=inspector-status]")?.dataset.state === "{state}";"#)
+}
+
+/// An inspector entry by user, action, verdict and article.
+fn entry_selector(user: &str, action: &str, verdict: &str, article_id: Option<i64>) -> String {
+    let article = article_id.map(|id| format!("[data-article-id='{id}']")).unwrap_or_default();
+    format!("[data-testid=inspector-entry][data-user='{user}'][data-action={action}][data-verdict={verdict}]{article}")
+}
+
+/// An element's `textContent` (also inside closed `<details>`, which WebDriver's text skips).
+async fn text_content(client: &Client, selector: &str) -> TestResult<String> {
+    let value = client
+        .execute(&format!(r#"return document.querySelector("{selector}")?.textContent ?? null;"#), vec![])
+        .await?;
+    value.as_str().map(str::to_owned).ok_or_else(|| format!("nothing matches {selector}").into())
+}
+
+/// A plain gRPC client's refresh for `user_id`: its first card's click, collect, share and read
+/// params, and that card's article id.
+async fn served_params(channel: &tonic::transport::Channel, user_id: &str) -> TestResult<(i64, Vec<String>)> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let request = UserRequest { user_id: user_id.to_owned(), channel_id: 0, article_num: 5, time_stamp: now };
+    let response = UserRecommendClient::new(channel.clone()).user_recommend(request).await?.into_inner();
+    let article = response.recommends.into_iter().next().ok_or("user_recommend served nothing")?;
+    let track = article.track.ok_or("a recommendation without params")?;
+    Ok((article.article_id, vec![track.click, track.collect, track.share, track.read]))
+}
+
+/// Reports `param` with a plain gRPC client; the server's verdict must be `expected`. Returns
+/// the reason it gave.
+async fn report(channel: &tonic::transport::Channel, param: &str, expected: Verdict) -> TestResult<String> {
+    let event = TrackEvent { param: param.to_owned(), action_time: 0, read_duration_ms: 0, dislike: false };
+    let request = ReportRequest { events: vec![event] };
+    let response = TrackingClient::new(channel.clone()).report(request).await?.into_inner();
+    let result = response.results.into_iter().next().ok_or("Report answered no verdict")?;
+    assert_eq!(result.verdict(), expected, "{result:?}");
+    Ok(result.reason)
+}
+
+/// Waits for `selector` on `watcher`, which must show it within a second of `since`.
+async fn shown_within_a_second(watcher: &Client, what: &str, selector: &str, since: Instant) -> TestResult {
+    wait_until(watcher, what, &exists(selector)).await?;
+    let after = since.elapsed();
+    eprintln!("inspector: {what} shown on the other page {after:?} after it was sent");
+    assert!(after < Duration::from_secs(1), "{what} took {after:?} to reach the inspector");
+    Ok(())
+}
+
+/// Page `page` (user `page_user`) and a plain gRPC client report events; the inspector on
+/// `watcher` (another browser) shows each with its verdict, pauses, filters and links to cards.
+async fn exercise_inspector(
+    page: &Client,
+    watcher: &Client,
+    url: &str,
+    channel: &tonic::transport::Channel,
+    page_user: &str,
+) -> TestResult {
+    watcher.goto(url).await?;
+    wait_for_batches(watcher, "the watching page's own feed", 1).await?;
+    wait_until(watcher, "the inspector's stream", &inspector_state("live")).await?;
+    let watcher_user = input_value(watcher, "[data-testid=user-id]").await?;
+
+    // Page A refreshes: the new batch comes into view (its exposure), then a card is clicked.
+    let refreshed = Instant::now();
+    click(page, "[data-testid=refresh]").await?;
+    let exposure = entry_selector(page_user, "exposure", "accepted", None);
+    shown_within_a_second(watcher, "page A's exposure (from its refresh)", &exposure, refreshed).await?;
+    wait_until(page, "page A's refresh", r#"return !document.querySelector("[data-testid=refresh]").disabled;"#)
+        .await?;
+    let clicked = batches(page).await?[0].cards[0].id;
+    let pressed = Instant::now();
+    click(page, &format!("[data-testid=card][data-article-id='{clicked}'] [data-testid=act-click]")).await?;
+    let click_entry = entry_selector(page_user, "click", "accepted", Some(clicked));
+    shown_within_a_second(watcher, "page A's click", &click_entry, pressed).await?;
+
+    // A plain gRPC client: accepted, then the same param again (duplicate), then a forgery.
+    let (article, params) = served_params(channel, "grpc-client").await?;
+    let sent = Instant::now();
+    report(channel, &params[0], Verdict::Accepted).await?;
+    let accepted = entry_selector("grpc-client", "click", "accepted", Some(article));
+    shown_within_a_second(watcher, "a gRPC client's click", &accepted, sent).await?;
+    let sent = Instant::now();
+    report(channel, &params[0], Verdict::Duplicate).await?;
+    let duplicate = entry_selector("grpc-client", "click", "duplicate", Some(article));
+    shown_within_a_second(watcher, "the same click again", &duplicate, sent).await?;
+    let forged = params[1].replace(r#""userId":"grpc-client""#, r#""userId":"mallory""#);
+    assert_ne!(forged, params[1], "no userId to forge in {}", params[1]);
+    let sent = Instant::now();
+    let reason = report(channel, &forged, Verdict::Rejected).await?;
+    let rejected = entry_selector("mallory", "collect", "rejected", Some(article));
+    shown_within_a_second(watcher, "a forged param", &rejected, sent).await?;
+    assert!(!reason.is_empty(), "a rejection without a reason");
+    assert_eq!(text_content(watcher, &format!("{rejected} [data-testid=inspector-reason]")).await?, reason);
+    let decoded = text_content(watcher, &format!("{rejected} [data-testid=inspector-param]")).await?;
+    assert!(decoded.contains("\n  \"userId\": \"mallory\""), "the forged param, decoded: {decoded}");
+
+    // Paused, the list stays put and counts what it holds; resumed, nothing is lost.
+    click(watcher, "[data-testid=inspector-pause]").await?;
+    let (held_article, held) = served_params(channel, "grpc-paused").await?;
+    for param in &held[..3] {
+        report(channel, param, Verdict::Accepted).await?;
+    }
+    wait_until(
+        watcher,
+        "three held events",
+        r#"return Number(document.querySelector("[data-testid=inspector-pause]").dataset.held) >= 3;"#,
+    )
+    .await?;
+    let paused = watcher.find_all(Locator::Css("[data-testid=inspector-entry][data-user='grpc-paused']")).await?;
+    assert!(paused.is_empty(), "events listed while paused");
+    click(watcher, "[data-testid=inspector-pause]").await?;
+    for action in ["click", "collect", "share"] {
+        let selector = entry_selector("grpc-paused", action, "accepted", Some(held_article));
+        wait_until(watcher, &format!("the held {action} after resume"), &exists(&selector)).await?;
+    }
+
+    // An event of the watching page's own links to its card.
+    let own = batches(watcher).await?[0].cards[1].id;
+    click(watcher, &format!("[data-testid=card][data-article-id='{own}'] [data-testid=act-click]")).await?;
+    let own_entry = entry_selector(&watcher_user, "click", "accepted", Some(own));
+    wait_until(watcher, "the page's own click", &exists(&format!("{own_entry} [data-testid=inspector-show-card]")))
+        .await?;
+    click(watcher, &format!("{own_entry} [data-testid=inspector-show-card]")).await?;
+    wait_until(
+        watcher,
+        "the card to be highlighted",
+        &exists(&format!("[data-testid=card][data-article-id='{own}'][data-highlighted=true]")),
+    )
+    .await?;
+    // Another page's card is not on this one: no link.
+    let foreign = watcher.find_all(Locator::Css(&format!("{click_entry} [data-testid=inspector-show-card]"))).await?;
+    assert!(foreign.is_empty(), "a link to a card that is not on this page");
+
+    // Filters (applied by the server): a user.
+    let user_filter = watcher.find(Locator::Css("[data-testid=inspector-user]")).await?;
+    user_filter.send_keys(&("grpc-filtered".to_owned() + &Key::Enter)).await?;
+    wait_until(watcher, "the filtered stream", &inspector_state("live")).await?;
+    let card = format!("[data-testid=card][data-article-id='{clicked}']");
+    click(page, &format!("{card} [data-testid=act-share]")).await?;
+    wait_until(page, "page A's share", &exists(&format!("{card} [data-testid=card-verdict][data-verdict=accepted]")))
+        .await?;
+    let (filtered_article, filtered) = served_params(channel, "grpc-filtered").await?;
+    report(channel, &filtered[0], Verdict::Accepted).await?;
+    let wanted = entry_selector("grpc-filtered", "click", "accepted", Some(filtered_article));
+    wait_until(watcher, "the filtered user's event", &exists(&wanted)).await?;
+    let users: Vec<String> = serde_json::from_value(
+        watcher
+            .execute(
+                r#"return [...document.querySelectorAll("[data-testid=inspector-entry]")].map((e) => e.dataset.user);"#,
+                vec![],
+            )
+            .await?,
+    )?;
+    assert!(users.iter().all(|user| user == "grpc-filtered"), "the user filter let through: {users:?}");
+
+    // A verdict and an action: only the forgeries of collects (everyone's again).
+    user_filter.clear().await?;
+    user_filter.send_keys(&Key::Enter.to_string()).await?;
+    watcher.find(Locator::Css("[data-testid=inspector-verdict-filter]")).await?.select_by_value("rejected").await?;
+    watcher.find(Locator::Css("[data-testid=inspector-action]")).await?.select_by_value("collect").await?;
+    wait_until(watcher, "the verdict and action filter", &inspector_state("live")).await?;
+    let (late_article, late) = served_params(channel, "grpc-late").await?;
+    report(channel, &late[1], Verdict::Accepted).await?;
+    report(channel, &late[1].replace(r#""userId":"grpc-late""#, r#""userId":"eve""#), Verdict::Rejected).await?;
+    wait_until(
+        watcher,
+        "the second forgery",
+        &exists(&entry_selector("eve", "collect", "rejected", Some(late_article))),
+    )
+    .await?;
+    let shown: Vec<(String, String)> = serde_json::from_value(
+        watcher
+            .execute(
+                r#"return [...document.querySelectorAll("[data-testid=inspector-entry]")]
+                    .map((e) => [e.dataset.action, e.dataset.verdict]);"#,
+                vec![],
+            )
+            .await?,
+    )?;
+    assert!(shown.len() >= 2, "{shown:?}");
+    assert!(shown.iter().all(|(action, verdict)| action == "collect" && verdict == "rejected"), "{shown:?}");
+    watcher.find(Locator::Css("[data-testid=inspector-verdict-filter]")).await?.select_by_value("all").await?;
+    watcher.find(Locator::Css("[data-testid=inspector-action]")).await?.select_by_value("all").await?;
+    wait_until(watcher, "everything again", &exists(&accepted)).await?;
+
+    // The list exports as a JSON file.
+    click(watcher, "[data-testid=inspector-export]").await?;
+    let href = watcher.find(Locator::Css("[data-testid=inspector-export]")).await?.attr("href").await?;
+    assert!(href.is_some_and(|href| href.starts_with("data:application/json")), "the export link");
+    wait_until(watcher, "the inspector's stream", &inspector_state("live")).await
+}
+
 #[tokio::test]
 async fn feed_page_works_in_headless_chromium() -> TestResult {
     let root = workspace_root();
@@ -403,6 +615,22 @@ async fn feed_page_works_in_headless_chromium() -> TestResult {
     )?;
     wait_for_port("chromedriver", driver_port, &mut driver).await?;
 
+    // A second browser (its own Chromium and profile) for the inspector, idle until it is used;
+    // started first, so that its start-up does not overlap the first page load's timing.
+    let (watcher, watcher_profile) = open_browser(driver_port).await?;
+    let (client, profile) = open_browser(driver_port).await?;
+
+    let restart = || start_server(port, data_dir.path(), &dist, &out);
+    let result = exercise_page(&client, &watcher, port, &mut server, &restart, &out, &wasm).await;
+    client.close().await?;
+    watcher.close().await?;
+    drop(profile);
+    drop(watcher_profile);
+    result
+}
+
+/// A new browser session: its own headless Chromium with a fresh profile.
+async fn open_browser(driver_port: u16) -> TestResult<(Client, BrowserProfile)> {
     let profile = BrowserProfile { dir: tempfile::tempdir()? };
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
@@ -427,12 +655,7 @@ async fn feed_page_works_in_headless_chromium() -> TestResult {
         .capabilities(capabilities)
         .connect(&format!("http://127.0.0.1:{driver_port}"))
         .await?;
-
-    let restart = || start_server(port, data_dir.path(), &dist, &out);
-    let result = exercise_page(&client, port, &mut server, &restart, &out, &wasm).await;
-    client.close().await?;
-    drop(profile);
-    result
+    Ok((client, profile))
 }
 
 /// `reco serve` on `port` with the admin token, its log appended to `out/server.log`.
@@ -480,6 +703,7 @@ fn import_one(port: u16, out: &Path, id: i64, channel_id: i32) -> TestResult {
 
 async fn exercise_page(
     client: &Client,
+    watcher: &Client,
     port: u16,
     server: &mut Process,
     restart: &dyn Fn() -> TestResult<Process>,
@@ -708,6 +932,9 @@ async fn exercise_page(
     )
     .await?;
 
+    // The live inspector on a second page sees this page's events and a gRPC client's.
+    exercise_inspector(client, watcher, &url, &channel, user).await?;
+
     // The server goes away: the page says so and offers a retry.
     server.kill();
     click(client, "[data-testid=refresh]").await?;
@@ -726,6 +953,9 @@ async fn exercise_page(
         r#"return document.querySelector("[data-testid=live-status]")?.dataset.state === "down";"#,
     )
     .await?;
+    wait_until(watcher, "the inspector to notice", &inspector_state("down")).await?;
+    let down = client.find(Locator::Css("[data-testid=inspector-status]")).await?.text().await?;
+    assert!(down.contains("disconnected") && down.contains("reconnecting"), "the inspector says: {down}");
     screenshot(client, &out.join("error.png")).await?;
 
     // It comes back: the push stream reconnects on its own.
@@ -737,6 +967,15 @@ async fn exercise_page(
         r#"return document.querySelector("[data-testid=live-status]")?.dataset.state === "live";"#,
     )
     .await?;
+    // So does the inspector's event stream, and events flow again.
+    wait_until(watcher, "the inspector after the restart", &inspector_state("live")).await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect().await?;
+    let (_, params) = served_params(&channel, "grpc-after-restart").await?;
+    let sent = Instant::now();
+    report(&channel, &params[0], Verdict::Accepted).await?;
+    let selector = entry_selector("grpc-after-restart", "click", "accepted", None);
+    wait_until(watcher, "an event after the restart", &exists(&selector)).await?;
+    eprintln!("inspector: an event after the server restart shown {:?} after it was reported", sent.elapsed());
 
     let gzip = gzip_len(wasm)?;
     eprintln!(
