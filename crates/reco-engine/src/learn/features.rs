@@ -216,7 +216,11 @@ pub struct Context {
 /// A score and what it is made of.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
+    /// The behaviour ranker's logit: its weights over the article's audience statistics and
+    /// the personal ranker's logit (see [`super::behaviour`]).
     pub logit: f64,
+    /// The personal ranker's logit alone (the FTRL model's features).
+    pub ranker: f64,
     pub probability: f64,
     pub demotion: f64,
 }
@@ -287,10 +291,11 @@ impl Learner {
 
     /// The model's view of `article` for `who` now.
     pub fn predict(&self, world: &World<'_>, who: Who<'_>, article: &Article, ctx: &Context) -> Prediction {
-        let mut logit = 0.0;
-        self.features(world, who, article, ctx, |f| logit += self.model.weight(f.hash(&who)));
+        let mut ranker = 0.0;
+        self.features(world, who, article, ctx, |f| ranker += self.model.weight(f.hash(&who)));
+        let logit = self.behaviour.score(&self.behaviour_inputs(world.learn, article.id, ctx.now_ms, ranker));
         let demotion = who.profile.map_or(1.0, |p| p.demotion(article));
-        Prediction { logit, probability: sigmoid(logit), demotion }
+        Prediction { logit, ranker, probability: sigmoid(logit), demotion }
     }
 
     /// Each feature with its weight now.

@@ -6,7 +6,12 @@ use serde::{Deserialize, Serialize};
 use crate::mem;
 use crate::model::{Action, Article, ArticleId};
 
+use super::behaviour::{Impression, Inputs, MAX_OPEN_IMPRESSIONS};
 use super::{Context, LearnConfig, Learner, World, user_key};
+
+/// Articles one impression learns from at most (feeds ask 1..=100; a longer logged impression
+/// learns from its first 128): with [`MAX_OPEN_IMPRESSIONS`], at most 32 MiB per learner copy.
+const MAX_IMPRESSION_ITEMS: usize = 128;
 
 /// An open exposure window: the features as they were at exposure, trained when it closes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,10 +44,14 @@ impl Learner {
         let key = (user_key(user), article.id);
         match action {
             Action::Exposure => {
-                self.exposures.entry(article.id).or_default().exposed(ctx.now_ms, cfg.ctr_half_life_ms);
                 // Copied into an allocation of its length: shrinking the vector in place would
                 // keep its capacity's block (mimalloc reallocs in place down to half).
                 let features: Box<[u64]> = self.hashed(world, user, article, ctx).as_slice().into();
+                // The impression learns from the inputs as they were when it was ranked.
+                let ranker = features.iter().map(|f| self.model.weight(*f)).sum();
+                let inputs = self.behaviour_inputs(cfg, article.id, ctx.now_ms, ranker);
+                self.shown(cfg, key.0, article.id, inputs, ctx.now_ms);
+                self.exposures.entry(article.id).or_default().exposed(ctx.now_ms, cfg);
                 let expires = ctx.now_ms.saturating_add(cfg.negative_window_ms);
                 let pending = Pending { expires, features };
                 self.pending_bytes += pending.cost();
@@ -76,12 +85,51 @@ impl Learner {
                 let features = self.take_pending(key).unwrap_or_else(|| self.hashed(world, user, article, ctx).into());
                 self.model.update(&cfg.ftrl, &features, true, weight, cfg.model_capacity());
                 if let Some(e) = self.exposures.get_mut(&article.id) {
-                    e.engaged(ctx.now_ms, cfg.ctr_half_life_ms);
+                    e.engaged(ctx.now_ms, cfg);
+                }
+                if let Some(item) = self
+                    .impressions
+                    .get_mut(&key.0)
+                    .and_then(|i| i.items.iter_mut().find(|(id, _, _)| *id == article.id))
+                {
+                    item.2 = true;
                 }
                 if action != Action::Read || read_ms >= cfg.long_read_ms {
                     self.like(cfg, world, user, article, ctx.now_ms);
                 }
             }
+        }
+    }
+
+    /// Adds an article to `user`'s impression at `now_ms`, closing their earlier one.
+    fn shown(&mut self, cfg: &LearnConfig, user: u64, article: ArticleId, inputs: Inputs, now_ms: i64) {
+        if self.impressions.get(&user).is_some_and(|i| i.at != now_ms) {
+            self.close_impression(cfg, user);
+        }
+        let expires = now_ms.saturating_add(cfg.negative_window_ms);
+        let impression = self.impressions.entry(user).or_insert_with(|| {
+            self.impression_queue.push_back((expires, user, now_ms));
+            Impression { at: now_ms, expires, items: Vec::new() }
+        });
+        if impression.items.len() < MAX_IMPRESSION_ITEMS {
+            impression.items.push((article, inputs, false));
+        }
+        while self.impressions.len() > MAX_OPEN_IMPRESSIONS {
+            let Some((_, user, at)) = self.impression_queue.pop_front() else { break };
+            if self.impressions.get(&user).is_some_and(|i| i.at == at) {
+                self.close_impression(cfg, user);
+            }
+        }
+        if self.impression_queue.len() > 2 * self.impressions.len() + 1024 {
+            let open = &self.impressions;
+            self.impression_queue.retain(|&(_, u, at)| open.get(&u).is_some_and(|i| i.at == at));
+        }
+    }
+
+    /// Learns from `user`'s open impression and forgets it.
+    fn close_impression(&mut self, cfg: &LearnConfig, user: u64) {
+        if let Some(impression) = self.impressions.remove(&user) {
+            self.behaviour.learn(cfg.behaviour_rate, &impression.items);
         }
     }
 
@@ -97,6 +145,15 @@ impl Learner {
             return;
         }
         self.clock = now_ms;
+        while let Some(&(t, user, at)) = self.impression_queue.front() {
+            if t > now_ms {
+                break;
+            }
+            self.impression_queue.pop_front();
+            if self.impressions.get(&user).is_some_and(|i| i.at == at) {
+                self.close_impression(cfg, user);
+            }
+        }
         while let Some(&(t, u, a)) = self.queue.front() {
             if t > now_ms {
                 break;

@@ -17,6 +17,7 @@
 //! nothing, exactly zero, go first, then the smallest). Every bound is applied by
 //! [`Learner::apply`] itself, so the learned state stays a pure function of the log.
 
+pub mod behaviour;
 mod features;
 mod labels;
 mod profile;
@@ -75,6 +76,10 @@ pub struct LearnConfig {
     pub ctr_half_life_ms: i64,
     pub ctr_prior_clicks: f64,
     pub ctr_prior_exposures: f64,
+    /// The half-life of the behaviour ranker's short-term counts ([`behaviour::inputs`]).
+    pub recent_half_life_ms: i64,
+    /// The behaviour ranker's AdaGrad step ([`behaviour::Behaviour::learn`]).
+    pub behaviour_rate: f64,
 }
 
 impl LearnConfig {
@@ -107,6 +112,8 @@ impl Default for LearnConfig {
             ctr_half_life_ms: 12 * 3_600_000,
             ctr_prior_clicks: 1.0,
             ctr_prior_exposures: 20.0,
+            recent_half_life_ms: 3_600_000,
+            behaviour_rate: 0.05,
         }
     }
 }
@@ -120,6 +127,11 @@ pub(crate) struct Engagement {
     decayed: f32,
     positives: f32,
     at: i64,
+    /// The same over a short half-life (`LearnConfig::recent_half_life_ms`), decayed to
+    /// `recent_at`.
+    recent_exposures: f32,
+    recent_positives: f32,
+    recent_at: i64,
 }
 
 impl Engagement {
@@ -132,15 +144,36 @@ impl Engagement {
         Engagement { decayed: self.decayed * factor, positives: self.positives * factor, at: now_ms, ..self }
     }
 
-    pub(crate) fn exposed(&mut self, now_ms: i64, half_life_ms: i64) {
-        *self = self.at(now_ms, half_life_ms);
-        self.count = self.count.saturating_add(1);
-        self.decayed += 1.0;
+    /// The short-term (exposures, positives) decayed to `now_ms`.
+    fn recent_at(&self, now_ms: i64, half_life_ms: i64) -> (f32, f32) {
+        if now_ms <= self.recent_at {
+            return (self.recent_exposures, self.recent_positives);
+        }
+        let factor = (-((now_ms - self.recent_at) as f64) / half_life_ms.max(1) as f64).exp2() as f32;
+        (self.recent_exposures * factor, self.recent_positives * factor)
     }
 
-    pub(crate) fn engaged(&mut self, now_ms: i64, half_life_ms: i64) {
-        *self = self.at(now_ms, half_life_ms);
+    fn moved_to(&mut self, now_ms: i64, cfg: &LearnConfig) {
+        let (exposures, positives) = self.recent_at(now_ms, cfg.recent_half_life_ms);
+        *self = Engagement {
+            recent_exposures: exposures,
+            recent_positives: positives,
+            recent_at: now_ms.max(self.recent_at),
+            ..self.at(now_ms, cfg.ctr_half_life_ms)
+        };
+    }
+
+    pub(crate) fn exposed(&mut self, now_ms: i64, cfg: &LearnConfig) {
+        self.moved_to(now_ms, cfg);
+        self.count = self.count.saturating_add(1);
+        self.decayed += 1.0;
+        self.recent_exposures += 1.0;
+    }
+
+    pub(crate) fn engaged(&mut self, now_ms: i64, cfg: &LearnConfig) {
+        self.moved_to(now_ms, cfg);
         self.positives += 1.0;
+        self.recent_positives += 1.0;
     }
 }
 
@@ -151,6 +184,11 @@ pub struct Learner {
     coengaged: FxHashMap<ArticleId, Vec<(ArticleId, f32)>>,
     exposures: FxHashMap<ArticleId, Engagement>,
     pending: FxHashMap<(u64, ArticleId), Pending>,
+    /// The behaviour ranker and the impressions it learns from, open per user, with their
+    /// (expiry, user hash, time) in arrival order.
+    pub behaviour: behaviour::Behaviour,
+    impressions: FxHashMap<u64, behaviour::Impression>,
+    impression_queue: VecDeque<(i64, u64, i64)>,
     /// (expiry, user hash, article) in arrival order.
     queue: VecDeque<(i64, u64, ArticleId)>,
     pub stats: Stats,
@@ -204,6 +242,14 @@ impl Learner {
     /// The article's click-through rate at `now_ms`: positives over exposures, each weighing
     /// `2^(-age / half_life)`, smoothed toward the prior (`ctr_prior_clicks` in
     /// `ctr_prior_exposures`).
+    /// The behaviour ranker's inputs for the article at `now_ms`, with the personal ranker's
+    /// logit `ranker`.
+    pub fn behaviour_inputs(&self, cfg: &LearnConfig, id: ArticleId, now_ms: i64, ranker: f64) -> behaviour::Inputs {
+        let mut x = behaviour::inputs(cfg, &self.exposures.get(&id).copied().unwrap_or_default(), now_ms);
+        x[behaviour::RANKER] = ranker.clamp(-20.0, 20.0) as f32;
+        x
+    }
+
     pub fn ctr(&self, cfg: &LearnConfig, id: ArticleId, now_ms: i64) -> f64 {
         let e = self.exposures.get(&id).copied().unwrap_or_default().at(now_ms, cfg.ctr_half_life_ms);
         (f64::from(e.positives) + cfg.ctr_prior_clicks) / (f64::from(e.decayed) + cfg.ctr_prior_exposures)
@@ -478,7 +524,7 @@ mod tests {
         assert_eq!(l.negatives, 0);
         l.advance(&s.cfg, s.cfg.negative_window_ms);
         assert_eq!((l.pending(), l.negatives), (0, 1));
-        let p = |id| l.predict(&s.world(), l.who("u"), s.catalog.get(id).unwrap(), &Context::default()).logit;
+        let p = |id| l.predict(&s.world(), l.who("u"), s.catalog.get(id).unwrap(), &Context::default()).ranker;
         assert!(p(1) > 0.0 && p(2) < 0.0 && p(3) > 0.0, "clicked up, skipped down, same topic up");
     }
 
