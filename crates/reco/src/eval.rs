@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use reco_engine::EngineConfig;
+use reco_engine::learn::Families;
 use reco_eval::fixture::{FixtureConfig, generate};
 use reco_eval::mind::{Parsed, Skip, count_by_kind, read_behaviors, read_news};
 use reco_eval::{DecayedCtr, NewsIndex, Popularity, Random, RecentCtr, RecoScorer, Scorer, map_news, replay};
@@ -24,6 +25,10 @@ pub struct EvalArgs {
     /// Seed of the random baseline.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Parts of the engine's ranker to switch off, comma-separated, for ablations: behaviour,
+    /// ranker, ctr, article, personal, popularity, age, context.
+    #[arg(long, value_parser = Families::parse, default_value = "")]
+    without: Families,
 }
 
 #[derive(clap::Args)]
@@ -66,7 +71,12 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         map.without_content
     );
     let index = NewsIndex::new(news.records);
-    let reco = RecoScorer::new(map, EngineConfig::default()).context("cannot build the engine's catalog")?;
+    let mut config = EngineConfig::default();
+    config.learn.off = args.without;
+    if args.without != Families::default() {
+        println!("engine without={}", args.without.names());
+    }
+    let reco = RecoScorer::new(map, config).context("cannot build the engine's catalog")?;
     let mut scorers: Vec<Box<dyn Scorer>> = vec![
         Box::new(reco),
         Box::new(Random::new(args.seed)),

@@ -259,3 +259,29 @@ fn logs_with_nothing_to_score_are_reported_not_crashed_on() {
     assert!(!text.contains("scorer="), "{text}");
     assert!(stderr(&output).contains("no impression could be scored"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_family_switched_off_is_named_and_costs_what_it_earns() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&FixtureConfig::default()).write_to(dir.path()).unwrap();
+    let auc = |without: &str| {
+        let output =
+            run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv", "--without", without], dir.path());
+        let text = stdout(&output);
+        assert!(output.status.success(), "{text}{}", stderr(&output));
+        let line = text.lines().find(|l| l.starts_with("scorer=reco ")).expect("a reco line");
+        (scorer_line(line).auc, text)
+    };
+    let (all, text) = auc("");
+    assert!(!text.contains("engine without="), "nothing is off by default: {text}");
+    // The fixture's clicks follow hidden interests: without the personal features the engine
+    // loses most of its margin.
+    let (without_personal, text) = auc("personal,article");
+    assert!(text.contains("engine without=article,personal"), "{text}");
+    assert!(without_personal < all - 0.05, "{without_personal} vs {all}");
+
+    let output =
+        run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv", "--without", "everything"], dir.path());
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("unknown family \"everything\" (known: behaviour, ranker"), "{}", stderr(&output));
+}

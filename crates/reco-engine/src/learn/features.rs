@@ -258,18 +258,35 @@ impl Learner {
     ) {
         let age_hours = (ctx.now_ms - article.publish_time).max(0) as f64 / 3_600_000.0;
         let popularity = world.popularity.value(world.hot.popularity_log2(article.id), ctx.now_ms);
+        let off = world.learn.off;
+        let on = |family: &str| off == Default::default() || !off.has(family);
         emit(Feature::Bias);
-        emit(Feature::Article(article.id));
-        emit(Feature::Channel(article.channel_id));
-        emit(Feature::Age(log2_bucket(age_hours)));
-        emit(Feature::Popularity(log2_bucket(popularity)));
-        emit(Feature::Exposures(log2_bucket(f64::from(self.exposures(article.id)))));
-        emit(Feature::Ctr(ctr_bucket(self.ctr(world.learn, article.id, ctx.now_ms))));
-        emit(Feature::Position(ctx.position.unwrap_or(0).min(20) as u8));
-        for (i, (source, _)) in Sources::NAMED.iter().enumerate() {
-            if ctx.sources.contains(*source) {
-                emit(Feature::Source(i as u8));
+        if on("article") {
+            emit(Feature::Article(article.id));
+        }
+        if on("context") {
+            emit(Feature::Channel(article.channel_id));
+        }
+        if on("age") {
+            emit(Feature::Age(log2_bucket(age_hours)));
+        }
+        if on("popularity") {
+            emit(Feature::Popularity(log2_bucket(popularity)));
+            emit(Feature::Exposures(log2_bucket(f64::from(self.exposures(article.id)))));
+        }
+        if on("ctr") {
+            emit(Feature::Ctr(ctr_bucket(self.ctr(world.learn, article.id, ctx.now_ms))));
+        }
+        if on("context") {
+            emit(Feature::Position(ctx.position.unwrap_or(0).min(20) as u8));
+            for (i, (source, _)) in Sources::NAMED.iter().enumerate() {
+                if ctx.sources.contains(*source) {
+                    emit(Feature::Source(i as u8));
+                }
             }
+        }
+        if !on("personal") {
+            return;
         }
         emit(Feature::UserChannel(article.channel_id));
         let tokens = world.text.tokens(article.id);
@@ -293,7 +310,11 @@ impl Learner {
     pub fn predict(&self, world: &World<'_>, who: Who<'_>, article: &Article, ctx: &Context) -> Prediction {
         let mut ranker = 0.0;
         self.features(world, who, article, ctx, |f| ranker += self.model.weight(f.hash(&who)));
-        let logit = self.behaviour.score(&self.behaviour_inputs(world.learn, article.id, ctx.now_ms, ranker));
+        let logit = if world.learn.off.has("behaviour") {
+            ranker
+        } else {
+            self.behaviour.score(&self.behaviour_inputs(world.learn, article.id, ctx.now_ms, ranker))
+        };
         let demotion = who.profile.map_or(1.0, |p| p.demotion(article));
         Prediction { logit, ranker, probability: sigmoid(logit), demotion }
     }

@@ -80,6 +80,49 @@ pub struct LearnConfig {
     pub recent_half_life_ms: i64,
     /// The behaviour ranker's AdaGrad step ([`behaviour::Behaviour::learn`]).
     pub behaviour_rate: f64,
+    /// Parts of the ranker switched off, for ablations (`reco eval --without`); none online.
+    #[serde(skip)]
+    pub off: Families,
+}
+
+/// Parts of the ranker, as `reco eval --without` names them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Families(u16);
+
+impl Families {
+    /// Every family with its name and what it is.
+    pub const NAMED: [(Families, &'static str, &'static str); 8] = [
+        (Families(1), "behaviour", "the behaviour ranker (the score is the personal ranker's alone)"),
+        (Families(1 << 1), "ranker", "the personal ranker's logit as a behaviour input"),
+        (Families(1 << 2), "ctr", "the article's decayed CTR bucket"),
+        (Families(1 << 3), "article", "the per-article weight"),
+        (Families(1 << 4), "personal", "profile similarity, channel affinity, user x channel, user x token"),
+        (Families(1 << 5), "popularity", "the popularity and exposure buckets"),
+        (Families(1 << 6), "age", "the age bucket"),
+        (Families(1 << 7), "context", "the position, the sources and the channel"),
+    ];
+
+    /// A comma-separated list of names; an unknown name is an error naming the known ones.
+    pub fn parse(list: &str) -> Result<Families, String> {
+        let mut out = Families::default();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let Some((f, _, _)) = Self::NAMED.iter().find(|(_, n, _)| *n == name) else {
+                let known: Vec<&str> = Self::NAMED.iter().map(|(_, n, _)| *n).collect();
+                return Err(format!("unknown family {name:?} (known: {})", known.join(", ")));
+            };
+            out.0 |= f.0;
+        }
+        Ok(out)
+    }
+
+    pub fn has(self, name: &str) -> bool {
+        Self::NAMED.iter().any(|(f, n, _)| *n == name && self.0 & f.0 != 0)
+    }
+
+    /// The names switched off, comma-separated ("" for none).
+    pub fn names(self) -> String {
+        Self::NAMED.iter().filter(|(f, _, _)| self.0 & f.0 != 0).map(|(_, n, _)| *n).collect::<Vec<_>>().join(",")
+    }
 }
 
 impl LearnConfig {
@@ -114,6 +157,7 @@ impl Default for LearnConfig {
             ctr_prior_exposures: 20.0,
             recent_half_life_ms: 3_600_000,
             behaviour_rate: 0.05,
+            off: Families::default(),
         }
     }
 }
@@ -246,7 +290,9 @@ impl Learner {
     /// logit `ranker`.
     pub fn behaviour_inputs(&self, cfg: &LearnConfig, id: ArticleId, now_ms: i64, ranker: f64) -> behaviour::Inputs {
         let mut x = behaviour::inputs(cfg, &self.exposures.get(&id).copied().unwrap_or_default(), now_ms);
-        x[behaviour::RANKER] = ranker.clamp(-20.0, 20.0) as f32;
+        if !cfg.off.has("ranker") {
+            x[behaviour::RANKER] = ranker.clamp(-20.0, 20.0) as f32;
+        }
         x
     }
 
