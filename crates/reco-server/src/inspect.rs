@@ -49,7 +49,11 @@ impl EventFilter {
                 format!("channel_ids: {bad} is unknown (known: 0..=25)"),
             ));
         }
-        fn some<T>(v: Vec<T>) -> Option<Vec<T>> {
+        // Each list is a set: repeats collapse, so a filter holds at most every known value
+        // however long the request's lists are.
+        fn some<T: Ord>(mut v: Vec<T>) -> Option<Vec<T>> {
+            v.sort_unstable();
+            v.dedup();
             (!v.is_empty()).then_some(v)
         }
         Ok(Self {
@@ -143,4 +147,23 @@ pub fn watched(e: &WatchedEvent) -> v1::WatchedEvent {
         out.bucket = head.rsplit_once(".b").and_then(|(_, b)| b.parse().ok()).unwrap_or(0);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_filter_values_collapse_to_the_known_ones() {
+        let r = v1::EventWatchRequest {
+            actions: vec!["click".into(); 10_000],
+            verdicts: vec![3; 10_000],
+            channel_ids: (0..10_000).map(|i| i % 26).collect(),
+            ..Default::default()
+        };
+        let f = EventFilter::parse(r).unwrap();
+        assert_eq!(f.actions.as_deref(), Some(&["click".to_owned()][..]));
+        assert_eq!(f.verdicts.as_deref(), Some(&[3][..]));
+        assert_eq!(f.channels.map(|c| c.len()), Some(26));
+    }
 }
