@@ -141,6 +141,38 @@ impl Metrics {
     }
 }
 
+/// The per-impression AUC difference between two scorers over the same impressions, for a
+/// paired comparison: its mean, and the half-width of its 95 % confidence interval (normal
+/// approximation, `1.96 * sd / sqrt(n)`). Pairing removes what the impressions share (how
+/// hard each one is), so it separates two scorers that overlap in their own intervals.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Paired {
+    pub impressions: usize,
+    sum: f64,
+    sum_of_squares: f64,
+}
+
+impl Paired {
+    /// One impression: `a`'s AUC minus `b`'s.
+    pub fn add(&mut self, difference: f64) {
+        self.impressions += 1;
+        self.sum += difference;
+        self.sum_of_squares += difference * difference;
+    }
+
+    /// The mean difference (NaN over none).
+    pub fn mean(&self) -> f64 {
+        self.sum / self.impressions as f64
+    }
+
+    /// Half the width of the 95 % confidence interval of [`Paired::mean`] (NaN under two).
+    pub fn ci95(&self) -> f64 {
+        let n = self.impressions as f64;
+        let variance = ((self.sum_of_squares - self.sum * self.sum / n) / (n - 1.0)).max(0.0);
+        1.96 * (variance / n).sqrt()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +261,22 @@ mod tests {
         let half_ndcg = (1.0 + 1.0 / 3f64.log2()) / 2.0;
         assert!(close(metrics.ndcg5(), half_ndcg));
         assert!(close(metrics.ndcg10(), half_ndcg));
+    }
+
+    #[test]
+    fn paired_differences_give_a_mean_and_an_interval() {
+        let mut p = Paired::default();
+        assert!(p.mean().is_nan());
+        for d in [0.1, 0.3, 0.2, 0.2] {
+            p.add(d);
+        }
+        assert_eq!(p.impressions, 4);
+        assert!(close(p.mean(), 0.2), "{}", p.mean());
+        // Sample variance 0.02 / 3; sd / sqrt(4) = 0.040825; times 1.96.
+        assert!((p.ci95() - 1.96 * (0.02f64 / 3.0).sqrt() / 2.0).abs() < 1e-12, "{}", p.ci95());
+        // The same difference everywhere is certain.
+        let mut same = Paired::default();
+        (0..3).for_each(|_| same.add(0.05));
+        assert!(same.ci95() < 1e-9, "{}", same.ci95());
     }
 }

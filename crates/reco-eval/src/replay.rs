@@ -6,7 +6,7 @@ use std::fmt;
 use rustc_hash::FxHashSet;
 
 use crate::EvalError;
-use crate::metrics::{ImpressionMetrics, Metrics};
+use crate::metrics::{ImpressionMetrics, Metrics, Paired};
 use crate::mind::{Impression, NewsId, NewsIndex, Skip, SkipReason, count_by_kind};
 use crate::scorer::{Event, Feedback, Scorer};
 
@@ -53,10 +53,15 @@ impl fmt::Display for Counts {
 pub struct ScorerReport {
     pub name: String,
     pub metrics: Metrics,
+    /// The first scorer's AUC minus this one's, impression by impression (the first's own is
+    /// all zeros).
+    pub first_minus_this: Paired,
 }
 
 /// The outcome of [`replay`]. Its `Display` prints one line per scorer:
-/// `scorer=<name> impressions=<n> auc=<x> mrr=<x> ndcg5=<x> ndcg10=<x>`.
+/// `scorer=<name> impressions=<n> auc=<x> mrr=<x> ndcg5=<x> ndcg10=<x>`, then one per scorer
+/// after the first, comparing the first with it over the same impressions:
+/// `paired=<first>-<name> auc_diff=<mean> ci95=<half-width>`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     pub scorers: Vec<ScorerReport>,
@@ -86,6 +91,12 @@ impl fmt::Display for Report {
                 m.ndcg10()
             )?;
         }
+        if let Some((first, others)) = self.scorers.split_first() {
+            for s in others {
+                let p = &s.first_minus_this;
+                writeln!(f, "paired={}-{} auc_diff={:+.4} ci95={:.4}", first.name, s.name, p.mean(), p.ci95())?;
+            }
+        }
         Ok(())
     }
 }
@@ -107,6 +118,8 @@ pub fn replay(
 
     let mut counts = Counts { impressions: impressions.len(), ..Counts::default() };
     let mut metrics = vec![Metrics::default(); scorers.len()];
+    let mut paired = vec![Paired::default(); scorers.len()];
+    let mut aucs: Vec<f64> = Vec::with_capacity(scorers.len());
     let mut skipped = Vec::new();
     let mut seen_users = FxHashSet::default();
     let mut ids: Vec<NewsId> = Vec::new();
@@ -148,6 +161,7 @@ pub fn replay(
         match skip {
             Some(reason) => skipped.push(Skip { line: imp.line, reason }),
             None => {
+                aucs.clear();
                 for (scorer, metrics) in scorers.iter_mut().zip(&mut metrics) {
                     let scores = scorer.score(&imp.user, imp.time_ms, &ids);
                     if scores.len() != ids.len() {
@@ -160,6 +174,12 @@ pub fn replay(
                     // Both classes are present, so the metrics exist.
                     if let Some(m) = ImpressionMetrics::compute(&labels, &scores) {
                         metrics.add(m);
+                        aucs.push(m.auc);
+                    }
+                }
+                if let Some((&first, _)) = aucs.split_first() {
+                    for (p, auc) in paired.iter_mut().zip(&aucs) {
+                        p.add(first - auc);
                     }
                 }
                 counts.scored += 1;
@@ -175,8 +195,12 @@ pub fn replay(
     }
 
     counts.skipped = count_by_kind(&skipped);
-    let scorers =
-        scorers.iter().zip(metrics).map(|(s, metrics)| ScorerReport { name: s.name().to_string(), metrics }).collect();
+    let scorers = scorers
+        .iter()
+        .zip(metrics)
+        .zip(paired)
+        .map(|((s, metrics), first_minus_this)| ScorerReport { name: s.name().to_string(), metrics, first_minus_this })
+        .collect();
     Ok(Report { scorers, counts, skipped })
 }
 

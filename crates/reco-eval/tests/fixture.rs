@@ -97,6 +97,7 @@ fn the_report_prints_one_line_per_scorer() {
     let text = report.to_string();
     let names: Vec<&str> = text
         .lines()
+        .filter(|line| !line.starts_with("paired="))
         .map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let keys: Vec<&str> = fields.iter().map(|f| f.split('=').next().unwrap()).collect();
@@ -111,6 +112,9 @@ fn the_report_prints_one_line_per_scorer() {
         })
         .collect();
     assert_eq!(names, ["scorer=random", "scorer=popularity", "scorer=recent_ctr", "scorer=decayed_ctr"]);
+    // Then the first scorer paired with each of the others.
+    let paired: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("paired=")?.split(' ').next()).collect();
+    assert_eq!(paired, ["random-popularity", "random-recent_ctr", "random-decayed_ctr"]);
 }
 
 #[test]

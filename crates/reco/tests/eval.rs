@@ -164,12 +164,24 @@ fn eval_on_the_fixture_reports_skips_and_beats_popularity() {
     assert!(err.contains("news.tsv: line ") && err.contains(": duplicate news id N1: skipped"), "{err}");
     assert!(err.contains("behaviors.tsv: line ") && err.contains(": no clicked candidate: skipped"), "{err}");
 
-    // The last lines are exactly the scorer lines, the full engine first.
+    // The last lines are exactly the scorer lines, the full engine first, then the engine
+    // paired with each of the others.
     let lines: Vec<&str> = text.lines().collect();
-    let scorers: Vec<ScorerLine> = lines[lines.len() - 5..].iter().map(|l| scorer_line(l)).collect();
+    let (scorer_lines, paired_lines) = lines[lines.len() - 9..].split_at(5);
+    let scorers: Vec<ScorerLine> = scorer_lines.iter().map(|l| scorer_line(l)).collect();
     let names: Vec<&str> = scorers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["reco", "random", "popularity", "recent_ctr", "decayed_ctr"]);
-    assert!(!lines[lines.len() - 6].starts_with("scorer="));
+    assert!(!lines[lines.len() - 10].starts_with("scorer="));
+    for (line, other) in paired_lines.iter().zip(&scorers[1..]) {
+        let fields: Vec<(&str, &str)> = line.split(' ').map(|kv| kv.split_once('=').unwrap()).collect();
+        assert_eq!(fields[0], ("paired", format!("reco-{}", other.name).as_str()), "{line}");
+        assert_eq!((fields[1].0, fields[2].0), ("auc_diff", "ci95"), "{line}");
+        // Paired over the same impressions, the mean difference is the difference of means.
+        let diff: f64 = fields[1].1.parse().unwrap();
+        assert!((diff - (scorers[0].auc - other.auc)).abs() < 2e-4, "{line} vs {:?} {other:?}", scorers[0]);
+        let ci95: f64 = fields[2].1.parse().unwrap();
+        assert!(ci95 > 0.0 && ci95 < 0.1, "{line}");
+    }
     let scored = config.impressions + i.without_content_only;
     assert!(scorers.iter().all(|s| s.impressions == scored), "{scorers:?}");
 
