@@ -91,6 +91,12 @@ fn a_click_changes_the_very_next_feed() {
         "explain shows a learned personal weight: {:?}",
         why.contributions
     );
+    // And the audience's terms of the behaviour ranker, which make the rest of the logit.
+    assert!(
+        why.contributions.iter().any(|(f, w)| f == "audience:ctr_log_odds" && *w < 0.0),
+        "explain shows the article's click-through rate (a prior of 1 in 20: negative log-odds): {:?}",
+        why.contributions
+    );
     let stranger = e.explain("u2", related.id, NOW + 3_000).unwrap();
     assert!(why.score > stranger.score, "the liking user scores the related article higher");
 }

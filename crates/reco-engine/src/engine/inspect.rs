@@ -3,7 +3,7 @@
 
 use crate::catalog::{Catalog, Retraction};
 use crate::feed::{self, Exclusion};
-use crate::learn::{Context, Feature};
+use crate::learn::{Context, Feature, behaviour};
 use crate::model::{ALL_CHANNELS, Article, ArticleId, Channel};
 use crate::params::{ParamError, TrackParam};
 use crate::stats::StatKey;
@@ -110,6 +110,23 @@ impl<S: Store> Engine<S> {
             .filter(|(_, w)| *w != 0.0)
             .map(|(f, w): (Feature, f64)| (f.describe(&token_text), w))
             .collect();
+        if !self.config.learn.off.has("behaviour") {
+            // The logit is the behaviour ranker's: its terms on the audience's statistics, and
+            // the personal ranker's features through its weight on their sum.
+            let weights = learner.behaviour.weights;
+            let inputs = learner.behaviour_inputs(&self.config.learn, article_id, now_ms, prediction.ranker);
+            let through = if self.config.learn.off.has("ranker") { 0.0 } else { weights[behaviour::RANKER] };
+            for (_, w) in &mut contributions {
+                *w *= through;
+            }
+            contributions.retain(|(_, w)| *w != 0.0);
+            let audience = (0..behaviour::INPUTS).filter(|&i| i != behaviour::RANKER);
+            contributions.extend(
+                audience
+                    .map(|i| (format!("audience:{}", behaviour::INPUT_NAMES[i]), weights[i] * f64::from(inputs[i])))
+                    .filter(|(_, w)| *w != 0.0),
+            );
+        }
         contributions.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
         contributions.truncate(10);
         Ok(Explanation {

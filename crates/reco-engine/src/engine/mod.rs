@@ -177,7 +177,10 @@ pub struct Explanation {
     pub probability: f64,
     pub demotion: f64,
     pub hidden: bool,
-    /// Feature name and weight, largest magnitude first, at most 10, zeros left out.
+    /// What the logit is made of, largest magnitude first, at most 10, zeros left out: the
+    /// behaviour ranker's terms on the article's audience (`audience:<input>`, weight times
+    /// input) and the personal ranker's features (their weights times the behaviour ranker's
+    /// weight on the personal logit). All of them sum to the logit.
     pub contributions: Vec<(String, f64)>,
 }
 
