@@ -173,6 +173,7 @@ pub fn map_news(news: &[News], impressions: &[Impression]) -> ArticleMap {
 
 /// The engine over an in-memory store, fed by the replay: `scorer=reco`.
 pub struct RecoScorer {
+    name: String,
     engine: Engine<MemStore>,
     ids: FxHashMap<NewsId, ArticleId>,
     scratch: Vec<ArticleId>,
@@ -186,7 +187,13 @@ impl RecoScorer {
         let store = MemStore::new();
         store.upsert_articles(&map.articles).map_err(reco_engine::EngineError::from)?;
         let engine = Engine::new(store, SECRET, config)?;
-        Ok(Self { engine, ids: map.ids, scratch: Vec::new() })
+        Ok(Self { name: "reco".into(), engine, ids: map.ids, scratch: Vec::new() })
+    }
+
+    /// The same scorer printed as `scorer=<name>` (`reco` by default), to tell engines with
+    /// different configurations apart in one run.
+    pub fn named(self, name: impl Into<String>) -> Self {
+        Self { name: name.into(), ..self }
     }
 
     pub fn engine(&self) -> &Engine<MemStore> {
@@ -196,7 +203,7 @@ impl RecoScorer {
 
 impl Scorer for RecoScorer {
     fn name(&self) -> &str {
-        "reco"
+        &self.name
     }
 
     fn score(&mut self, user: &str, time_ms: i64, candidates: &[NewsId]) -> Vec<f64> {

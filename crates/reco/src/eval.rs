@@ -29,6 +29,12 @@ pub struct EvalArgs {
     /// ranker, ctr, article, personal, popularity, age, context.
     #[arg(long, value_parser = Families::parse, default_value = "")]
     without: Families,
+    /// Families to ablate in the same run: for each, one more engine with it switched off
+    /// (`scorer=reco_without_<family>`), paired with the full engine over the same
+    /// impressions (`paired=reco-reco_without_<family>`), so what each part earns comes with
+    /// its confidence interval.
+    #[arg(long, value_parser = Families::parse, default_value = "")]
+    ablate: Families,
 }
 
 #[derive(clap::Args)]
@@ -76,14 +82,20 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     if args.without != Families::default() {
         println!("engine without={}", args.without.names());
     }
-    let reco = RecoScorer::new(map, config).context("cannot build the engine's catalog")?;
+    let engine =
+        |config: EngineConfig| RecoScorer::new(map.clone(), config).context("cannot build the engine's catalog");
     let mut scorers: Vec<Box<dyn Scorer>> = vec![
-        Box::new(reco),
+        Box::new(engine(config.clone())?),
         Box::new(Random::new(args.seed)),
         Box::new(Popularity::default()),
         Box::new(RecentCtr::default()),
         Box::new(DecayedCtr::default()),
     ];
+    for family in args.ablate.each() {
+        let mut ablated = config.clone();
+        ablated.learn.off = args.without.with(family);
+        scorers.push(Box::new(engine(ablated)?.named(format!("reco_without_{}", family.names()))));
+    }
     let loaded = started.elapsed();
     let report = replay(&behaviors.records, &index, &mut scorers)?;
     let mut unscored = report.skipped.clone();

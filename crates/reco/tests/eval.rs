@@ -297,3 +297,27 @@ fn a_family_switched_off_is_named_and_costs_what_it_earns() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("unknown family \"everything\" (known: behaviour, ranker"), "{}", stderr(&output));
 }
+
+#[test]
+fn ablations_run_beside_the_full_engine_and_are_paired_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(&FixtureConfig::default()).write_to(dir.path()).unwrap();
+    let output =
+        run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv", "--ablate", "personal,age"], dir.path());
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    let line =
+        |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {text}"));
+    let reco = scorer_line(line("scorer=reco "));
+    let without_personal = scorer_line(line("scorer=reco_without_personal "));
+    scorer_line(line("scorer=reco_without_age "));
+    // The full engine is the same as without --ablate, and the ablated one loses the
+    // fixture's personal signal, by more than the paired interval.
+    let plain = stdout(&run(&["eval", "--behaviors", "behaviors.tsv", "--news", "news.tsv"], dir.path()));
+    assert!(plain.contains(line("scorer=reco ")), "{plain}");
+    let paired: BTreeMap<&str, &str> =
+        line("paired=reco-reco_without_personal ").split(' ').skip(1).map(|kv| kv.split_once('=').unwrap()).collect();
+    let (diff, ci95): (f64, f64) = (paired["auc_diff"].parse().unwrap(), paired["ci95"].parse().unwrap());
+    assert!((diff - (reco.auc - without_personal.auc)).abs() < 2e-4, "{text}");
+    assert!(diff > ci95 && diff > 0.05, "{text}");
+}

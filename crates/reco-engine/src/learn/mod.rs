@@ -123,6 +123,16 @@ impl Families {
     pub fn names(self) -> String {
         Self::NAMED.iter().filter(|(f, _, _)| self.0 & f.0 != 0).map(|(_, n, _)| *n).collect::<Vec<_>>().join(",")
     }
+
+    /// The families in `self`, one by one, in [`Families::NAMED`] order.
+    pub fn each(self) -> impl Iterator<Item = Families> {
+        Self::NAMED.into_iter().map(|(f, _, _)| f).filter(move |f| self.0 & f.0 != 0)
+    }
+
+    /// `self` and `other` together.
+    pub fn with(self, other: Families) -> Families {
+        Families(self.0 | other.0)
+    }
 }
 
 impl LearnConfig {
@@ -515,6 +525,17 @@ mod tests {
             summary: String::new(),
             cover: String::new(),
         }
+    }
+
+    #[test]
+    fn families_parse_and_split_one_by_one() {
+        let f = Families::parse("ctr, behaviour,ctr").unwrap();
+        assert_eq!(f.names(), "behaviour,ctr");
+        let each: Vec<String> = f.each().map(Families::names).collect();
+        assert_eq!(each, ["behaviour", "ctr"]);
+        assert_eq!(Families::default().with(Families::parse("age").unwrap()).names(), "age");
+        assert_eq!(Families::default().each().count(), 0);
+        assert!(Families::parse("nope").unwrap_err().contains("known: behaviour, ranker"));
     }
 
     struct Setup {
