@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark of /UserRecommend/user_recommend: the seed's Python reference
-# server (fake data) and `reco serve` (real engine, embedded store), measured in the same run,
-# each pinned to the same core, by the same load generator (reco-load) pinned to the other core.
+# server (fake data), `reco serve` (real engine, embedded store) and the same-bytes baseline (a
+# do-nothing tonic server answering every call with one real reco answer recorded at the start:
+# crates/reco-load/examples/same_bytes.rs), measured in the same run, each pinned to the same
+# core, by the same load generator (reco-load) pinned to the other core. No compression: reco-load
+# neither sends nor accepts compressed messages, so every server answers plain.
 #
 # usage: scripts/bench.sh [RESULTS_DIR]     (default: target/bench/<UTC timestamp>)
 #
+# First, once: start reco on a fresh data dir, record its answer to a refresh of a new user in
+# 推荐 and to the history read of that batch (10 and 100 articles) into answers.bin, stop it.
 # Per repeat: start the reference (taskset -c SERVER_CPUS), run the matrix, stop it (by PID);
-# start reco on a fresh temp data dir the same way, run the matrix, stop it. Every request of
+# the same-bytes baseline the same way (reco-load --checks basic: its answers are the same
+# whoever asks); reco on a fresh temp data dir, run the matrix, stop it. Every request of
 # the matrix is a refresh for one of USERS distinct users (reco ranks, filters, mints signed
 # tracking params and stores the batch). Medians over the repeats go into a markdown table.
-# Then, against reco only: reco-load in history mode, reco-load refreshes over gRPC-Web (HTTP/1.1),
-# and one h2load run (../shared/bench/grpc_load.sh) as a third-party cross-check (identical
+# Then, against reco: reco-load in history mode (and against the same-bytes baseline replaying
+# the recorded history reads), reco-load refreshes over gRPC-Web (HTTP/1.1), and one h2load run (../shared/bench/grpc_load.sh) as a third-party cross-check (identical
 # requests: after the first, those are history reads).
 #
 # environment (all optional):
@@ -18,7 +24,7 @@
 #   REPEAT=3  DURATION=10  WARMUP=2     repeats; measured and warm-up seconds per cell
 #   USERS=100000                         distinct users per cell (each cell uses its own ids)
 #   SERVER_CPUS=0  TOOL_CPUS=1           taskset CPU lists of the server and of reco-load
-#   REF_PORT=18897  RECO_PORT=18898      loopback ports
+#   REF_PORT=18897  RECO_PORT=18898  SAME_PORT=18899   loopback ports
 #   IDLE_PCT=25  IDLE_WAIT=120           before each cell wait (at most IDLE_WAIT s over the whole
 #                                        run) until no core is busier than IDLE_PCT %; recorded
 #   H2LOAD=1                             0 = skip the h2load cross-check
@@ -26,6 +32,8 @@
 #                                        dir, target/bench-baseline) and run the matrix against it
 #                                        in every repeat (the two builds take turns going first):
 #                                        same-run reco/baseline ratios in the summary
+#   BASELINE_BIN=<path>                  use this already-built `reco` binary as the baseline instead
+#                                        of building BASELINE (which then only names it)
 #   VENV=/tmp/seed-venv                  Python venv with grpcio (made by ../shared/bench/setup.sh)
 #   BENCH_DIR=<repo>/../shared/bench     where the reference server and h2load scripts live
 set -euo pipefail
@@ -48,6 +56,7 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 TOOL_CPUS=${TOOL_CPUS:-1}
 REF_PORT=${REF_PORT:-18897}
 RECO_PORT=${RECO_PORT:-18898}
+SAME_PORT=${SAME_PORT:-18899}
 IDLE_PCT=${IDLE_PCT:-25}
 IDLE_WAIT=${IDLE_WAIT:-120}
 H2LOAD=${H2LOAD:-1}
@@ -72,12 +81,19 @@ if ! have_tools; then
   have_tools || { echo "bench.sh: setup.sh did not provide h2load, taskset and $PY with grpcio" >&2; exit 2; }
 fi
 
-log "== cargo build --release -p reco -p reco-load"
-(cd "$ROOT" && cargo build --release -p reco -p reco-load 2>&1 | tail -3 | tee -a "$RES/log.txt")
+log "== cargo build --release -p reco -p reco-load --bins --example same_bytes"
+(cd "$ROOT" && cargo build --release -p reco -p reco-load --bins --example same_bytes 2>&1 | tail -3 \
+  | tee -a "$RES/log.txt")
 RECO=$ROOT/target/release/reco
 LOAD=$ROOT/target/release/reco-load
+SAME=$ROOT/target/release/examples/same_bytes
 BASE_RECO=
-if [[ -n $BASELINE ]]; then
+BASELINE_BIN=${BASELINE_BIN:-}
+if [[ -n $BASELINE_BIN ]]; then
+  BASELINE=${BASELINE:-$BASELINE_BIN}
+  BASE_RECO=$BASELINE_BIN
+  [[ -x $BASE_RECO ]] || { echo "bench.sh: BASELINE_BIN=$BASE_RECO is not executable" >&2; exit 1; }
+elif [[ -n $BASELINE ]]; then
   BASE_SRC=$(mktemp -d "${TMPDIR:-/tmp}/reco-baseline.XXXXXX")
   log "== baseline $BASELINE: git archive into $BASE_SRC; cargo build --release -p reco (target/bench-baseline)"
   git -C "$ROOT" archive "$BASELINE" | tar -x -C "$BASE_SRC"
@@ -142,6 +158,14 @@ start_reco() {  # [binary]
   wait_port "$RECO_PORT" "$SERVER_PID" || { echo "bench.sh: reco serve did not start (see $RES/reco-server.log)" >&2; exit 1; }
 }
 
+start_same() {  # [--history]: the same-bytes baseline replaying $RES/answers.bin
+  port_free "$SAME_PORT" || { echo "bench.sh: port $SAME_PORT is in use" >&2; exit 1; }
+  taskset -c "$SERVER_CPUS" "$SAME" --load "$RES/answers.bin" --addr "127.0.0.1:$SAME_PORT" "$@" \
+    >> "$RES/same-server.log" 2>&1 &
+  SERVER_PID=$!
+  wait_port "$SAME_PORT" "$SERVER_PID" || { echo "bench.sh: same_bytes did not start (see $RES/same-server.log)" >&2; exit 1; }
+}
+
 # ---------------------------------------------------------------- idle check
 busiest_core() {  # busiest core's busy % over one second, as "PCT cpu0=.. cpu1=.."
   local a b
@@ -193,16 +217,27 @@ warm() {  # port checks: an unrecorded run so the first cell does not pay for co
   echo "reco: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD 2>/dev/null || echo '+dirty'); $(rustc --version)"
   echo "reference: $BENCH_DIR/seed_py/server.py; python $("$PY" -c 'import sys, grpc, google.protobuf as p; print(sys.version.split()[0], "grpcio", grpc.__version__, "protobuf", p.__version__)')"
   echo "h2load: $(h2load --version | head -1)"
-  if [[ -n $BASELINE ]]; then echo "baseline: $(git -C "$ROOT" rev-parse --short "$BASELINE")"; fi
+  if [[ -n $BASELINE ]]; then echo "baseline: $(git -C "$ROOT" rev-parse --short "$BASELINE" 2>/dev/null || echo "$BASELINE")${BASELINE_BIN:+ (binary $BASELINE_BIN)}"; fi
   echo "server pinned to cpu $SERVER_CPUS, reco-load pinned to cpu $TOOL_CPUS; matrix $MATRIX; repeat $REPEAT;" \
     "${DURATION}s measured + ${WARMUP}s warm-up per cell; $USERS users per cell; refresh mode"
 } | tee "$RES/conditions.txt"
+
+log "== recording reco's answers for the same-bytes baseline (10 and 100 articles, refresh and history read)"
+start_reco
+"$SAME" --from "http://127.0.0.1:$RECO_PORT" --save "$RES/answers.bin" 2>&1 | tee -a "$RES/log.txt"
+stop_server
 
 for rep in $(seq "$REPEAT"); do
   log "== repeat $rep/$REPEAT: reference (seed_py/server.py) on 127.0.0.1:$REF_PORT"
   start_ref
   warm "$REF_PORT" basic
   for m in $MATRIX; do cell ref "$rep" "${m%%:*}" "${m##*:}" "$REF_PORT" basic; done
+  stop_server
+
+  log "== repeat $rep/$REPEAT: same-bytes baseline (recorded reco answers) on 127.0.0.1:$SAME_PORT"
+  start_same
+  warm "$SAME_PORT" basic
+  for m in $MATRIX; do cell same "$rep" "${m%%:*}" "${m##*:}" "$SAME_PORT" basic; done
   stop_server
 
   run_reco() {
@@ -231,11 +266,11 @@ for rep in $(seq "$REPEAT"); do
 done
 
 # reco is still running (last repeat): cross-checks at conc 16, article_num 10.
-extra() {  # name, then reco-load arguments
+extra() {  # name, then reco-load arguments (EXTRA_PORT: the server's port, reco's by default)
   local name=$1 out
   shift
   wait_idle
-  out=$(taskset -c "$TOOL_CPUS" "$LOAD" --addr "http://127.0.0.1:$RECO_PORT" --concurrency 16 --article-num 10 \
+  out=$(taskset -c "$TOOL_CPUS" "$LOAD" --addr "http://127.0.0.1:${EXTRA_PORT:-$RECO_PORT}" --concurrency 16 --article-num 10 \
     --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" "$@" 2>>"$RES/load-stderr.txt" | tail -1) || true
   log "server=$name $out $IDLE_NOTE"
   echo "server=$name $out $IDLE_NOTE" >> "$RUNS"
@@ -256,6 +291,10 @@ if [[ $H2LOAD == 1 ]]; then
   echo "server=reco-h2load $(tail -1 "$RES/h2load.txt")" >> "$RUNS"
 fi
 stop_server
+log "== history reads against the same-bytes baseline (the recorded history read), conc 16, article_num 10"
+start_same --history
+EXTRA_PORT=$SAME_PORT extra same-history --users 10000 --user-prefix hist- --mode history --checks basic
+stop_server
 
 # ---------------------------------------------------------------- summary
 python3 - "$RUNS" "$DURATION" > "$RES/summary.md" <<'EOF'
@@ -265,9 +304,9 @@ cells = {}
 extra = []
 for line in open(runs):
     kv = dict(re.findall(r'(\w+)=(\S+)', line))
-    if kv.get('server') in ('ref', 'reco', 'base') and 'rps' in kv:
+    if kv.get('server') in ('ref', 'reco', 'base', 'same') and 'rps' in kv:
         cells.setdefault((int(kv['conc']), int(kv['article_num'])), {}).setdefault(kv['server'], []).append(kv)
-    elif kv.get('server', '').startswith('reco-'):
+    elif kv.get('server', '').startswith(('reco-', 'same-')):
         extra.append(kv)
 
 def med(rows, key):
@@ -310,6 +349,29 @@ if any('base' in by for by in cells.values()):
         print('| %d | %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2fx | %.0f | %.0f |' % (
             conc, anum, med(base, 'rps'), med(base, 'p50_ms'), med(base, 'p99_ms'),
             med(reco, 'rps'), med(reco, 'p50_ms'), med(reco, 'p99_ms'), ratio, cpu_us(base), cpu_us(reco)))
+if any('same' in by for by in cells.values()):
+    print()
+    print('Against the same-bytes baseline (a do-nothing tonic server replaying one recorded reco answer), same run:')
+    print()
+    print('| conc | article_num | same-bytes rps | same p99 ms | reco rps | reco p99 ms | same CPU us/req '
+          '| reco CPU us/req | reco/same CPU | target | reco-load cpu % (same / reco) |')
+    print('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|')
+    for (conc, anum), by in sorted(cells.items()):
+        same, reco = by.get('same', []), by.get('reco', [])
+        r = cpu_us(reco) / cpu_us(same) if same and reco else float('nan')
+        goal = 1.5 if anum <= 10 else 2.0
+        print('| %d | %d | %.0f | %.2f | %.0f | %.2f | %.0f | %.0f | %.2fx | <= %.1fx: %s | %.0f / %.0f |' % (
+            conc, anum, med(same, 'rps'), med(same, 'p99_ms'), med(reco, 'rps'), med(reco, 'p99_ms'),
+            cpu_us(same), cpu_us(reco), r, goal, 'met' if r <= goal else 'NOT met',
+            med(same, 'tool_cpu_pct'), med(reco, 'tool_cpu_pct')))
+hist = {kv['server']: kv for kv in extra if kv['server'] in ('reco-history', 'same-history')}
+if len(hist) == 2:
+    r = cpu_us([hist['reco-history']]) / cpu_us([hist['same-history']])
+    print()
+    print('History reads, conc 16, 10 articles: same-bytes %.0f us/req (%s rps), reco %.0f us/req (%s rps): '
+          '%.2fx (target <= 1.2x: %s)' % (cpu_us([hist['same-history']]), hist['same-history']['rps'],
+                                          cpu_us([hist['reco-history']]), hist['reco-history']['rps'], r,
+                                          'met' if r <= 1.2 else 'NOT met'))
 n = max((len(v) for by in cells.values() for v in by.values()), default=0)
 print()
 print('Medians of %d run(s) per cell, %s s measured each. Targets: reco >= 10x the reference rps in every cell: %s; '

@@ -3,7 +3,9 @@
 //! Keys are the log-domain popularity sums of `popularity`, whose order does not change with
 //! time, so the index only changes when an event arrives.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
 
 use crate::model::{ALL_CHANNELS, ArticleId, ChannelId};
 
@@ -26,8 +28,8 @@ impl Ord for Key {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HotIndex {
-    log2: HashMap<ArticleId, (ChannelId, f64)>,
-    order: HashMap<ChannelId, BTreeSet<(Key, ArticleId)>>,
+    log2: FxHashMap<ArticleId, (ChannelId, f64)>,
+    order: FxHashMap<ChannelId, BTreeSet<(Key, ArticleId)>>,
 }
 
 impl HotIndex {

@@ -1,8 +1,14 @@
 //! The single writer thread: it owns every write transaction and commits in groups.
 //!
-//! Each round takes every queued command, applies them all in one write transaction, commits it
-//! with [`Durability::Immediate`] (one fsync for the whole group), publishes the committed
-//! changes to the in-memory counters and user records, then answers the waiters. A failed
+//! Each round takes every queued command, applies them all in one write transaction, commits it,
+//! publishes the committed changes to the in-memory counters and user records, then answers the
+//! waiters. A group that someone waits for (events, articles, meta, a flush, the close) commits
+//! with [`Durability::Immediate`] (one fsync for the whole group, and for every commit before
+//! it). A group of written-behind batches only commits with [`Durability::None`] (visible to
+//! every later read, written to disk by the next immediate commit) unless [`DURABLE_EVERY`]
+//! has passed or [`DURABLE_BATCHES`] commands wait for disk since the last immediate commit: a
+//! batch is written (and pages touched by many commits are written once) at most about a second
+//! after it was served, and a crash loses at most that much served history. A failed
 //! commit answers every waiter with the error, is remembered by the store, and stops the thread.
 //! After every round, committing or idle, it advances the cache's clock and sweeps it (see
 //! `users`): the store's only background work, off the request path.
@@ -94,9 +100,22 @@ impl Command {
 /// waits for them, so fewer, larger commits (fewer fsyncs and page copies) cost nothing.
 const WRITE_BEHIND_WINDOW: Duration = Duration::from_millis(10);
 
+/// Written-behind commits reach the disk at least this often...
+pub(crate) const DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// ...and when this many written-behind commands are not on disk yet (which bounds the dirty
+/// pages the database holds in memory between immediate commits).
+pub(crate) const DURABLE_BATCHES: usize = 4_096;
+
+/// Written-behind commands committed since the last immediate commit.
+struct NotDurable {
+    since: std::time::Instant,
+    commands: usize,
+}
+
 /// Runs until the store closes or a commit fails; `last_seq` is the newest number in the event
 /// log at open (0 for an empty log).
 pub(crate) fn run(state: &State, commands: Receiver<Command>, mut last_seq: u64) {
+    let mut not_durable = NotDurable { since: std::time::Instant::now(), commands: 0 };
     loop {
         let (mut group, hung_up) = match commands.recv_timeout(WRITE_BEHIND_WINDOW) {
             Ok(first) => {
@@ -114,11 +133,29 @@ pub(crate) fn run(state: &State, commands: Receiver<Command>, mut last_seq: u64)
         };
         group.splice(0..0, behind);
         let closing = group.iter().any(|c| matches!(c, Command::Close { .. }));
-        if !group.is_empty() {
+        let behind = group.iter().filter(|c| matches!(c, Command::Batch { .. } | Command::Trim { .. })).count();
+        let waited = behind < group.len();
+        let due = not_durable.commands > 0
+            && (not_durable.since.elapsed() >= DURABLE_EVERY || not_durable.commands + behind >= DURABLE_BATCHES);
+        // An immediate commit with nothing new to write still makes the earlier ones durable.
+        let sync = (waited || due) && not_durable.commands > 0;
+        if !group.is_empty() || due {
             let started = std::time::Instant::now();
-            match commit(state, &group, last_seq) {
+            let immediate = waited || due;
+            let durability = if immediate { Durability::Immediate } else { Durability::None };
+            match commit(state, &group, last_seq, durability, sync) {
                 Ok(Committed { fresh, counters, last_seq: committed_seq }) => {
-                    tracing::trace!(commands = group.len(), last_seq = committed_seq, "store group committed");
+                    tracing::trace!(
+                        commands = group.len(),
+                        last_seq = committed_seq,
+                        immediate,
+                        "store group committed"
+                    );
+                    if immediate {
+                        not_durable = NotDurable { since: std::time::Instant::now(), commands: 0 };
+                    } else {
+                        not_durable.commands += behind;
+                    }
                     if let Some(observe) = state.commit_observer.get() {
                         observe(started.elapsed());
                     }
@@ -163,9 +200,17 @@ struct Committed {
     last_seq: u64,
 }
 
-fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, StoreError> {
+/// Applies `group` in one write transaction committed with `durability`; with nothing to write,
+/// commits only when `sync` (to make earlier non-durable commits durable).
+fn commit(
+    state: &State,
+    group: &[Command],
+    last_seq: u64,
+    durability: Durability,
+    sync: bool,
+) -> Result<Committed, StoreError> {
     let mut committed = Committed { fresh: Vec::with_capacity(group.len()), counters: HashMap::new(), last_seq };
-    if !group.iter().any(Command::writes) {
+    if !group.iter().any(Command::writes) && !sync {
         committed.fresh.resize(group.len(), Vec::new());
         return Ok(committed);
     }
@@ -180,7 +225,7 @@ fn commit(state: &State, group: &[Command], last_seq: u64) -> Result<Committed, 
         })
         .collect();
     let mut txn = state.db.begin_write().map_err(db_error)?;
-    txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Backend(e.to_string()))?;
+    txn.set_durability(durability).map_err(|e| StoreError::Backend(e.to_string()))?;
     {
         let mut batches = txn.open_table(BATCHES).map_err(db_error)?;
         let mut trimmed = txn.open_table(TRIMMED).map_err(db_error)?;

@@ -49,7 +49,8 @@ pub struct RankConfig {
     pub popularity: PopularityConfig,
     /// An article with fewer exposures than this is an exploration candidate.
     pub explore_max_exposures: u32,
-    /// How many articles the exploration and affinity sources look at, at most.
+    /// How many articles the fresh, hot, exploration and affinity sources look at, at most
+    /// (per channel for affinity), whatever the user has seen: what bounds a refresh's cost.
     pub scan_limit: usize,
 }
 

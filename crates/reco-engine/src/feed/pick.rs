@@ -25,11 +25,16 @@ pub fn pick<'a>(input: &RankInput<'a>, mut scored: Vec<Scored<'a>>) -> Vec<Score
     let slots: Vec<usize> =
         rand::seq::index::sample(&mut rng, n.saturating_sub(1), explore_slots).into_iter().map(|i| i + 1).collect();
 
+    // Best first, each list in its order; a taken candidate is marked, not removed (removing
+    // shifts the rest: quadratic at 100 cards). `first` skips the taken prefix.
     let mut explore: Vec<Scored<'a>> = Vec::with_capacity(explore_slots);
     let mut rest: Vec<Scored<'a>> = Vec::with_capacity(scored.len());
     for (i, s) in scored.into_iter().enumerate() {
         if chosen.contains(&i) { explore.push(s) } else { rest.push(s) }
     }
+    let mut explore_taken = vec![false; explore.len()];
+    let mut rest_taken = vec![false; rest.len()];
+    let mut rest_first = 0;
     let cap = n.div_ceil(3);
     let mut per_channel: FxHashMap<ChannelId, usize> = FxHashMap::default();
     let mut out: Vec<Scored<'a>> = Vec::with_capacity(n);
@@ -47,23 +52,36 @@ pub fn pick<'a>(input: &RankInput<'a>, mut scored: Vec<Scored<'a>>) -> Vec<Score
             })
         };
         let fits = |s: &Scored<'_>| room(s.article) && apart(s.article);
-        let explored = if owed > 0 { explore.iter().position(fits) } else { None };
+        let open = |list: &'_ [Scored<'a>], taken: &'_ [bool], from: usize, ok: &dyn Fn(&Scored<'_>) -> bool| {
+            (from..list.len()).find(|&i| !taken[i] && ok(&list[i]))
+        };
+        let explored = if owed > 0 { open(&explore, &explore_taken, 0, &fits) } else { None };
         let s = if let Some(i) = explored {
             owed -= 1;
-            explore.remove(i)
+            explore_taken[i] = true;
+            explore[i]
         } else {
             // The whole rule; else keep the channel cap and let neighbours repeat; else the best.
-            let i = rest
-                .iter()
-                .position(fits)
-                .or_else(|| rest.iter().position(|s| room(s.article)))
-                .or(if rest.is_empty() { None } else { Some(0) });
+            let i = open(&rest, &rest_taken, rest_first, &fits)
+                .or_else(|| open(&rest, &rest_taken, rest_first, &|s| room(s.article)))
+                .or_else(|| open(&rest, &rest_taken, rest_first, &|_| true));
             match i {
-                Some(i) => rest.remove(i),
-                None if !explore.is_empty() => explore.remove(0),
-                None => break,
+                Some(i) => {
+                    rest_taken[i] = true;
+                    rest[i]
+                }
+                None => match open(&explore, &explore_taken, 0, &|_| true) {
+                    Some(i) => {
+                        explore_taken[i] = true;
+                        explore[i]
+                    }
+                    None => break,
+                },
             }
         };
+        while rest_first < rest.len() && rest_taken[rest_first] {
+            rest_first += 1;
+        }
         *per_channel.entry(s.article.channel_id).or_default() += 1;
         prev = Some(s.article);
         out.push(s);

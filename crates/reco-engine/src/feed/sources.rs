@@ -8,23 +8,28 @@ use crate::model::{ALL_CHANNELS, Article, ArticleId};
 use crate::store::Sources;
 use crate::text::Token;
 
-/// Newest articles of the channel. Sources skip excluded ids themselves so that they return
-/// `limit` usable candidates however much the user has seen.
+/// Newest articles of the channel. Sources skip excluded ids themselves, so that they return
+/// `limit` usable candidates when the user has seen some of the newest, but look at no more
+/// than `scan_limit` articles: a refresh costs the same whatever the user's tenure (a user
+/// who has seen all of the channel's newest `scan_limit` gets their fresh candidates from
+/// what is published next).
 pub fn fresh_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
     input
         .catalog
         .newest_first(input.channel)
+        .take(input.config.scan_limit)
         .filter(|a| !exclusion.excludes(a.id))
         .take(limit)
         .map(|a| Candidate::new(a, Sources::FRESH))
         .collect()
 }
 
-/// Most popular articles of the channel right now.
+/// Most popular articles of the channel right now, among the `scan_limit` most popular.
 pub fn hot_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
     input
         .hot
         .most_popular(input.channel)
+        .take(input.config.scan_limit)
         .filter(|id| !exclusion.excludes(*id))
         .filter_map(|id| input.catalog.live(id))
         .take(limit)
