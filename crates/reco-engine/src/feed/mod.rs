@@ -49,8 +49,9 @@ pub struct RankConfig {
     pub popularity: PopularityConfig,
     /// An article with fewer exposures than this is an exploration candidate.
     pub explore_max_exposures: u32,
-    /// How many articles the fresh, hot, exploration and affinity sources look at, at most
-    /// (per channel for affinity), whatever the user has seen: what bounds a refresh's cost.
+    /// How many articles the hot, exploration and affinity sources look at, at most (per
+    /// channel for affinity), whatever the user has seen. The fresh source is not bounded:
+    /// it walks back until it has enough unseen articles.
     pub scan_limit: usize,
 }
 

@@ -8,16 +8,14 @@ use crate::model::{ALL_CHANNELS, Article, ArticleId};
 use crate::store::Sources;
 use crate::text::Token;
 
-/// Newest articles of the channel. Sources skip excluded ids themselves, so that they return
-/// `limit` usable candidates when the user has seen some of the newest, but look at no more
-/// than `scan_limit` articles: a refresh costs the same whatever the user's tenure (a user
-/// who has seen all of the channel's newest `scan_limit` gets their fresh candidates from
-/// what is published next).
+/// Newest articles of the channel the user has not seen, however far back that is: the one
+/// source not bounded by `scan_limit`, so that a user who has seen all of a channel's newest
+/// articles gets older ones rather than a short batch. It walks past what the user was
+/// served, so it is what a long tenure costs (BENCHMARKS.md, issue 14).
 pub fn fresh_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
     input
         .catalog
         .newest_first(input.channel)
-        .take(input.config.scan_limit)
         .filter(|a| !exclusion.excludes(a.id))
         .take(limit)
         .map(|a| Candidate::new(a, Sources::FRESH))

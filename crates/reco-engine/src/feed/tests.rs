@@ -101,6 +101,17 @@ fn fresh_is_newest_first_within_the_channel_and_skips_the_excluded() {
 }
 
 #[test]
+fn fresh_walks_past_the_scan_limit_rather_than_come_back_short() {
+    let mut f = Fixture::new();
+    f.rank.scan_limit = 5;
+    // The user has seen the channel's newest 8, more than the other sources look at.
+    let mut user = UserRecord::default();
+    (212..=219).for_each(|id| user.mark_read(id));
+    let ex = Exclusion::new(&user, 2);
+    assert_eq!(ids(&fresh_source(&f.input("u", 2, 3), &ex, 3)), [211, 210, 209]);
+}
+
+#[test]
 fn similar_follows_the_liked_topic_and_skips_the_liked_article() {
     let mut f = Fixture::new();
     f.act("u", 105, Action::Click);
