@@ -8,8 +8,8 @@
 //! (reports, filter, pause, clear, copy as JSON), [`inspector`] (everyone's events as the
 //! server judges them: filters, pause, drops, export, the card an event came from), [`explain`]
 //! and [`stats`] (the debug views' data and wording), [`remote`] (on-demand fetches).
-//! [`api`] is the only module that sees protobuf; [`page::Page`] holds the signals; the
-//! other modules are thin panels.
+//! [`api`] is the only module that sees protobuf, over [`grpc_web`] (a small gRPC-Web client
+//! on `fetch`); [`page::Page`] holds the signals; the other modules are thin panels.
 
 pub mod api;
 mod card;
@@ -20,6 +20,7 @@ pub mod explain;
 mod explain_panel;
 pub mod feed;
 mod feed_panel;
+pub mod grpc_web;
 pub mod inspector;
 mod inspector_panel;
 pub mod live;
