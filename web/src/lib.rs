@@ -4,7 +4,7 @@
 //!
 //! Logic lives in plain types with ordinary unit tests: [`param`] (decoding,
 //! pretty-printing, `algorithmCombine`), [`feed`] (batches, history paging, stale answers,
-//! dismissed cards), [`live`] (the push stream, new and retracted articles), [`event_log`]
+//! dismissed cards), [`json`] (the little JSON the page reads and writes), [`live`] (the push stream, new and retracted articles), [`event_log`]
 //! (reports, filter, pause, clear, copy as JSON), [`inspector`] (everyone's events as the
 //! server judges them: filters, pause, drops, export, the card an event came from), [`explain`]
 //! and [`stats`] (the debug views' data and wording), [`remote`] (on-demand fetches).
@@ -23,6 +23,7 @@ mod feed_panel;
 pub mod grpc_web;
 pub mod inspector;
 mod inspector_panel;
+pub mod json;
 pub mod live;
 mod log_panel;
 pub mod page;
