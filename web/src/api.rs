@@ -162,12 +162,13 @@ impl Api {
         format!("{}/{method}", self.base)
     }
 
-    async fn unary<Req: prost::Message, Res: prost::Message + Default>(
+    /// Calls unary `method`; the request goes out now (see [`grpc_web::unary`]).
+    fn unary<Req: prost::Message + 'static, Res: prost::Message + Default>(
         &self,
         method: &str,
         request: Req,
-    ) -> Result<Res, Status> {
-        grpc_web::unary(&self.url(method), &request).await
+    ) -> impl Future<Output = Result<Res, Status>> + use<Req, Res> {
+        grpc_web::unary(&self.url(method), &request)
     }
 
     /// Every channel, 推荐 (id 0) first.
@@ -187,9 +188,21 @@ impl Api {
 
     /// One `user_recommend` batch, joined with `Catalog.Articles`. The params are not checked
     /// yet ([`Check::Pending`]): [`Api::verify`] does that after the cards are shown.
-    pub async fn batch(&self, user_id: &str, channel_id: i32, time_stamp: i64) -> Result<BatchData, ApiError> {
+    /// `user_recommend` goes out now, not when the answer is first polled.
+    pub fn batch(
+        &self,
+        user_id: &str,
+        channel_id: i32,
+        time_stamp: i64,
+    ) -> impl Future<Output = Result<BatchData, ApiError>> + use<> {
         let request = UserRequest { user_id: user_id.to_owned(), channel_id, article_num: BATCH_SIZE, time_stamp };
-        let response: reco_proto::seed::ArticleResponse = self.unary("UserRecommend/user_recommend", request).await?;
+        let answer = self.unary::<_, reco_proto::seed::ArticleResponse>("UserRecommend/user_recommend", request);
+        let api = self.clone();
+        async move { api.join(answer.await?).await }
+    }
+
+    /// A batch's articles with their titles (`Catalog.Articles`).
+    async fn join(&self, response: reco_proto::seed::ArticleResponse) -> Result<BatchData, ApiError> {
         let ids: Vec<i64> = response.recommends.iter().map(|article| article.article_id).collect();
         let articles = self.articles(&ids).await?;
         let retracted = |id: i64| articles.iter().any(|info| info.article_id == id && info.retracted);

@@ -370,18 +370,25 @@ pub async fn server_stream<Req: Message, Res: Message + Default>(
     url: &str,
     request: &Req,
 ) -> Result<Stream<Res>, Status> {
-    Ok(Stream { body: post(url, frame(request)).await?, _message: PhantomData })
+    Ok(Stream { body: receive(send(url, &frame(request))?).await?, _message: PhantomData })
 }
 
-/// Calls the unary method at `url` (`{base}/{package.Service}/{Method}`).
-pub async fn unary<Req: Message, Res: Message + Default>(url: &str, request: &Req) -> Result<Res, Status> {
-    let answer = call(url, frame(request)).await?;
-    Res::decode(answer.as_slice()).map_err(decode_error)
+/// Calls the unary method at `url` (`{base}/{package.Service}/{Method}`). The request goes out
+/// now, not when the answer is first polled, so a caller can overlap it with other work.
+pub fn unary<Req: Message + 'static, Res: Message + Default>(
+    url: &str,
+    request: &Req,
+) -> impl Future<Output = Result<Res, Status>> + use<Req, Res> {
+    let sent = send(url, &frame(request));
+    async move {
+        let answer = call(sent?).await?;
+        Res::decode(answer.as_slice()).map_err(decode_error)
+    }
 }
 
 /// [`unary`] up to the encoded answer (the part that does not depend on the message types).
-async fn call(url: &str, frame: Vec<u8>) -> Result<Vec<u8>, Status> {
-    let mut body = post(url, frame).await?;
+async fn call(sent: Sent) -> Result<Vec<u8>, Status> {
+    let mut body = receive(sent).await?;
     let answer = body.next_message().await?.ok_or_else(|| Status::new(Code::Internal, "the server sent no answer"))?;
     if body.next_message().await?.is_some() {
         return Err(Status::new(Code::Internal, "the server sent more than one answer"));
@@ -395,8 +402,14 @@ fn decode_error(_: prost::DecodeError) -> Status {
     Status::new(Code::Internal, "cannot decode the server's answer (is the server's .proto another version?)")
 }
 
-/// Sends one framed request and checks the response's headers.
-async fn post(url: &str, frame: Vec<u8>) -> Result<Body, Status> {
+/// A request on its way: the `fetch` promise, and what aborts it when dropped.
+struct Sent {
+    response: JsFuture,
+    abort: Abort,
+}
+
+/// Starts `fetch` for one framed request.
+fn send(url: &str, frame: &[u8]) -> Result<Sent, Status> {
     let window = web_sys::window().ok_or_else(|| Status::new(Code::Internal, "no window"))?;
     let abort = Abort(AbortController::new().map_err(js_error)?);
     let headers = Headers::new().map_err(js_error)?;
@@ -408,10 +421,15 @@ async fn post(url: &str, frame: Vec<u8>) -> Result<Body, Status> {
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_headers(&headers);
-    init.set_body(&Uint8Array::from(frame.as_slice()));
+    init.set_body(&Uint8Array::from(frame));
     init.set_signal(Some(&abort.0.signal()));
-    let response: Response =
-        JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(js_error)?.unchecked_into();
+    Ok(Sent { response: JsFuture::from(window.fetch_with_str_and_init(url, &init)), abort })
+}
+
+/// Waits for the response to a [`send`] and checks its headers.
+async fn receive(sent: Sent) -> Result<Body, Status> {
+    let Sent { response, abort } = sent;
+    let response: Response = response.await.map_err(js_error)?.unchecked_into();
     let headers = response.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
     let trailers_only = status(header);

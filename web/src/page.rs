@@ -148,8 +148,10 @@ impl Page {
         let api = self.api.get_value();
         let user_id = self.user.get_untracked();
         let channel_id = self.channel.get_untracked();
+        // Sent now: the first load's request goes out before the page is built.
+        let batch = api.batch(&user_id, channel_id, ticket.time_stamp);
         let request = async move {
-            let answer = api.batch(&user_id, channel_id, ticket.time_stamp).await;
+            let answer = batch.await;
             let raw = answer.as_ref().map(BatchData::raw_params).unwrap_or_default();
             // A stale answer is one the user no longer wants: dropping it is the point.
             let applied = page.feed.try_update(|feed| match answer {
