@@ -100,7 +100,13 @@ main() {
     wasm="$stage/reco-web_bg.wasm"
     if [[ -n "$wasm_opt" ]]; then
         log "optimising with $("$wasm_opt" --version)"
-        "$wasm_opt" -Oz "$wasm" -o "$wasm.opt"
+        # wasm-streams (a dependency of Leptos' server functions, which the page has none of)
+        # exports three JS stream adapters, `IntoUnderlying{Source,ByteSource,Sink}`; nothing
+        # constructs them, so their exports go first and -Oz drops the code behind them (~1 KB
+        # brotli; the JS glue keeps the three unused classes). The producers and target-features
+        # sections are for tools, not browsers (~0.3 KB brotli).
+        "$wasm_opt" --remove-exports --pass-arg='remove-exports@*intounderlying*' -Oz \
+            --strip-producers --strip-target-features "$wasm" -o "$wasm.opt"
         mv "$wasm.opt" "$wasm"
     fi
 

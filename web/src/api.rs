@@ -3,25 +3,24 @@
 //!
 //! The endpoint is the page's own origin (so `reco serve` serving the page just works, and
 //! `trunk serve` proxies the service paths to the server, see `Trunk.toml`), unless the URL
-//! says otherwise with `?api=http://host:port`.
+//! says otherwise with `?api=http://host:port`. The calls go through [`crate::grpc_web`], a
+//! small gRPC-Web client over `fetch` (tonic's client stack was most of the page's wasm).
 
 use std::fmt;
 
 use reco_proto::{
-    seed::{UserRequest, user_recommend_client::UserRecommendClient},
+    seed::UserRequest,
     v1::{
         self, ArticleInfo, ArticlesRequest, ChangeKind, ChannelsRequest, EventWatchRequest, ExplainRequest,
         ExplainResponse, ReportRequest, StatsRequest, StatsResponse, TrackEvent, Verdict, VerifyRequest, WatchRequest,
-        catalog_client::CatalogClient, tracking_client::TrackingClient,
     },
 };
-use tonic_types::StatusExt as _;
-use tonic_web_wasm_client::Client;
 
 use crate::{
     event_log::{Outcome, Report},
     explain::{Contribution, Explanation},
     feed::{ArticleMeta, BATCH_SIZE, BatchData, Card},
+    grpc_web::{self, Code, Status},
     inspector::{self, Filter, Item, VerdictKind, Watched},
     live::Change,
     param::{Check, Param},
@@ -29,7 +28,7 @@ use crate::{
 };
 
 /// An open `Catalog.Watch` stream.
-pub struct Watch(tonic::Streaming<v1::CatalogChange>);
+pub struct Watch(grpc_web::Stream<v1::CatalogChange>);
 
 impl Watch {
     /// The next change; `None` when the server ended the stream.
@@ -57,7 +56,7 @@ impl Watch {
 }
 
 /// An open `Tracking.Watch` stream.
-pub struct EventStream(tonic::Streaming<v1::WatchedEvent>);
+pub struct EventStream(grpc_web::Stream<v1::WatchedEvent>);
 
 impl EventStream {
     /// The next event or drop marker; `None` when the server ended the stream.
@@ -87,7 +86,7 @@ pub struct Channel {
 /// A failed call, as the page tells it to a person.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
-    pub code: tonic::Code,
+    pub code: Code,
     pub message: String,
     /// The request fields the server refused (`google.rpc.BadRequest` in
     /// `grpc-status-details-bin`): field name and why.
@@ -95,17 +94,14 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: tonic::Code, message: impl Into<String>) -> ApiError {
+    fn new(code: Code, message: impl Into<String>) -> ApiError {
         ApiError { code, message: message.into(), fields: Vec::new() }
     }
 }
 
-impl From<tonic::Status> for ApiError {
-    fn from(status: tonic::Status) -> ApiError {
-        let fields = status
-            .get_details_bad_request()
-            .map_or_else(Vec::new, |bad| bad.field_violations.into_iter().map(|v| (v.field, v.description)).collect());
-        ApiError { fields, ..ApiError::new(status.code(), status.message()) }
+impl From<Status> for ApiError {
+    fn from(status: Status) -> ApiError {
+        ApiError { fields: status.field_violations(), code: status.code, message: status.message }
     }
 }
 
@@ -114,7 +110,7 @@ impl fmt::Display for ApiError {
         match (self.code, self.message.is_empty()) {
             (_, true) => write!(f, "{}", self.code.description())?,
             // What the transport reports (no answer at all) arrives as Unknown.
-            (tonic::Code::Unknown, false) => return write!(f, "{}", self.message),
+            (Code::Unknown, false) => return write!(f, "{}", self.message),
             (code, false) => write!(f, "{} ({code:?}", self.message)?,
         }
         for (field, description) in &self.fields {
@@ -161,34 +157,52 @@ impl Api {
         &self.base
     }
 
-    fn transport(&self) -> Client {
-        Client::new(self.base.clone())
+    /// The URL of `method` (`package.Service/Method`).
+    fn url(&self, method: &str) -> String {
+        format!("{}/{method}", self.base)
+    }
+
+    /// Calls unary `method`; the request goes out now (see [`grpc_web::unary`]).
+    fn unary<Req: prost::Message + 'static, Res: prost::Message + Default>(
+        &self,
+        method: &str,
+        request: Req,
+    ) -> impl Future<Output = Result<Res, Status>> + use<Req, Res> {
+        grpc_web::unary(&self.url(method), &request)
     }
 
     /// Every channel, 推荐 (id 0) first.
     pub async fn channels(&self) -> Result<Vec<Channel>, ApiError> {
-        let response = CatalogClient::new(self.transport()).channels(ChannelsRequest {}).await?.into_inner();
+        let response: v1::ChannelsResponse = self.unary("reco.v1.Catalog/Channels", ChannelsRequest {}).await?;
         let mut channels: Vec<Channel> = response
             .channels
             .into_iter()
             .map(|channel| Channel { id: channel.id, name: channel.name, article_count: channel.article_count })
             .collect();
-        channels.sort_by_key(|channel| channel.id != 0);
+        // Not `sort_by_key`: a stable sort is KBs of wasm, for moving one tab.
+        if let Some(all) = channels.iter().position(|channel| channel.id == 0) {
+            channels[..=all].rotate_right(1);
+        }
         Ok(channels)
     }
 
     /// One `user_recommend` batch, joined with `Catalog.Articles`. The params are not checked
     /// yet ([`Check::Pending`]): [`Api::verify`] does that after the cards are shown.
-    pub async fn batch(&self, user_id: &str, channel_id: i32, time_stamp: i64) -> Result<BatchData, ApiError> {
-        let response = UserRecommendClient::new(self.transport())
-            .user_recommend(UserRequest {
-                user_id: user_id.to_owned(),
-                channel_id,
-                article_num: BATCH_SIZE,
-                time_stamp,
-            })
-            .await?
-            .into_inner();
+    /// `user_recommend` goes out now, not when the answer is first polled.
+    pub fn batch(
+        &self,
+        user_id: &str,
+        channel_id: i32,
+        time_stamp: i64,
+    ) -> impl Future<Output = Result<BatchData, ApiError>> + use<> {
+        let request = UserRequest { user_id: user_id.to_owned(), channel_id, article_num: BATCH_SIZE, time_stamp };
+        let answer = self.unary::<_, reco_proto::seed::ArticleResponse>("UserRecommend/user_recommend", request);
+        let api = self.clone();
+        async move { api.join(answer.await?).await }
+    }
+
+    /// A batch's articles with their titles (`Catalog.Articles`).
+    async fn join(&self, response: reco_proto::seed::ArticleResponse) -> Result<BatchData, ApiError> {
         let ids: Vec<i64> = response.recommends.iter().map(|article| article.article_id).collect();
         let articles = self.articles(&ids).await?;
         let retracted = |id: i64| articles.iter().any(|info| info.article_id == id && info.retracted);
@@ -218,13 +232,13 @@ impl Api {
     /// Opens `Catalog.Watch` for `channel_id` (0: every channel) after change `since`.
     pub async fn watch(&self, channel_id: i32, since: u64) -> Result<Watch, ApiError> {
         let request = WatchRequest { channel_ids: vec![channel_id], since };
-        Ok(Watch(CatalogClient::new(self.transport()).watch(request).await?.into_inner()))
+        Ok(Watch(grpc_web::server_stream(&self.url("reco.v1.Catalog/Watch"), &request).await?))
     }
 
     /// Opens `Tracking.Watch` with `filter` applied by the server.
     pub async fn watch_events(&self, filter: &Filter) -> Result<EventStream, ApiError> {
-        let stream = TrackingClient::new(self.transport()).watch(event_watch_request(filter)).await?.into_inner();
-        Ok(EventStream(stream))
+        let url = self.url("reco.v1.Tracking/Watch");
+        Ok(EventStream(grpc_web::server_stream(&url, &event_watch_request(filter)).await?))
     }
 
     async fn articles(&self, ids: &[i64]) -> Result<Vec<ArticleInfo>, ApiError> {
@@ -232,7 +246,8 @@ impl Api {
             return Ok(Vec::new());
         }
         let request = ArticlesRequest { article_ids: ids.to_vec() };
-        Ok(CatalogClient::new(self.transport()).articles(request).await?.into_inner().articles)
+        let response: v1::ArticlesResponse = self.unary("reco.v1.Catalog/Articles", request).await?;
+        Ok(response.articles)
     }
 
     /// One check per param, in order; all [`Check::Unchecked`] when `Verify` fails.
@@ -240,11 +255,10 @@ impl Api {
         if params.is_empty() {
             return Vec::new();
         }
-        let answer = TrackingClient::new(self.transport()).verify(VerifyRequest { params: params.to_vec() }).await;
-        match answer {
+        let request = VerifyRequest { params: params.to_vec() };
+        match self.unary::<_, v1::VerifyResponse>("reco.v1.Tracking/Verify", request).await {
             Ok(response) => {
                 let mut checks: Vec<Check> = response
-                    .into_inner()
                     .checks
                     .into_iter()
                     .map(|check| if check.valid { Check::Valid } else { Check::Invalid(check.reason) })
@@ -261,22 +275,17 @@ impl Api {
     /// Reports one event. The event time is the server's ("now"), so a skewed browser clock
     /// cannot get events rejected.
     pub async fn report(&self, report: &Report) -> Result<Outcome, ApiError> {
-        let response = TrackingClient::new(self.transport())
-            .report(ReportRequest {
-                events: vec![TrackEvent {
-                    param: report.param.raw.clone(),
-                    action_time: 0,
-                    read_duration_ms: report.read_duration_ms.unwrap_or_default(),
-                    dislike: report.dislike,
-                }],
-            })
-            .await?
-            .into_inner();
-        let result = response
-            .results
-            .into_iter()
-            .next()
-            .ok_or(ApiError::new(tonic::Code::Internal, "the server sent no verdict"))?;
+        let request = ReportRequest {
+            events: vec![TrackEvent {
+                param: report.param.raw.clone(),
+                action_time: 0,
+                read_duration_ms: report.read_duration_ms.unwrap_or_default(),
+                dislike: report.dislike,
+            }],
+        };
+        let response: v1::ReportResponse = self.unary("reco.v1.Tracking/Report", request).await?;
+        let result =
+            response.results.into_iter().next().ok_or(ApiError::new(Code::Internal, "the server sent no verdict"))?;
         Ok(match result.verdict() {
             Verdict::Accepted => Outcome::Accepted,
             Verdict::Duplicate => Outcome::Duplicate,
@@ -288,14 +297,12 @@ impl Api {
     /// Why the engine would pick `article_id` for `user_id` now.
     pub async fn explain(&self, user_id: &str, article_id: i64) -> Result<Explanation, ApiError> {
         let request = ExplainRequest { user_id: user_id.to_owned(), article_id };
-        let response = TrackingClient::new(self.transport()).explain(request).await?.into_inner();
-        Ok(explanation(response))
+        Ok(explanation(self.unary("reco.v1.Tracking/Explain", request).await?))
     }
 
     /// Exposures, actions and CTR over `(from_ms, to_ms)` (see [`crate::stats::LAST_DAY`]).
     pub async fn stats(&self, (from_ms, to_ms): (i64, i64)) -> Result<Stats, ApiError> {
-        let response = TrackingClient::new(self.transport()).stats(StatsRequest { from_ms, to_ms }).await?.into_inner();
-        Ok(stats(response))
+        Ok(stats(self.unary("reco.v1.Tracking/Stats", StatsRequest { from_ms, to_ms }).await?))
     }
 }
 
@@ -400,32 +407,33 @@ mod tests {
 
     #[test]
     fn errors_read_plainly() {
-        let unreachable = ApiError::from(tonic::Status::unknown("JS API error: TypeError: Failed to fetch"));
-        assert_eq!(unreachable.to_string(), "JS API error: TypeError: Failed to fetch");
-        let refused = ApiError::from(tonic::Status::invalid_argument("user_id is empty"));
+        let unreachable = ApiError::from(Status::new(Code::Unknown, "TypeError: Failed to fetch"));
+        assert_eq!(unreachable.to_string(), "TypeError: Failed to fetch");
+        let refused = ApiError::from(Status::new(Code::InvalidArgument, "user_id is empty"));
         assert_eq!(refused.to_string(), "user_id is empty (InvalidArgument)");
-        let bare = ApiError::from(tonic::Status::unavailable(""));
-        assert_eq!(bare.to_string(), "The service is currently unavailable");
-        let unknown = ApiError::from(tonic::Status::not_found("unknown article 9"));
+        let bare = ApiError::from(Status::new(Code::Unavailable, ""));
+        assert_eq!(bare.to_string(), "the service is unavailable");
+        let unknown = ApiError::from(Status::new(Code::NotFound, "unknown article 9"));
         assert_eq!(unknown.to_string(), "unknown article 9 (NotFound)");
     }
 
     #[test]
     fn field_violations_are_named() {
-        use tonic_types::ErrorDetails;
+        use tonic_types::{ErrorDetails, StatusExt as _};
         let message = "article_num must be in 1..=100, got 0";
         let details = ErrorDetails::with_bad_request_violation("article_num", message);
-        let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details);
+        let sent = tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details);
         // As it arrives: the details travel encoded in grpc-status-details-bin.
-        let arrived = tonic::Status::with_details(status.code(), status.message(), status.details().to_vec().into());
+        let arrived = Status { details: sent.details().to_vec(), ..Status::new(Code::InvalidArgument, message) };
         let error = ApiError::from(arrived);
         assert_eq!(error.fields, [("article_num".to_owned(), message.to_owned())]);
         assert_eq!(error.to_string(), "article_num must be in 1..=100, got 0 (InvalidArgument; field article_num)");
         let mut details = ErrorDetails::with_bad_request_violation("from_ms", "must be before to_ms");
         details.add_bad_request_violation("to_ms", "");
-        let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, "bad window", details);
+        let sent = tonic::Status::with_error_details(tonic::Code::InvalidArgument, "bad window", details);
+        let arrived = Status { details: sent.details().to_vec(), ..Status::new(Code::InvalidArgument, "bad window") };
         assert_eq!(
-            ApiError::from(status).to_string(),
+            ApiError::from(arrived).to_string(),
             "bad window (InvalidArgument; field from_ms: must be before to_ms; field to_ms)"
         );
     }

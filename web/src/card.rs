@@ -59,7 +59,9 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
         };
         let report = match action {
             Action::Read => {
-                let seconds: f64 = read_seconds.get_untracked().trim().parse().unwrap_or(0.0);
+                // JavaScript's parseFloat (str::parse's float parser is KBs of wasm).
+                let seconds = js_sys::Number::parse_float(read_seconds.get_untracked().trim());
+                let seconds = if seconds.is_finite() { seconds } else { 0.0 };
                 Report::read(param, (seconds * 1_000.0).round() as i64)
             }
             Action::Dislike => Report::dislike(param),

@@ -2,39 +2,33 @@
 
 use leptos::prelude::*;
 
-use crate::{api::Channel, page::Page};
+use crate::{api::Channel, page::Page, remote::Remote};
 
 #[component]
 pub fn ChannelTabs() -> impl IntoView {
     let page = expect_context::<Page>();
     let tabs = move || {
-        Suspend::new(async move {
-            page.channels
-                .await
-                .map(|channels| channels.into_iter().map(|channel| view! { <ChannelTab channel /> }).collect_view())
+        page.channels.with(|channels| match channels.state() {
+            Remote::Idle | Remote::Loading => view! { <span class="muted">"loading channels…"</span> }.into_any(),
+            Remote::Ready(channels) => channels
+                .iter()
+                .map(|channel| view! { <ChannelTab channel=channel.clone() /> })
+                .collect_view()
+                .into_any(),
+            Remote::Failed(message) => view! {
+                <div class="error inline" data-testid="channels-error" role="alert">
+                    "could not load the channels: "
+                    {message.clone()}
+                    <button on:click=move |_| page.load_channels()>"retry"</button>
+                </div>
+            }
+            .into_any(),
         })
     };
 
     view! {
         <nav class="channels" data-testid="channels">
-            <Transition fallback=|| view! { <span class="muted">"loading channels…"</span> }>
-                <ErrorBoundary fallback=move |errors| {
-                    view! {
-                        <div class="error inline" data-testid="channels-error" role="alert">
-                            "could not load the channels: "
-                            {move || {
-                                errors
-                                    .get()
-                                    .into_iter()
-                                    .map(|(_, err)| err.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join("; ")
-                            }}
-                            <button on:click=move |_| page.channels.refetch()>"retry"</button>
-                        </div>
-                    }
-                }>{tabs}</ErrorBoundary>
-            </Transition>
+            {tabs}
         </nav>
     }
 }

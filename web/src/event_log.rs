@@ -4,7 +4,7 @@
 //! Pausing holds new entries back (they still get their verdicts) until the log resumes, so
 //! the entries on screen stay put while someone reads them.
 
-use serde_json::json;
+use crate::json::{Value, object};
 
 use crate::param::{Action, Param};
 
@@ -96,21 +96,20 @@ impl LogEntry {
 
     /// The entry as pretty JSON, for the clipboard.
     pub fn to_json(&self) -> String {
-        let payload = serde_json::from_str::<serde_json::Value>(&self.param)
-            .unwrap_or_else(|_| serde_json::Value::String(self.param.clone()));
-        let value = json!({
-            "id": self.id,
-            "sentAt": self.sent_at,
-            "action": self.action_name(),
-            "articleIds": self.article_ids,
-            "userId": self.user_id,
-            "readDurationMs": self.read_duration_ms,
-            "verdict": self.outcome.label(),
-            "reason": self.outcome.reason(),
-            "param": self.param,
-            "payload": payload,
-        });
-        serde_json::to_string_pretty(&value).unwrap_or_default()
+        let payload = Value::parse(&self.param).unwrap_or_else(|| self.param.as_str().into());
+        object([
+            ("id", self.id.into()),
+            ("sentAt", self.sent_at.into()),
+            ("action", self.action_name().into()),
+            ("articleIds", self.article_ids.clone().into()),
+            ("userId", self.user_id.as_str().into()),
+            ("readDurationMs", self.read_duration_ms.into()),
+            ("verdict", self.outcome.label().into()),
+            ("reason", self.outcome.reason().into()),
+            ("param", self.param.as_str().into()),
+            ("payload", payload),
+        ])
+        .pretty()
     }
 }
 

@@ -48,7 +48,7 @@ impl Explanation {
     /// them in that order already; sorting again keeps the table right if it does not.
     pub fn top(&self, n: usize) -> Vec<Contribution> {
         let mut top = self.contributions.clone();
-        top.sort_by(|a, b| b.weight.abs().total_cmp(&a.weight.abs()));
+        sort_small(&mut top, |a, b| a.weight.abs().total_cmp(&b.weight.abs()).is_gt());
         top.truncate(n);
         top
     }
@@ -73,19 +73,49 @@ fn chips(list: &str, other: &str) -> Vec<SourceChip> {
     }
 }
 
-/// `value` with `digits` decimals; a dash for NaN and infinities.
+/// Sorts `items` stably, `before(a, b)` telling whether `a` goes before `b`: an insertion
+/// sort, for the few dozen items the page sorts (`sort_by`'s driftsort is KBs of wasm per use).
+fn sort_small<T>(items: &mut [T], before: impl Fn(&T, &T) -> bool) {
+    for i in 1..items.len() {
+        let mut j = i;
+        while j > 0 && before(&items[j], &items[j - 1]) {
+            items.swap(j, j - 1);
+            j -= 1;
+        }
+    }
+}
+
+/// `value` rounded to `digits` decimals (halves away from zero); a dash for NaN, infinities
+/// and magnitudes beyond 2^53 once scaled, which nothing the page shows comes near.
+///
+/// Integer arithmetic rather than `format!("{value:.digits$}")`: Rust's float formatting is
+/// several KB of the page's wasm.
 pub fn fixed(value: f64, digits: usize) -> String {
-    if value.is_finite() { format!("{value:.digits$}") } else { "—".to_owned() }
+    let scale = 10u64.pow(digits as u32);
+    let scaled = (value.abs() * scale as f64).round();
+    // Also NaN and infinities.
+    if !scaled.is_finite() || scaled >= 9_007_199_254_740_992.0 {
+        return "—".to_owned();
+    }
+    let scaled = scaled as u64;
+    let sign = if value < 0.0 && scaled > 0 { "-" } else { "" };
+    let whole = scaled / scale;
+    if digits == 0 {
+        return format!("{sign}{whole}");
+    }
+    format!("{sign}{whole}.{:0digits$}", scaled % scale)
 }
 
 /// A logit weight with its sign: `+0.412`, `-0.120`.
 pub fn signed(value: f64) -> String {
-    if value.is_finite() { format!("{value:+.3}") } else { "—".to_owned() }
+    let text = fixed(value, 3);
+    if text.starts_with(['-', '—']) { text } else { format!("+{text}") }
 }
 
 /// A probability or a rate as a percentage: `12.3%`.
 pub fn percent(value: f64) -> String {
-    if value.is_finite() { format!("{:.1}%", value * 100.0) } else { "—".to_owned() }
+    let text = fixed(value * 100.0, 1);
+    if value.is_finite() { text + "%" } else { text }
 }
 
 /// The dislike demotion: `none` at 1, else the multiplier (`×0.50`).
@@ -95,7 +125,7 @@ pub fn demotion(value: f64) -> String {
     } else if (value - 1.0).abs() < 1e-9 {
         "none (×1)".to_owned()
     } else {
-        format!("×{value:.2}")
+        format!("×{}", fixed(value, 2))
     }
 }
 
@@ -181,6 +211,13 @@ mod tests {
         assert_eq!(demotion(1.0), "none (×1)");
         assert_eq!(demotion(0.5), "×0.50");
         assert_eq!(demotion(f64::NAN), "—");
+        assert_eq!(fixed(2.5, 0), "3");
+        assert_eq!(fixed(-0.0004, 3), "0.000");
+        assert_eq!(fixed(-1.05, 1), "-1.1");
+        assert_eq!(fixed(12.0, 2), "12.00");
+        assert_eq!(fixed(1e300, 1), "—");
+        assert_eq!(signed(0.0), "+0.000");
+        assert_eq!(percent(f64::INFINITY), "—");
     }
 
     #[test]

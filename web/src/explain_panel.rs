@@ -80,7 +80,7 @@ fn ExplanationView(explained: Explanation) -> impl IntoView {
             .into_iter()
             .map(|contribution| {
                 let negative = contribution.weight < 0.0;
-                let width = format!("{:.0}%", explain::bar_percent(contribution.weight, largest));
+                let width = explain::fixed(explain::bar_percent(contribution.weight, largest), 0) + "%";
                 let feature = contribution.feature.clone();
                 view! {
                     <tr data-testid="contribution" data-feature=feature>

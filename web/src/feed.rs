@@ -10,8 +10,6 @@
 //! A card the person marked "not interested" is dismissed: it leaves its batch, and a batch
 //! paged in later (history is served as it was) does not bring it back.
 
-use std::collections::HashSet;
-
 use crate::param::{Action, Check, Param};
 
 /// Articles asked for per batch.
@@ -126,8 +124,10 @@ pub struct Feed {
     generation: u64,
     next_key: u64,
     last_refresh: i64,
-    exposed: HashSet<u64>,
-    dismissed: HashSet<i64>,
+    /// Batches whose exposure was taken, and articles dismissed: a session's worth, so plain
+    /// lists (a `HashSet` is KBs of wasm).
+    exposed: Vec<u64>,
+    dismissed: Vec<i64>,
 }
 
 impl Default for Feed {
@@ -139,8 +139,8 @@ impl Default for Feed {
             generation: 0,
             next_key: 1,
             last_refresh: 0,
-            exposed: HashSet::new(),
-            dismissed: HashSet::new(),
+            exposed: Vec::new(),
+            dismissed: Vec::new(),
         }
     }
 }
@@ -245,7 +245,7 @@ impl Feed {
         if self.batch(key).is_none() {
             return false;
         }
-        self.dismissed.insert(article_id);
+        insert(&mut self.dismissed, article_id);
         let before = self.card_count();
         for batch in &mut self.batches {
             batch.data.cards.retain(|card| card.article_id != article_id);
@@ -256,7 +256,7 @@ impl Feed {
     /// Takes article `article_id` off every batch, and out of answers still on their way (a
     /// retraction). Returns whether the feed changed.
     pub fn hide(&mut self, article_id: i64) -> bool {
-        self.dismissed.insert(article_id);
+        insert(&mut self.dismissed, article_id);
         let before = self.card_count();
         for batch in &mut self.batches {
             batch.data.cards.retain(|card| card.article_id != article_id);
@@ -287,8 +287,17 @@ impl Feed {
     pub fn take_exposure(&mut self, key: u64) -> Option<String> {
         let batch = self.batch(key)?;
         let raw = batch.data.exposure.as_ref()?.raw.clone();
-        self.exposed.insert(key).then_some(raw)
+        insert(&mut self.exposed, key).then_some(raw)
     }
+}
+
+/// Adds `value` to the list `set` unless it is there; returns whether it was added.
+fn insert<T: PartialEq>(set: &mut Vec<T>, value: T) -> bool {
+    let new = !set.contains(&value);
+    if new {
+        set.push(value);
+    }
+    new
 }
 
 #[cfg(test)]

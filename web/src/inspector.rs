@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use serde_json::json;
+use crate::json::{Value, object};
 
 use crate::{
     feed::Feed,
@@ -148,37 +148,36 @@ impl Entry {
 
     /// The entry as pretty JSON, for the clipboard.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
+        self.to_value().pretty()
     }
 
-    fn to_value(&self) -> serde_json::Value {
+    fn to_value(&self) -> Value {
         let event = match &self.kind {
-            EntryKind::Gap { dropped } => return json!({ "dropped": dropped }),
+            EntryKind::Gap { dropped } => return object([("dropped", (*dropped).into())]),
             EntryKind::Event { event, .. } => event,
         };
-        let payload = serde_json::from_str::<serde_json::Value>(&event.param)
-            .unwrap_or_else(|_| serde_json::Value::String(event.param.clone()));
-        json!({
-            "verdict": event.verdict.label(),
-            "reason": event.verdict.reason(),
-            "action": event.action_name(),
-            "userId": event.user_id,
-            "articleIds": event.article_ids,
-            "channelId": event.channel_id,
-            "batchTime": event.batch_time,
-            "requestId": format!("{:016x}", event.request_id),
-            "position": event.position,
-            "sources": event.sources,
-            "bucket": event.bucket,
-            "actionTime": event.action_time,
-            "readDurationMs": (event.read_duration_ms > 0).then_some(event.read_duration_ms),
-            "dislike": event.dislike,
-            "judgedMs": event.judged_ms,
-            "seq": event.seq,
-            "remote": event.remote,
-            "param": event.param,
-            "payload": payload,
-        })
+        let payload = Value::parse(&event.param).unwrap_or_else(|| event.param.as_str().into());
+        object([
+            ("verdict", event.verdict.label().into()),
+            ("reason", event.verdict.reason().into()),
+            ("action", event.action_name().into()),
+            ("userId", event.user_id.as_str().into()),
+            ("articleIds", event.article_ids.clone().into()),
+            ("channelId", event.channel_id.into()),
+            ("batchTime", event.batch_time.into()),
+            ("requestId", format!("{:016x}", event.request_id).into()),
+            ("position", event.position.into()),
+            ("sources", event.sources.as_str().into()),
+            ("bucket", event.bucket.into()),
+            ("actionTime", event.action_time.into()),
+            ("readDurationMs", (event.read_duration_ms > 0).then_some(event.read_duration_ms).into()),
+            ("dislike", event.dislike.into()),
+            ("judgedMs", event.judged_ms.into()),
+            ("seq", event.seq.into()),
+            ("remote", event.remote.into()),
+            ("param", event.param.as_str().into()),
+            ("payload", payload),
+        ])
     }
 }
 
@@ -409,21 +408,24 @@ impl Inspector {
 
     /// The visible list as a JSON document, newest first, for a file.
     pub fn export(&self, now_ms: i64) -> String {
-        let entries: Vec<serde_json::Value> = self.visible().iter().map(Entry::to_value).collect();
+        let entries: Vec<Value> = self.visible().iter().map(Entry::to_value).collect();
         let filter = &self.filter;
-        let value = json!({
-            "exportedMs": now_ms,
-            "filter": {
-                "userId": filter.user_id,
-                "action": filter.action.map(Action::as_str),
-                "verdict": filter.verdict.map(VerdictKind::as_str),
-                "channelId": filter.channel,
-            },
-            "droppedByServer": self.server_dropped,
-            "droppedByPage": self.page_dropped,
-            "entries": entries,
-        });
-        serde_json::to_string_pretty(&value).unwrap_or_default()
+        object([
+            ("exportedMs", now_ms.into()),
+            (
+                "filter",
+                object([
+                    ("userId", filter.user_id.as_str().into()),
+                    ("action", filter.action.map(Action::as_str).into()),
+                    ("verdict", filter.verdict.map(VerdictKind::as_str).into()),
+                    ("channelId", filter.channel.into()),
+                ]),
+            ),
+            ("droppedByServer", self.server_dropped.into()),
+            ("droppedByPage", self.page_dropped.into()),
+            ("entries", entries.into()),
+        ])
+        .pretty()
     }
 
     /// A word on the stream.

@@ -6,7 +6,7 @@ use leptos::{html, prelude::*, task::spawn_local};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::{
-    clock,
+    clock, explain,
     inspector::{self, Entry, EntryKind, Filter, VerdictKind, Watched},
     live::Connection,
     page::{self, Page},
@@ -235,7 +235,8 @@ fn EventView(event: Watched, pretty: String, json: String) -> impl IntoView {
     let action = event.action_name().to_owned();
     let ids = event.article_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
     let first_id = event.article_ids.first().copied().unwrap_or_default();
-    let duration = (event.read_duration_ms > 0).then(|| format!(" · {:.1} s", event.read_duration_ms as f64 / 1_000.0));
+    let duration = (event.read_duration_ms > 0)
+        .then(|| format!(" · {} s", explain::fixed(event.read_duration_ms as f64 / 1_000.0, 1)));
     let position = event.position.map(|position| format!(" · position {position}"));
     let sources = (!event.sources.is_empty()).then(|| format!(" · {}", event.sources));
     let remote = event.remote.then_some(" · another replica");

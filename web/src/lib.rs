@@ -4,12 +4,12 @@
 //!
 //! Logic lives in plain types with ordinary unit tests: [`param`] (decoding,
 //! pretty-printing, `algorithmCombine`), [`feed`] (batches, history paging, stale answers,
-//! dismissed cards), [`live`] (the push stream, new and retracted articles), [`event_log`]
+//! dismissed cards), [`json`] (the little JSON the page reads and writes), [`live`] (the push stream, new and retracted articles), [`event_log`]
 //! (reports, filter, pause, clear, copy as JSON), [`inspector`] (everyone's events as the
 //! server judges them: filters, pause, drops, export, the card an event came from), [`explain`]
 //! and [`stats`] (the debug views' data and wording), [`remote`] (on-demand fetches).
-//! [`api`] is the only module that sees protobuf; [`page::Page`] holds the signals; the
-//! other modules are thin panels.
+//! [`api`] is the only module that sees protobuf, over [`grpc_web`] (a small gRPC-Web client
+//! on `fetch`); [`page::Page`] holds the signals; the other modules are thin panels.
 
 pub mod api;
 mod card;
@@ -20,8 +20,10 @@ pub mod explain;
 mod explain_panel;
 pub mod feed;
 mod feed_panel;
+pub mod grpc_web;
 pub mod inspector;
 mod inspector_panel;
+pub mod json;
 pub mod live;
 mod log_panel;
 pub mod page;

@@ -6,6 +6,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::{
     clock,
     event_log::{Filter, LogEntry},
+    explain,
     page::Page,
     param::Action,
 };
@@ -99,7 +100,7 @@ fn EntryView(entry: LogEntry) -> impl IntoView {
     let action = entry.action_name();
     let reason = entry.outcome.reason().map(str::to_owned);
     let ids = entry.article_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    let duration = entry.read_duration_ms.map(|ms| format!(" · {:.1} s", ms as f64 / 1_000.0));
+    let duration = entry.read_duration_ms.map(|ms| format!(" · {} s", explain::fixed(ms as f64 / 1_000.0, 1)));
 
     view! {
         <li

@@ -14,7 +14,7 @@ use crate::{
     inspector::{Filter, Inspector, Target},
     live::Live,
     param::Param,
-    remote::Fetch,
+    remote::{Fetch, Remote},
     stats::{self, Stats},
     user,
 };
@@ -35,7 +35,8 @@ pub struct Page {
     pub feed: RwSignal<Feed>,
     pub log: RwSignal<EventLog>,
     pub stats: RwSignal<Fetch<Stats>>,
-    pub channels: LocalResource<Result<Vec<Channel>, ApiError>>,
+    /// The channel tabs (`Catalog.Channels`), asked once the first load is done.
+    pub channels: RwSignal<Fetch<Vec<Channel>>>,
     /// The push stream of catalog changes for the current channel.
     pub live: RwSignal<Live>,
     /// Everyone's judged events (`Tracking.Watch`).
@@ -43,8 +44,6 @@ pub struct Page {
     /// The first feed load has finished (cards or an error): what is not needed for the first
     /// card (the channel list, the push streams, the side panels) waits for it.
     pub started: RwSignal<bool>,
-    /// Resolves when `started` turns true (a promise, so that any number of fetches can wait).
-    first_load: StoredValue<(js_sys::Promise, Option<js_sys::Function>), LocalStorage>,
     /// The card (or batch) the inspector last pointed at.
     pub highlight: RwSignal<Option<Target>>,
     in_flight: StoredValue<Option<AbortHandle>>,
@@ -56,9 +55,6 @@ pub struct Page {
 impl Page {
     pub fn new(api: Api) -> Page {
         let api = StoredValue::new(api);
-        let mut resolve = None;
-        let first_load = js_sys::Promise::new(&mut |done, _| resolve = Some(done));
-        let waiting = first_load.clone();
         let page = Page {
             api,
             user: RwSignal::new(user::load()),
@@ -66,19 +62,10 @@ impl Page {
             feed: RwSignal::new(Feed::default()),
             log: RwSignal::new(EventLog::default()),
             stats: RwSignal::new(Fetch::default()),
-            channels: LocalResource::new(move || {
-                let api = api.get_value();
-                let first_load = waiting.clone();
-                async move {
-                    // Tabs and channel names can come after the first cards.
-                    let _ = wasm_bindgen_futures::JsFuture::from(first_load).await;
-                    api.channels().await
-                }
-            }),
+            channels: RwSignal::new(Fetch::default()),
             live: RwSignal::new(Live::default()),
             inspector: RwSignal::new(Inspector::default()),
             started: RwSignal::new(false),
-            first_load: StoredValue::new_local((first_load, resolve)),
             highlight: RwSignal::new(None),
             in_flight: StoredValue::new(None),
             watching: StoredValue::new(None),
@@ -133,8 +120,8 @@ impl Page {
 
     /// Repeats what failed; the channel list too if that failed.
     pub fn retry(&self) {
-        if self.channels.with_untracked(|channels| matches!(channels, Some(Err(_)))) {
-            self.channels.refetch();
+        if self.channels.with_untracked(|channels| matches!(channels.state(), Remote::Failed(_))) {
+            self.load_channels();
         }
         let failed = self.feed.with_untracked(|feed| match feed.status() {
             Status::Failed { kind, .. } => Some(*kind),
@@ -161,8 +148,10 @@ impl Page {
         let api = self.api.get_value();
         let user_id = self.user.get_untracked();
         let channel_id = self.channel.get_untracked();
+        // Sent now: the first load's request goes out before the page is built.
+        let batch = api.batch(&user_id, channel_id, ticket.time_stamp);
         let request = async move {
-            let answer = api.batch(&user_id, channel_id, ticket.time_stamp).await;
+            let answer = batch.await;
             let raw = answer.as_ref().map(BatchData::raw_params).unwrap_or_default();
             // A stale answer is one the user no longer wants: dropping it is the point.
             let applied = page.feed.try_update(|feed| match answer {
@@ -191,13 +180,23 @@ impl Page {
         });
     }
 
-    /// The first load is done: let what waited for it go.
+    /// The first load is done: let what waited for it go (the tabs and channel names can
+    /// come after the first cards).
     fn start(&self) {
         self.started.set(true);
-        self.first_load.with_value(|(_, resolve)| {
-            if let Some(resolve) = resolve {
-                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
-            }
+        self.load_channels();
+    }
+
+    /// (Re)loads the channel tabs.
+    pub fn load_channels(&self) {
+        let Some(ticket) = self.channels.try_update(Fetch::start) else { return };
+        let page = *self;
+        let api = self.api.get_value();
+        spawn_local(async move {
+            let answer = api.channels().await;
+            page.channels.update(|fetch| {
+                fetch.finish(ticket, answer);
+            });
         });
     }
 
@@ -386,9 +385,11 @@ impl Page {
     /// The name of channel `id`, once the channel list is in.
     pub fn channel_name(&self, id: i32) -> String {
         self.channels
-            .with(|channels| {
-                let channels = channels.as_ref()?.as_ref().ok()?;
-                channels.iter().find(|channel| channel.id == id).map(|channel| channel.name.clone())
+            .with(|channels| match channels.state() {
+                Remote::Ready(channels) => {
+                    channels.iter().find(|channel| channel.id == id).map(|channel| channel.name.clone())
+                }
+                Remote::Idle | Remote::Loading | Remote::Failed(_) => None,
             })
             .unwrap_or_else(|| format!("channel {id}"))
     }

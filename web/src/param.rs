@@ -6,7 +6,7 @@
 //! `algorithmCombine` names the ranking algorithm, the user's A/B bucket and the candidate
 //! sources that proposed the article; [`Combine`] reads it.
 
-use serde::Deserialize;
+use crate::json::Value;
 
 /// What a tracking param records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,30 +43,64 @@ impl Action {
     }
 }
 
-/// The fields of a param that the page reads. Anything else stays visible in the
-/// pretty-printed and raw forms.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The fields of a param that the page reads (its JSON names are camelCase: `userId`,
+/// `articleId`, ...). Anything else stays visible in the pretty-printed and raw forms.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Payload {
     pub action: String,
-    #[serde(default)]
     pub user_id: String,
     pub article_id: ArticleRef,
-    #[serde(default)]
     pub algorithm_combine: Option<String>,
-    #[serde(default)]
     pub channel_id: Option<i32>,
-    #[serde(default)]
     pub position: Option<u32>,
-    #[serde(default)]
     pub request_id: Option<String>,
-    #[serde(default)]
     pub ts: Option<i64>,
 }
 
+impl Payload {
+    /// The fields read from a param's JSON: `action` and `articleId` are required, the
+    /// others may be missing or null; a field of the wrong type is an error.
+    pub fn read(raw: &str) -> Result<Payload, String> {
+        let value = Value::parse(raw).ok_or("not JSON")?;
+        if !matches!(value, Value::Object(_)) {
+            return Err("not a JSON object".into());
+        }
+        let field = |name: &str| value.get(name).filter(|field| **field != Value::Null);
+        let wrong = |name: &str, what: &str| format!("{name} is not {what}");
+        let text = |name: &str| {
+            field(name)
+                .map(|field| field.as_str().map(str::to_owned).ok_or_else(|| wrong(name, "a string")))
+                .transpose()
+        };
+        let integer =
+            |name: &str| field(name).map(|field| field.as_i64().ok_or_else(|| wrong(name, "an integer"))).transpose();
+        fn narrow<T: TryFrom<i64>>(name: &str, value: Option<i64>) -> Result<Option<T>, String> {
+            value.map(|value| T::try_from(value).map_err(|_| format!("{name} is not in range"))).transpose()
+        }
+        let article_id = match field("articleId").ok_or("no articleId")? {
+            Value::Array(items) => ArticleRef::Many(
+                items
+                    .iter()
+                    .map(|item| item.as_i64().ok_or_else(|| wrong("articleId", "integers")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            one => ArticleRef::One(one.as_i64().ok_or_else(|| wrong("articleId", "an integer"))?),
+        };
+        Ok(Payload {
+            action: text("action")?.ok_or("no action")?,
+            user_id: text("userId")?.unwrap_or_default(),
+            article_id,
+            algorithm_combine: text("algorithmCombine")?,
+            channel_id: narrow("channelId", integer("channelId")?)?,
+            position: narrow("position", integer("position")?)?,
+            request_id: text("requestId")?,
+            ts: integer("ts")?,
+        })
+    }
+}
+
 /// One article for click/collect/share/read, the whole batch for an exposure.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ArticleRef {
     One(i64),
     Many(Vec<i64>),
@@ -104,7 +138,7 @@ pub struct Param {
 
 impl Param {
     pub fn new(raw: String) -> Param {
-        let payload = serde_json::from_str::<Payload>(&raw).map_err(|err| err.to_string());
+        let payload = Payload::read(&raw);
         let pretty = pretty_json(&raw).unwrap_or_else(|| raw.clone());
         Param { raw, payload, pretty, check: Check::Pending }
     }
@@ -177,7 +211,7 @@ fn number(digits: &str) -> Option<u32> {
 /// Re-indents valid JSON without reordering keys (serde_json's `Value` would sort them).
 /// Arrays of scalars stay on one line. Returns `None` when `raw` is not JSON.
 pub fn pretty_json(raw: &str) -> Option<String> {
-    serde_json::from_str::<serde::de::IgnoredAny>(raw).ok()?;
+    Value::parse(raw)?;
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(raw.len() * 2);
     let mut depth = 0usize;
@@ -312,6 +346,27 @@ mod tests {
         assert_eq!(param.action(), None);
         assert!(param.article_ids().is_empty());
         assert_eq!(param.pretty, "not json");
+    }
+
+    #[test]
+    fn reads_fields_by_their_json_names_and_types() {
+        let payload = Payload::read(r#"{"action":"read","articleId":9,"userId":null,"position":null}"#).unwrap();
+        assert_eq!((payload.action.as_str(), payload.user_id.as_str()), ("read", ""));
+        assert_eq!((payload.article_id, payload.position, payload.ts), (ArticleRef::One(9), None, None));
+        for (raw, error) in [
+            (r#"{"articleId":1}"#, "no action"),
+            (r#"{"action":"click"}"#, "no articleId"),
+            (r#"{"action":1,"articleId":1}"#, "action is not a string"),
+            (r#"{"action":"click","articleId":"1"}"#, "articleId is not an integer"),
+            (r#"{"action":"click","articleId":[1,"2"]}"#, "articleId is not integers"),
+            (r#"{"action":"click","articleId":1,"position":-1}"#, "position is not in range"),
+            (r#"{"action":"click","articleId":1,"channelId":1.5}"#, "channelId is not an integer"),
+            (r#"{"action":"click","articleId":1,"requestId":7}"#, "requestId is not a string"),
+            ("[1]", "not a JSON object"),
+            ("{", "not JSON"),
+        ] {
+            assert_eq!(Payload::read(raw), Err(error.to_owned()), "{raw}");
+        }
     }
 
     #[test]
