@@ -207,6 +207,9 @@ pub enum Frame {
     Trailers(Option<Status>),
 }
 
+/// The longest frame read, as tonic's default limit on a decoded message: 4 MiB.
+pub const MAX_FRAME: u32 = 4 << 20;
+
 /// Splits a response body, fed in chunks as they arrive, into frames.
 #[derive(Debug, Default)]
 pub struct Decoder {
@@ -219,11 +222,16 @@ impl Decoder {
     }
 
     /// The next whole frame, `Ok(None)` until one has fully arrived; an error for a
-    /// compressed or unknown frame (this client asks for neither).
+    /// compressed or unknown frame (this client asks for neither), or one longer than
+    /// [`MAX_FRAME`] (which it would otherwise wait for, holding what arrives).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, Status> {
         let Some(header) = self.buffer.first_chunk::<5>() else { return Ok(None) };
         let flags = header[0];
-        let end = 5 + u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        if len > MAX_FRAME {
+            return Err(Status::new(Code::ResourceExhausted, format!("a frame of {len} bytes (at most {MAX_FRAME})")));
+        }
+        let end = 5 + len as usize;
         if self.buffer.len() < end {
             return Ok(None);
         }
@@ -502,6 +510,19 @@ mod tests {
                 "chunks of {chunk_size}"
             );
         }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_before_it_arrives() {
+        let mut decoder = Decoder::default();
+        decoder.push(&[0, 0xff, 0xff, 0xff, 0xff, 1, 2]);
+        let refused = decoder.next_frame().unwrap_err();
+        assert_eq!(refused.code, Code::ResourceExhausted);
+        assert!(refused.message.contains("4294967295 bytes"), "{}", refused.message);
+        let mut decoder = Decoder::default();
+        decoder.push(&[0]);
+        decoder.push(&MAX_FRAME.to_be_bytes());
+        assert_eq!(decoder.next_frame(), Ok(None), "the largest allowed frame is waited for");
     }
 
     #[test]
