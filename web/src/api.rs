@@ -290,7 +290,8 @@ impl Api {
             Verdict::Accepted => Outcome::Accepted,
             Verdict::Duplicate => Outcome::Duplicate,
             Verdict::Rejected => Outcome::Rejected(result.reason),
-            Verdict::Unspecified => Outcome::Failed("the server sent no verdict".into()),
+            // A report's result is never SERVED (only `Tracking.Watch` sends that, when asked).
+            Verdict::Unspecified | Verdict::Served => Outcome::Failed("the server sent no verdict".into()),
         })
     }
 
@@ -317,6 +318,8 @@ fn event_watch_request(filter: &Filter) -> EventWatchRequest {
         actions: filter.action.map(|action| action.as_str().to_owned()).into_iter().collect(),
         verdicts: filter.verdict.map(|kind| verdict(kind) as i32).into_iter().collect(),
         channel_ids: filter.channel.into_iter().collect(),
+        // The inspector lists events, not the batches as they are served.
+        served: false,
     }
 }
 
@@ -329,7 +332,7 @@ fn watched(message: v1::WatchedEvent) -> Option<Item> {
         Verdict::Accepted => inspector::Verdict::Accepted,
         Verdict::Duplicate => inspector::Verdict::Duplicate,
         Verdict::Rejected => inspector::Verdict::Rejected(message.reason),
-        Verdict::Unspecified => return None,
+        Verdict::Unspecified | Verdict::Served => return None,
     };
     Some(Item::Event(Box::new(Watched {
         verdict,

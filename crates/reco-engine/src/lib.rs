@@ -27,7 +27,7 @@ pub mod conformance;
 pub use engine::{
     ArticleStats, CatalogChange, ChangeKind, ChangeNotifier, DAY_MS, Engine, EngineConfig, EngineError, EventNotifier,
     Explanation, FeedItem, FeedRequest, FeedResponse, MAX_CHANGES, Observation, PublishVerdict, ReportedEvent,
-    RetractVerdict, Since, StatsReport, Verdict, WatchVerdict, WatchedEvent,
+    RetractVerdict, Since, StatsReport, Verdict, Wanted, WatchVerdict, WatchedEvent,
 };
 pub use feed::Variant;
 

@@ -4,6 +4,7 @@
 //! wait for subscribers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use reco_engine::model::Action;
 use reco_engine::store::Sources;
@@ -21,6 +22,8 @@ const ACTIONS: [&str; 6] = ["exposure", "click", "collect", "share", "read", "di
 /// What one subscriber asked to see; `None`: no filter on that field.
 #[derive(Debug, Default)]
 pub struct EventFilter {
+    /// Served batches too (`EventWatchRequest.served`).
+    pub served: bool,
     user: Option<String>,
     actions: Option<Vec<String>>,
     verdicts: Option<Vec<i32>>,
@@ -40,7 +43,7 @@ impl EventFilter {
         if let Some(bad) =
             r.verdicts.iter().find(|v| !matches!(v1::Verdict::try_from(**v), Ok(v) if v != v1::Verdict::Unspecified))
         {
-            let why = format!("verdicts: {bad} is unknown (known: 1 ACCEPTED, 2 DUPLICATE, 3 REJECTED)");
+            let why = format!("verdicts: {bad} is unknown (known: 1 ACCEPTED, 2 DUPLICATE, 3 REJECTED, 4 SERVED)");
             return Err(crate::convert::invalid("verdicts", why));
         }
         if let Some(bad) = r.channel_ids.iter().find(|c| !reco_engine::catalog::is_channel(**c)) {
@@ -57,6 +60,7 @@ impl EventFilter {
             (!v.is_empty()).then_some(v)
         }
         Ok(Self {
+            served: r.served,
             user: (!r.user_id.is_empty()).then_some(r.user_id),
             actions: some(r.actions),
             verdicts: some(r.verdicts),
@@ -65,7 +69,8 @@ impl EventFilter {
     }
 
     fn wants(&self, e: &v1::WatchedEvent) -> bool {
-        self.user.as_ref().is_none_or(|u| *u == e.user_id)
+        (self.served || e.verdict != v1::Verdict::Served as i32)
+            && self.user.as_ref().is_none_or(|u| *u == e.user_id)
             && self.actions.as_ref().is_none_or(|a| a.contains(&e.action))
             && self.verdicts.as_ref().is_none_or(|v| v.contains(&e.verdict))
             && self.channels.as_ref().is_none_or(|c| !e.action.is_empty() && c.contains(&e.channel_id))
@@ -85,6 +90,31 @@ pub fn notifier(live: broadcast::Sender<Arc<v1::WatchedEvent>>) -> reco_engine::
     })
 }
 
+/// How many subscribers want served batches: the engine builds them only while some do.
+#[derive(Clone, Default)]
+pub struct ServedSubscribers(Arc<AtomicUsize>);
+
+impl ServedSubscribers {
+    pub fn wanted(&self) -> reco_engine::Wanted {
+        let count = Arc::clone(&self.0);
+        Box::new(move || count.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Counts one more subscriber until the guard is dropped (its stream ends).
+    pub fn join(&self) -> ServedGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        ServedGuard(Arc::clone(&self.0))
+    }
+}
+
+pub struct ServedGuard(Arc<AtomicUsize>);
+
+impl Drop for ServedGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Feeds one subscriber until it hangs up, or until the server shuts down (`closing` turns
 /// true), which ends the stream with UNAVAILABLE: a client should reconnect.
 pub async fn feed_subscriber(
@@ -92,6 +122,8 @@ pub async fn feed_subscriber(
     filter: EventFilter,
     out: mpsc::Sender<Result<v1::WatchedEvent, Status>>,
     mut closing: watch::Receiver<bool>,
+    // Held while the subscriber is fed, for one that asked for served batches.
+    _served: Option<ServedGuard>,
 ) {
     loop {
         let received = tokio::select! {
@@ -119,6 +151,7 @@ pub fn watched(e: &WatchedEvent) -> v1::WatchedEvent {
         WatchVerdict::Accepted => (v1::Verdict::Accepted, String::new()),
         WatchVerdict::Duplicate => (v1::Verdict::Duplicate, String::new()),
         WatchVerdict::Rejected(reason) => (v1::Verdict::Rejected, reason.clone()),
+        WatchVerdict::Served => (v1::Verdict::Served, String::new()),
     };
     let mut out = v1::WatchedEvent {
         verdict: verdict as i32,

@@ -121,6 +121,8 @@ impl Metrics {
                     WatchVerdict::Accepted => "accepted",
                     WatchVerdict::Duplicate => "duplicate",
                     WatchVerdict::Rejected(_) => "rejected",
+                    // Served batches are not events (and go to `on_served` watchers only).
+                    WatchVerdict::Served => continue,
                 };
                 metrics.events.with_label_values(&[action, verdict]).inc();
             }

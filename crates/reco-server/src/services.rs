@@ -40,6 +40,8 @@ pub struct Reco<S> {
     changes: broadcast::Sender<Arc<CatalogChange>>,
     /// Judged events for `Tracking.Watch`, fed by the engine's notifier.
     events: broadcast::Sender<Arc<v1::WatchedEvent>>,
+    /// The `Tracking.Watch` subscribers that asked for served batches too.
+    served: crate::inspect::ServedSubscribers,
     /// Whether `Tracking.Watch` needs the admin token (the server listens beyond loopback).
     watch_needs_token: bool,
     /// Turns true when the server starts to shut down: event streams then end.
@@ -62,11 +64,15 @@ impl<S: Store> Reco<S> {
         }));
         let (events, _) = broadcast::channel(crate::inspect::EVENT_BUFFER);
         engine.on_event(crate::inspect::notifier(events.clone()));
+        // Served batches go through the same channel, so they come in order with the events.
+        let served = crate::inspect::ServedSubscribers::default();
+        engine.on_served(served.wanted(), crate::inspect::notifier(events.clone()));
         Self {
             engine,
             admin_token: None,
             changes,
             events,
+            served,
             watch_needs_token: true,
             closing: watch::channel(false).1,
             metrics: None,
@@ -134,6 +140,7 @@ impl<S> Clone for Reco<S> {
             admin_token: self.admin_token.clone(),
             changes: self.changes.clone(),
             events: self.events.clone(),
+            served: self.served.clone(),
             watch_needs_token: self.watch_needs_token,
             closing: self.closing.clone(),
             metrics: self.metrics.clone(),
@@ -351,8 +358,10 @@ impl<S: Store> Tracking for Reco<S> {
             self.authorize_for(&request, "event streams (they carry user ids)", "or listen on loopback only")?;
         }
         let filter = crate::inspect::EventFilter::parse(request.into_inner())?;
+        let served = filter.served.then(|| self.served.join());
         let (out, stream) = mpsc::channel(16);
-        tokio::spawn(crate::inspect::feed_subscriber(self.events.subscribe(), filter, out, self.closing.clone()));
+        let live = self.events.subscribe();
+        tokio::spawn(crate::inspect::feed_subscriber(live, filter, out, self.closing.clone(), served));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(stream))))
     }
 

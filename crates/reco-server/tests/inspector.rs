@@ -76,6 +76,38 @@ async fn every_report_is_watched_with_its_verdict_and_served_context() {
 }
 
 #[tokio::test]
+async fn served_batches_are_watched_only_by_who_asks_for_them() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let served = EventWatchRequest { served: true, user_id: "served".into(), ..Default::default() };
+    let mut with_batches = watch(&mut client, served).await;
+    let events_only = EventWatchRequest { user_id: "served".into(), ..Default::default() };
+    let mut without = watch(&mut client, events_only).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let t = now_ms();
+    let batch = client.feed("served", 3, 6, t).await;
+    let seen = next(&mut with_batches).await;
+    assert_eq!((seen.verdict(), seen.action.as_str(), seen.position), (Verdict::Served, "exposure", -1));
+    assert_eq!((seen.user_id.as_str(), seen.channel_id, seen.batch_time), ("served", 3, t));
+    let ids: Vec<i64> = batch.recommends.iter().map(|a| a.article_id).collect();
+    assert_eq!(seen.article_ids, ids, "the batch's articles in order");
+    assert_eq!(seen.param, batch.exposure, "its exposure param as minted");
+    assert!(seen.request_id != 0 && seen.seq == 0 && !seen.remote, "{seen:?}");
+
+    // A history read serves nothing new; the report that follows reaches both subscribers,
+    // and the one that did not ask for batches sees it first.
+    let history = client.feed("served", 3, 6, t - 1).await;
+    assert!(history.recommends.is_empty(), "nothing older than the first batch");
+    client.report(vec![event(&batch.exposure)]).await;
+    let reported = next(&mut with_batches).await;
+    assert_eq!((reported.verdict(), reported.action.as_str()), (Verdict::Accepted, "exposure"));
+    let first = next(&mut without).await;
+    assert_eq!(first.verdict(), Verdict::Accepted, "no served batch for a subscriber that did not ask: {first:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_subscriber_that_does_not_read_is_told_what_it_missed_and_reports_go_on() {
     let server = TestServer::start().await;
     let mut client = server.client().await;

@@ -375,6 +375,12 @@ impl<S: Store> Engine<S> {
         self.watchers.add(notifier);
     }
 
+    /// Adds a receiver of every batch a refresh serves from now on, while `wanted` says so: a
+    /// [`WatchedEvent`] with [`WatchVerdict::Served`] and the batch's exposure param as minted.
+    pub fn on_served(&self, wanted: super::Wanted, notifier: EventNotifier) {
+        self.served_watchers.add(wanted, notifier);
+    }
+
     // A rejection is the rare path and carries the decoded param for the client: its size is fine.
     #[allow(clippy::result_large_err)]
     fn check_event(&self, ev: &ReportedEvent, now_ms: i64) -> Result<(Verified, EventRecord), Verdict> {

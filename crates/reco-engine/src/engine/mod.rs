@@ -15,7 +15,7 @@ mod publish;
 mod watch;
 
 pub use publish::{CatalogChange, ChangeKind, ChangeNotifier, MAX_CHANGES, PublishVerdict, RetractVerdict, Since};
-pub use watch::{EventNotifier, WatchVerdict, WatchedEvent};
+pub use watch::{EventNotifier, Wanted, WatchVerdict, WatchedEvent};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -231,6 +231,7 @@ pub struct Engine<S> {
     publishing: Mutex<u64>,
     changes: publish::ChangeFeed,
     watchers: watch::Watchers,
+    served_watchers: watch::ServedWatchers,
     /// What ranking reads, published whole by the ingest side; readers never wait for it.
     model: ArcSwap<Model>,
     /// The ingest side: the private copy of the model and the ops it has not applied yet.
@@ -324,6 +325,7 @@ impl<S: Store> Engine<S> {
             publishing: Mutex::new(catalog_position),
             changes: publish::ChangeFeed::new(now_nanos() / 1_000),
             watchers: watch::Watchers::default(),
+            served_watchers: watch::ServedWatchers::default(),
             model: ArcSwap::from_pointee(model.clone()),
             ingest: Mutex::new(Ingest::new(model)),
             feed,

@@ -10,7 +10,7 @@ use crate::params::TrackParam;
 use crate::store::{AppendOutcome, Batch, BatchItem, Seen, Store};
 use crate::text;
 
-use super::{Engine, EngineError, FeedItem, FeedRequest, FeedResponse, invalid};
+use super::{Engine, EngineError, FeedItem, FeedRequest, FeedResponse, WatchVerdict, WatchedEvent, invalid};
 
 enum Plan {
     History(Option<(Arc<Batch>, i64)>),
@@ -87,6 +87,27 @@ impl<S: Store> Engine<S> {
                     // read: rank again against the new history.
                     match self.store.append_batch_seen(&req.user_id, req.channel_id, batch, Some(seen))? {
                         AppendOutcome::Appended { previous } => {
+                            self.served_watchers.notify(|| WatchedEvent {
+                                verdict: WatchVerdict::Served,
+                                raw: exposure.clone(),
+                                // The exposure param as `mint` signed it.
+                                param: Some(TrackParam {
+                                    action: Action::Exposure,
+                                    user_id: req.user_id.clone(),
+                                    article_ids: items.iter().map(|i| i.article_id).collect(),
+                                    algorithm_combine: format!("{}.b{bucket}", self.config.algorithm),
+                                    channel_id: req.channel_id,
+                                    position: None,
+                                    request_id,
+                                    ts: req.time_stamp,
+                                }),
+                                dislike: false,
+                                action_time: now_ms,
+                                read_duration_ms: 0,
+                                judged_ms: now_ms,
+                                seq: None,
+                                remote: false,
+                            });
                             return Ok(FeedResponse { exposure, time_stamp: previous, items, refreshed: true });
                         }
                         // Another process refreshed this feed meanwhile: a history read now, or

@@ -1,6 +1,8 @@
 //! Every event as the engine judges it, for live inspectors (the server's `Tracking.Watch`):
 //! each `report` hands its verdicts to the watchers, and `follow_log` the events other
-//! replicas accepted (read from the shared log; what they refused stays with them).
+//! replicas accepted (read from the shared log; what they refused stays with them). Served
+//! batches have watchers of their own, asked first whether anyone wants them, so that a
+//! refresh builds nothing while nobody looks.
 
 use std::sync::Mutex;
 
@@ -37,6 +39,8 @@ pub enum WatchVerdict {
     Accepted,
     Duplicate,
     Rejected(String),
+    /// Not a report: a batch as a refresh served it, with its exposure param.
+    Served,
 }
 
 /// Receives the events of each report (or of each step following the shared log), in order.
@@ -68,6 +72,31 @@ impl Watchers {
     }
 }
 
+/// Whether a served-batch watcher wants batches now; asked on every refresh, so it must be
+/// cheap (an atomic load).
+pub type Wanted = Box<dyn Fn() -> bool + Send + Sync>;
+
+#[derive(Default)]
+pub(super) struct ServedWatchers(Mutex<Vec<(Wanted, EventNotifier)>>);
+
+impl ServedWatchers {
+    pub(super) fn add(&self, wanted: Wanted, notifier: EventNotifier) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((wanted, notifier));
+    }
+
+    /// Calls the watchers that want it with the batch `make` builds, built only then.
+    pub(super) fn notify(&self, make: impl FnOnce() -> WatchedEvent) {
+        let watchers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !watchers.iter().any(|(wanted, _)| wanted()) {
+            return;
+        }
+        let served = [make()];
+        for (_, notify) in watchers.iter().filter(|(wanted, _)| wanted()) {
+            notify(&served);
+        }
+    }
+}
+
 /// An event another replica accepted, as the log holds it.
 pub(super) fn remote(seq: u64, event: &EventRecord, algorithm: &str, judged_ms: i64) -> WatchedEvent {
     let sources = event.sources.iter().fold(Sources::default(), |all, s| all.union(*s));
@@ -91,5 +120,51 @@ pub(super) fn remote(seq: u64, event: &EventRecord, algorithm: &str, judged_ms: 
         judged_ms,
         seq: Some(seq),
         remote: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn batch() -> WatchedEvent {
+        WatchedEvent {
+            verdict: WatchVerdict::Served,
+            raw: "{}".into(),
+            param: None,
+            dislike: false,
+            action_time: 1,
+            read_duration_ms: 0,
+            judged_ms: 1,
+            seq: None,
+            remote: false,
+        }
+    }
+
+    #[test]
+    fn served_batches_are_built_only_while_someone_wants_them() {
+        let watchers = ServedWatchers::default();
+        let wanted = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicUsize::new(0));
+        let (w, r) = (Arc::clone(&wanted), Arc::clone(&received));
+        watchers.add(
+            Box::new(move || w.load(Ordering::Relaxed)),
+            Box::new(move |served| {
+                r.fetch_add(served.len(), Ordering::Relaxed);
+            }),
+        );
+        let built = AtomicUsize::new(0);
+        let make = || {
+            built.fetch_add(1, Ordering::Relaxed);
+            batch()
+        };
+        watchers.notify(make);
+        assert_eq!((built.load(Ordering::Relaxed), received.load(Ordering::Relaxed)), (0, 0), "nobody wants it");
+        wanted.store(true, Ordering::Relaxed);
+        watchers.notify(make);
+        assert_eq!((built.load(Ordering::Relaxed), received.load(Ordering::Relaxed)), (1, 1));
     }
 }
