@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Refresh load on each store, same run: redb, one Redis, a 3-node Redis Cluster, and two
 # replicas on the cluster (each with half the connections). Every reco serve is pinned to
-# SERVER_CPUS; Redis and reco-load share TOOL_CPUS. Prints one reco-load line per cell.
+# SERVER_CPUS; Redis and reco-load share TOOL_CPUS. Prints one reco-load line per cell and,
+# for the one-replica cells, the store's round trips per refresh (from /metrics).
 #
 #   scripts/bench-redis.sh                    DURATION=8 CONC=16 ARTICLE_NUM=10 USERS=100000
 set -euo pipefail
@@ -41,6 +42,29 @@ serve() {  # port store-args... ; echoes the pid
     echo $!
 }
 
+# The store's round trips and the refreshes answered so far, from the server's /metrics.
+counts() {  # port
+    curl -sf "http://127.0.0.1:$1/metrics" | awk '
+        /^reco_store_round_trips_total / { trips = $2 }
+        /^reco_rpc_requests_total\{.*user_recommend/ { asked += $2 }
+        END { printf "%d %d\n", trips, asked }'
+}
+
+# Round trips per refresh over a load run, less what the server sends on its own meanwhile (the
+# learner and the catalog follower poll the shared log), measured idle just before it.
+trips() {  # label port pid prefix
+    local t0 r0 t1 r1 t2 r2 idle_from load_from
+    idle_from=$(date +%s%N); read -r t0 r0 < <(counts "$2"); sleep 2
+    load_from=$(date +%s%N); read -r t1 r1 < <(counts "$2")
+    load "$1" "$CONC" "$2" "$3" "$4"
+    read -r t2 r2 < <(counts "$2")
+    awk -v label="$1" -v idle=$((t1 - t0)) -v idle_ns=$((load_from - idle_from)) -v trips=$((t2 - t1)) \
+        -v refreshes=$((r2 - r1)) -v load_ns=$(($(date +%s%N) - load_from)) 'BEGIN {
+            background = idle / idle_ns * load_ns
+            printf "%s round_trips=%d refreshes=%d background_est=%.0f round_trips_per_refresh=%.3f\n",
+                label, trips, refreshes, background, (trips - background) / refreshes }'
+}
+
 load() {  # label conc port pid prefix
     taskset -c "$TOOL_CPUS" "$LOAD" --addr "http://127.0.0.1:$3" --concurrency "$2" --article-num "$ARTICLE_NUM" \
         --users "$USERS" --user-prefix "$5" --duration "$DURATION" --warmup 2 --server-pid "$4" | sed "s/^/$1 /"
@@ -48,12 +72,12 @@ load() {  # label conc port pid prefix
 
 # redb
 port=$(free_port); pid=$(serve "$port" --data-dir "$WORK/redb"); wait_port "$port"
-load redb "$CONC" "$port" "$pid" redb-; stop "$pid"
+trips redb "$port" "$pid" redb-; stop "$pid"
 
 # one Redis
 rport=$(free_port); redis_node "$rport"
 port=$(free_port); pid=$(serve "$port" --store "redis://127.0.0.1:$rport/0"); wait_port "$port"
-load redis "$CONC" "$port" "$pid" redis-; stop "$pid"
+trips redis "$port" "$pid" redis-; stop "$pid"
 
 # a 3-node cluster: one replica, then two
 seeds=()
@@ -67,7 +91,7 @@ for s in "${seeds[@]}"; do
 done
 store="redis+cluster://$(IFS=,; echo "${seeds[*]}")"
 port=$(free_port); pid=$(serve "$port" --store "$store"); wait_port "$port"
-load cluster-1-replica "$CONC" "$port" "$pid" c1-
+trips cluster-1-replica "$port" "$pid" c1-
 port2=$(free_port); pid2=$(serve "$port2" --store "$store"); wait_port "$port2"
 half=$((CONC / 2))
 load cluster-2-replicas-a "$half" "$port" "$pid" c2a- &

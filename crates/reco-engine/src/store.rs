@@ -559,6 +559,12 @@ pub trait Store: Send + Sync + 'static {
         0
     }
 
+    /// Requests sent to a networked backend so far, each one waited for (a round trip); 0 for
+    /// a backend in this process. For metrics: per refresh, it is what a refresh waits on.
+    fn round_trips(&self) -> u64 {
+        0
+    }
+
     /// The number of the newest logged event, by any process sharing the backend (0: none).
     fn last_event_seq(&self) -> Result<u64, StoreError> {
         let mut last = 0;

@@ -1,5 +1,7 @@
 //! Which Redis a URL names, and the one connection a store multiplexes all its calls on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -60,9 +62,18 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// One multiplexed connection: commands from every caller share it (cloning is cheap), and each
-/// reconnects by itself after a failure (the call that saw it fails).
+/// reconnects by itself after a failure (the call that saw it fails). It counts the requests
+/// sent on it, each a command or a pipeline (a `MULTI` transaction is one) whose answer is
+/// waited for: the round trips (on a cluster, a pipeline whose keys live on several nodes goes
+/// to each of them at once, and counts once).
 #[derive(Clone)]
-pub(crate) enum Conn {
+pub(crate) struct Conn {
+    link: Link,
+    requests: Arc<AtomicU64>,
+}
+
+#[derive(Clone)]
+enum Link {
     Server(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -74,15 +85,15 @@ impl Conn {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> redis::RedisResult<Self> {
-        let mut conn = match target {
+        let link = match target {
             Target::Server(url) => {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(connect_timeout))
                     .set_response_timeout(Some(response_timeout))
                     .set_number_of_retries(1);
-                Conn::Server(redis::Client::open(url.as_str())?.get_connection_manager_with_config(config).await?)
+                Link::Server(redis::Client::open(url.as_str())?.get_connection_manager_with_config(config).await?)
             }
-            Target::Cluster(seeds) => Conn::Cluster(
+            Target::Cluster(seeds) => Link::Cluster(
                 ClusterClientBuilder::new(seeds.iter().map(String::as_str))
                     .connection_timeout(connect_timeout)
                     .response_timeout(response_timeout)
@@ -92,16 +103,23 @@ impl Conn {
                     .await?,
             ),
         };
+        let mut conn = Conn { link, requests: Arc::default() };
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
         Ok(conn)
+    }
+
+    /// Requests sent so far (see [`Conn`]).
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Server(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match &mut self.link {
+            Link::Server(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -111,16 +129,17 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match &mut self.link {
+            Link::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Conn::Server(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+        match &self.link {
+            Link::Server(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
 }

@@ -643,6 +643,10 @@ impl Store for RedisStore {
         Ok(seq.unwrap_or(0))
     }
 
+    fn round_trips(&self) -> u64 {
+        self.conn.requests()
+    }
+
     /// Redis acknowledges each write when it is as durable as its configuration makes it:
     /// the observer gets each report's and each refresh's acknowledged write.
     fn observe_commits(&self, observe: CommitObserver) {

@@ -169,6 +169,32 @@ fn event_keys_are_remembered_for_the_dedup_window_and_then_expire() {
     });
 }
 
+/// What a refresh asks of the store (read the user, append the batch) is two round trips on
+/// one server and on a cluster, once the append script is loaded on its node.
+#[test]
+fn a_refresh_is_two_round_trips() {
+    bounded(LIMIT, || {
+        let server = harness::server();
+        let cluster = Cluster::start();
+        for url in [server.url(), cluster.url()] {
+            let store = harness::open(&url, "round-trips", DEFAULT_MAX_BATCHES);
+            let refresh = |user: &str, time: i64| {
+                let before = store.round_trips();
+                store.with_user(user, |u| u.channel(1).served_count()).unwrap();
+                store.append_batch(user, 1, batch(time, &[time])).unwrap();
+                store.round_trips() - before
+            };
+            // A user's first append on a node may load the script there (NOSCRIPT, then
+            // SCRIPT LOAD and the call again): each user's first refresh is not counted.
+            refresh("a", 1);
+            refresh("b", 2);
+            for (user, time) in [("a", 3), ("a", 4), ("b", 5)] {
+                assert_eq!(refresh(user, time), 2, "{url}: {user} at {time}");
+            }
+        }
+    });
+}
+
 #[test]
 fn two_stores_on_one_prefix_share_the_state_and_never_both_win_a_time() {
     bounded(LIMIT, || {

@@ -46,6 +46,9 @@ pub struct Metrics {
     short_answers: IntCounter,
     commits: Histogram,
     write_queue: IntGauge,
+    /// Follows [`Store::round_trips`], brought up to date when rendered (one render at a
+    /// time, so that two never add the same growth).
+    round_trips: std::sync::Mutex<IntCounter>,
     learner_lag: IntGauge,
     catalog_articles: IntGauge,
     cached_users: IntGauge,
@@ -79,6 +82,10 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.000_05, 2.5, 14)?),
         )?;
         let write_queue = IntGauge::new("store_write_queue", "Writes accepted and not durable yet (written behind)")?;
+        let round_trips = IntCounter::new(
+            "store_round_trips_total",
+            "Requests sent to a networked store (Redis) and waited for; 0 for the embedded store",
+        )?;
         let learner_lag = IntGauge::new("learner_lag_events", "Logged events the learner has not applied yet")?;
         let catalog_articles =
             IntGauge::new("catalog_articles", "Articles in the live catalog (retracted ones included)")?;
@@ -89,6 +96,7 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(short_answers.clone()))?;
         registry.register(Box::new(commits.clone()))?;
+        registry.register(Box::new(round_trips.clone()))?;
         for g in [&write_queue, &learner_lag, &catalog_articles, &cached_users] {
             registry.register(Box::new(g.clone()))?;
         }
@@ -100,6 +108,7 @@ impl Metrics {
             short_answers,
             commits,
             write_queue,
+            round_trips: std::sync::Mutex::new(round_trips),
             learner_lag,
             catalog_articles,
             cached_users,
@@ -141,6 +150,10 @@ impl Metrics {
     /// The text exposition, with the gauges read now.
     pub fn render<S: Store>(&self, engine: &Engine<S>) -> Response {
         self.write_queue.set(engine.store().write_queue().min(i64::MAX as u64) as i64);
+        // A counter only goes up: it takes the store's count's growth since the last render.
+        if let Ok(counter) = self.round_trips.lock() {
+            counter.inc_by(engine.store().round_trips().saturating_sub(counter.get()));
+        }
         self.catalog_articles.set(engine.catalog().len() as i64);
         self.cached_users.set(engine.store().memory().resident_users as i64);
         match engine.learner_lag() {
