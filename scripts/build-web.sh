@@ -89,8 +89,14 @@ main() {
     wasm_opt=$(find_wasm_opt)
 
     log "building reco-web for $TARGET (profile $PROFILE)"
-    cargo build -p reco-web --bin reco-web --target "$TARGET" --profile "$PROFILE" \
-        --target-dir "$TARGET_DIR"
+    # .cargo/config.toml's flags, and shorter source paths in panic locations: the registry's
+    # and this checkout's directories are dropped from them (~0.5 KB brotli of strings).
+    local flags="--cfg erase_components --remap-path-prefix=$ROOT/=" registry
+    for registry in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
+        flags+=" --remap-path-prefix=$registry="
+    done
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$flags" \
+        cargo build -p reco-web --bin reco-web --target "$TARGET" --profile "$PROFILE" --target-dir "$TARGET_DIR"
 
     STAGE=$(mktemp -d)
     trap 'rm -rf "$STAGE"' EXIT
@@ -105,7 +111,7 @@ main() {
         # constructs them, so their exports go first and -Oz drops the code behind them (~1 KB
         # brotli; the JS glue keeps the three unused classes). The producers and target-features
         # sections are for tools, not browsers (~0.3 KB brotli).
-        "$wasm_opt" --remove-exports --pass-arg='remove-exports@*intounderlying*' -Oz \
+        "$wasm_opt" --remove-exports --pass-arg='remove-exports@*intounderlying*' -Os -Oz \
             --strip-producers --strip-target-features "$wasm" -o "$wasm.opt"
         mv "$wasm.opt" "$wasm"
     fi

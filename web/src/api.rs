@@ -11,15 +11,15 @@ use std::fmt;
 use reco_proto::{
     seed::UserRequest,
     v1::{
-        self, ArticleInfo, ArticlesRequest, ChangeKind, ChannelsRequest, EventWatchRequest, ExplainRequest,
-        ExplainResponse, ReportRequest, StatsRequest, StatsResponse, TrackEvent, Verdict, VerifyRequest, WatchRequest,
+        self, ArticlesRequest, ChangeKind, ChannelsRequest, EventWatchRequest, ExplainRequest, ExplainResponse,
+        ReportRequest, StatsRequest, StatsResponse, TrackEvent, Verdict, VerifyRequest, WatchRequest,
     },
 };
 
 use crate::{
     event_log::{Outcome, Report},
     explain::{Contribution, Explanation},
-    feed::{ArticleMeta, BATCH_SIZE, BatchData, Card},
+    feed::{ArticleMeta, BATCH_SIZE, BatchData, Card, Listing, Meta},
     grpc_web::{self, Code, Status},
     inspector::{self, Filter, Item, VerdictKind, Watched},
     live::Change,
@@ -186,9 +186,10 @@ impl Api {
         Ok(channels)
     }
 
-    /// One `user_recommend` batch, joined with `Catalog.Articles`. The params are not checked
-    /// yet ([`Check::Pending`]): [`Api::verify`] does that after the cards are shown.
-    /// `user_recommend` goes out now, not when the answer is first polled.
+    /// One `user_recommend` batch. Its cards' catalog info is not asked yet ([`Meta::Pending`]:
+    /// [`Api::listings`]) nor are its params checked ([`Check::Pending`]: [`Api::verify`]); both
+    /// come after the cards are shown. `user_recommend` goes out now, not when the answer is
+    /// first polled.
     pub fn batch(
         &self,
         user_id: &str,
@@ -197,36 +198,44 @@ impl Api {
     ) -> impl Future<Output = Result<BatchData, ApiError>> + use<> {
         let request = UserRequest { user_id: user_id.to_owned(), channel_id, article_num: BATCH_SIZE, time_stamp };
         let answer = self.unary::<_, reco_proto::seed::ArticleResponse>("UserRecommend/user_recommend", request);
-        let api = self.clone();
-        async move { api.join(answer.await?).await }
+        async move {
+            let response = answer.await?;
+            let exposure = (!response.exposure.is_empty()).then(|| Param::new(response.exposure));
+            let cards = response
+                .recommends
+                .into_iter()
+                .enumerate()
+                .map(|(position, article)| {
+                    let track = article.track.unwrap_or_default();
+                    let params = [track.click, track.collect, track.share, track.read].map(Param::new);
+                    Card { article_id: article.article_id, position: position as u32, meta: Meta::Pending, params }
+                })
+                .collect();
+            Ok(BatchData { exposure, pre_timestamp: response.time_stamp, cards })
+        }
     }
 
-    /// A batch's articles with their titles (`Catalog.Articles`).
-    async fn join(&self, response: reco_proto::seed::ArticleResponse) -> Result<BatchData, ApiError> {
-        let ids: Vec<i64> = response.recommends.iter().map(|article| article.article_id).collect();
-        let articles = self.articles(&ids).await?;
-        let retracted = |id: i64| articles.iter().any(|info| info.article_id == id && info.retracted);
-        let exposure = (!response.exposure.is_empty()).then(|| Param::new(response.exposure));
-        let cards = response
-            .recommends
+    /// What the catalog says of these articles (`Catalog.Articles`).
+    pub async fn listings(&self, ids: Vec<i64>) -> Result<Vec<Listing>, ApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let response: v1::ArticlesResponse =
+            self.unary("reco.v1.Catalog/Articles", ArticlesRequest { article_ids: ids }).await?;
+        Ok(response
+            .articles
             .into_iter()
-            .enumerate()
-            // A history batch keeps what was served; an article retracted since is not shown.
-            .filter(|(_, article)| !retracted(article.article_id))
-            .map(|(position, article)| {
-                let article_id = article.article_id;
-                let meta = articles.iter().find(|info| info.article_id == article_id).map(|info| ArticleMeta {
+            .map(|info| Listing {
+                article_id: info.article_id,
+                retracted: info.retracted,
+                meta: ArticleMeta {
                     channel_id: info.channel_id,
-                    title: info.title.clone(),
-                    author: info.author.clone(),
+                    title: info.title,
+                    author: info.author,
                     publish_time: info.publish_time,
-                });
-                let track = article.track.unwrap_or_default();
-                let params = [track.click, track.collect, track.share, track.read].map(Param::new);
-                Card { article_id, position: position as u32, meta, params }
+                },
             })
-            .collect();
-        Ok(BatchData { exposure, pre_timestamp: response.time_stamp, cards })
+            .collect())
     }
 
     /// Opens `Catalog.Watch` for `channel_id` (0: every channel) after change `since`.
@@ -239,15 +248,6 @@ impl Api {
     pub async fn watch_events(&self, filter: &Filter) -> Result<EventStream, ApiError> {
         let url = self.url("reco.v1.Tracking/Watch");
         Ok(EventStream(grpc_web::server_stream(&url, &event_watch_request(filter)).await?))
-    }
-
-    async fn articles(&self, ids: &[i64]) -> Result<Vec<ArticleInfo>, ApiError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let request = ArticlesRequest { article_ids: ids.to_vec() };
-        let response: v1::ArticlesResponse = self.unary("reco.v1.Catalog/Articles", request).await?;
-        Ok(response.articles)
     }
 
     /// One check per param, in order; all [`Check::Unchecked`] when `Verify` fails.

@@ -8,7 +8,7 @@ use crate::{
     clock,
     event_log::{Outcome, Report},
     explain_panel::ExplainPanel,
-    feed::Card,
+    feed::{Card, Meta},
     inspector::Target,
     page::Page,
     param::{Action, Check, Combine, Param},
@@ -34,7 +34,7 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
     let last = RwSignal::new(None::<(Action, Outcome)>);
 
     let Card { article_id, position, meta, params } = card;
-    let channel_id = meta.as_ref().map_or(-1, |meta| meta.channel_id);
+    let channel_id = if let Meta::Known(meta) = &meta { meta.channel_id } else { -1 };
     // The params as the feed holds them now: their signature checks arrive after the card.
     let served = StoredValue::new(params);
     let params = Memo::new(move |_| {
@@ -93,7 +93,7 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
     };
 
     let (title, details) = match meta {
-        Some(meta) => (
+        Meta::Known(meta) => (
             meta.title,
             view! {
                 <span data-testid="card-channel">
@@ -106,7 +106,15 @@ pub fn ArticleCard(card: Card, batch: u64) -> impl IntoView {
             }
             .into_any(),
         ),
-        None => (format!("article {article_id}"), view! { <span class="warn">"not in the catalog"</span> }.into_any()),
+        other => {
+            let (state, text) = match other {
+                Meta::Pending => ("pending", "…"),
+                Meta::Missing | Meta::Known(_) => ("missing", "not in the catalog"),
+                Meta::Failed => ("failed", "no catalog info (Catalog.Articles failed)"),
+            };
+            let details = view! { <span class="warn" data-testid="card-meta" data-state=state>{text}</span> };
+            (format!("article {article_id}"), details.into_any())
+        }
     };
 
     let tabs = Action::CARD

@@ -15,7 +15,7 @@ use crate::param::{Action, Check, Param};
 /// Articles asked for per batch.
 pub const BATCH_SIZE: i32 = 10;
 
-/// Catalog info joined onto a recommended id (`Catalog.Articles`).
+/// Catalog info of a recommended id (`Catalog.Articles`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArticleMeta {
     pub channel_id: i32,
@@ -25,14 +25,34 @@ pub struct ArticleMeta {
     pub publish_time: i64,
 }
 
+/// What the catalog says of a card's article. The card is shown as soon as `user_recommend`
+/// answers (its id and params are the point); the catalog's answer comes after it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Meta {
+    /// Asked, not answered yet.
+    Pending,
+    Known(ArticleMeta),
+    /// The catalog does not know the id.
+    Missing,
+    /// `Catalog.Articles` failed.
+    Failed,
+}
+
+/// The catalog's answer for one id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing {
+    pub article_id: i64,
+    pub meta: ArticleMeta,
+    pub retracted: bool,
+}
+
 /// One recommended article.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Card {
     pub article_id: i64,
     /// Index in its batch, as the params record it.
     pub position: u32,
-    /// `None` when the catalog does not know the id.
-    pub meta: Option<ArticleMeta>,
+    pub meta: Meta,
     /// One param per [`Action::CARD`], in that order.
     pub params: [Param; 4],
 }
@@ -43,8 +63,8 @@ impl Card {
     }
 }
 
-/// A `user_recommend` answer, joined with the catalog. Its params' signature checks
-/// (`Verify`) come after the cards are on the page, through [`Feed::set_checks`].
+/// A `user_recommend` answer. The catalog's info ([`Feed::set_listings`]) and the params'
+/// signature checks (`Verify`, [`Feed::set_checks`]) come after the cards are on the page.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchData {
     /// `None` for history batches (the server sends an empty exposure then).
@@ -198,8 +218,9 @@ impl Feed {
         Ticket { generation: self.generation, kind, time_stamp }
     }
 
-    /// Puts an answer in place: a refresh on top, an earlier batch at the bottom.
-    pub fn apply(&mut self, ticket: Ticket, mut data: BatchData) -> Result<(), Stale> {
+    /// Puts an answer in place: a refresh on top, an earlier batch at the bottom. Returns the
+    /// new batch's key (`None`: an earlier answer without cards adds no batch).
+    pub fn apply(&mut self, ticket: Ticket, mut data: BatchData) -> Result<Option<u64>, Stale> {
         self.check(ticket)?;
         data.cards.retain(|card| !self.dismissed.contains(&card.article_id));
         self.status = Status::Idle;
@@ -210,16 +231,35 @@ impl Feed {
                 }
                 let batch = self.new_batch(ticket, data);
                 self.batches.insert(0, batch);
+                Ok(Some(self.next_key - 1))
             }
             LoadKind::Earlier => {
                 self.cursor = Cursor::after(data.pre_timestamp);
-                if !data.cards.is_empty() {
-                    let batch = self.new_batch(ticket, data);
-                    self.batches.push(batch);
+                if data.cards.is_empty() {
+                    return Ok(None);
                 }
+                let batch = self.new_batch(ticket, data);
+                self.batches.push(batch);
+                Ok(Some(self.next_key - 1))
             }
         }
-        Ok(())
+    }
+
+    /// Puts the catalog's answer on batch `key`'s cards (`None`: the call failed). A card
+    /// whose article was retracted since leaves: a history batch is served as it was. Returns
+    /// whether the feed changed (not when batch `key` is gone).
+    pub fn set_listings(&mut self, key: u64, listings: Option<&[Listing]>) -> bool {
+        let Some(batch) = self.batches.iter_mut().find(|batch| batch.key == key) else { return false };
+        batch.data.cards.retain_mut(|card| {
+            let listing = listings.map(|listings| listings.iter().find(|l| l.article_id == card.article_id));
+            card.meta = match listing {
+                Some(Some(listing)) => Meta::Known(listing.meta.clone()),
+                Some(None) => Meta::Missing,
+                None => Meta::Failed,
+            };
+            !matches!(listing, Some(Some(Listing { retracted: true, .. })))
+        });
+        true
     }
 
     pub fn fail(&mut self, ticket: Ticket, message: String) -> Result<(), Stale> {
@@ -242,15 +282,7 @@ impl Feed {
     /// batch `key`). Does nothing when batch `key` is gone (the feed was reset since): the
     /// dislike was for another feed. Returns whether the feed changed.
     pub fn dismiss(&mut self, key: u64, article_id: i64) -> bool {
-        if self.batch(key).is_none() {
-            return false;
-        }
-        insert(&mut self.dismissed, article_id);
-        let before = self.card_count();
-        for batch in &mut self.batches {
-            batch.data.cards.retain(|card| card.article_id != article_id);
-        }
-        self.card_count() != before
+        self.batch(key).is_some() && self.hide(article_id)
     }
 
     /// Takes article `article_id` off every batch, and out of answers still on their way (a
@@ -313,7 +345,7 @@ mod tests {
         Card {
             article_id,
             position,
-            meta: None,
+            meta: Meta::Pending,
             params: [param("click"), param("collect"), param("share"), param("read")],
         }
     }
@@ -521,5 +553,40 @@ mod tests {
             assert_eq!(card.param(action).unwrap().action(), Some(action));
         }
         assert_eq!(card.param(Action::Exposure), None);
+    }
+
+    #[test]
+    fn the_catalogs_answer_fills_cards_in_and_takes_retracted_ones_off() {
+        let meta = |title: &str| ArticleMeta {
+            channel_id: 1,
+            title: title.to_owned(),
+            author: String::new(),
+            publish_time: 0,
+        };
+        let listing = |id: i64, retracted: bool| Listing { article_id: id, meta: meta(&format!("t{id}")), retracted };
+        let mut feed = Feed::default();
+        let first = feed.start_refresh(1_000);
+        let key = feed.apply(first, data(&[1, 2, 3], 0, true)).unwrap().unwrap();
+        let other = feed.start_refresh(2_000);
+        let other = feed.apply(other, data(&[4], 0, true)).unwrap().unwrap();
+        assert!(feed.batch(key).unwrap().data.cards.iter().all(|card| card.meta == Meta::Pending));
+
+        // 2 was retracted since it was served; 3 is not in the catalog.
+        assert!(feed.set_listings(key, Some(&[listing(1, false), listing(2, true)])));
+        let metas: Vec<_> =
+            feed.batch(key).unwrap().data.cards.iter().map(|card| (card.article_id, card.meta.clone())).collect();
+        assert_eq!(metas, [(1, Meta::Known(meta("t1"))), (3, Meta::Missing)]);
+        assert_eq!(feed.batch(other).unwrap().data.cards[0].meta, Meta::Pending, "other batches keep theirs");
+
+        assert!(feed.set_listings(other, None));
+        assert_eq!(feed.batch(other).unwrap().data.cards[0].meta, Meta::Failed);
+        // An answer for a batch no longer on the page changes nothing.
+        feed.reset();
+        assert!(!feed.set_listings(key, Some(&[listing(1, false)])));
+        // An earlier answer without cards adds no batch.
+        let ticket = feed.start_refresh(3_000);
+        feed.apply(ticket, data(&[5], 1_000, true)).unwrap();
+        let earlier = feed.start_earlier().unwrap();
+        assert_eq!(feed.apply(earlier, data(&[], 0, false)), Ok(None));
     }
 }

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use crate::{
     card::ArticleCard,
     clock,
-    feed::{Batch, Cursor, LoadKind, Status},
+    feed::{Batch, Cursor, LoadKind, Meta, Status},
     inspector::Target,
     live::Connection,
     page::{self, Page},
@@ -141,7 +141,8 @@ fn BatchView(batch: Batch) -> impl IntoView {
                 {move || if count() == 1 { " article" } else { " articles" }}
                 {(batch.data.pre_timestamp == 0).then_some(" · first batch")}
             </h2>
-            <For each=move || cards.get() key=|card| card.article_id let:card>
+            // A card is built again when the catalog's answer comes (it shows no title before).
+            <For each=move || cards.get() key=|card| (card.article_id, matches!(card.meta, Meta::Pending)) let:card>
                 <ArticleCard card batch=key />
             </For>
         </section>

@@ -633,7 +633,7 @@ mod tests {
             .map(|(position, &id)| Card {
                 article_id: id,
                 position: position as u32,
-                meta: None,
+                meta: crate::feed::Meta::Pending,
                 params: ["click", "collect", "share", "read"].map(|action| served(action, id, request_id)),
             })
             .collect();

@@ -153,26 +153,35 @@ impl Page {
         let request = async move {
             let answer = batch.await;
             let raw = answer.as_ref().map(BatchData::raw_params).unwrap_or_default();
+            let ids: Vec<i64> =
+                answer.as_ref().map(|data| data.cards.iter().map(|card| card.article_id).collect()).unwrap_or_default();
             // A stale answer is one the user no longer wants: dropping it is the point.
-            let applied = page.feed.try_update(|feed| match answer {
-                Ok(data) => feed.apply(ticket, data).is_ok(),
-                Err(err) => {
-                    let _ = feed.fail(ticket, err.to_string());
-                    false
-                }
-            });
-            if !page.started.get_untracked() {
-                // In a task of its own: the first cards are on the page before the rest is built.
-                sleep_ms(0).await;
-                page.start();
-            }
-            if applied == Some(true) {
-                // The cards are on the page; their signature checks fill in when the server has
-                // answered, even if another load starts meanwhile (so not under its abort).
+            let applied = page
+                .feed
+                .try_update(|feed| match answer {
+                    Ok(data) => feed.apply(ticket, data).ok(),
+                    Err(err) => {
+                        let _ = feed.fail(ticket, err.to_string());
+                        None
+                    }
+                })
+                .flatten();
+            if let Some(Some(key)) = applied {
+                // The cards are on the page; their catalog info, then their signature checks,
+                // fill in when the server has answered, even if another load starts meanwhile
+                // (so not under its abort).
                 spawn_local(async move {
+                    let listings = api.listings(ids).await.ok();
+                    page.feed.maybe_update(|feed| feed.set_listings(key, listings.as_deref()));
                     let checks = api.verify(&raw).await;
                     page.feed.maybe_update(|feed| feed.set_checks(&raw, &checks));
                 });
+            }
+            if !page.started.get_untracked() {
+                // After the first cards are painted: what starts here (the side panels, the
+                // channel list, the push streams) would otherwise delay that paint.
+                after_paint().await;
+                page.start();
             }
         };
         spawn_local(async move {
@@ -407,6 +416,19 @@ async fn sleep_ms(ms: u32) {
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Resolves after the browser has rendered the next frame (a task after its animation frame
+/// callbacks), or after 100 ms if no frame comes (a background tab renders none).
+async fn after_paint() {
+    let frame = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 100);
+            let _ = window.request_animation_frame(&resolve);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(frame).await;
+    sleep_ms(0).await;
 }
 
 /// Marks the first card for the browser test's timing; later calls do nothing.
