@@ -12,6 +12,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Retraction;
+use crate::feed::Stretches;
 use crate::mem;
 use crate::model::{Action, Article, ArticleId, ChannelId};
 
@@ -226,6 +227,9 @@ fn batch_bytes(batch: &Batch) -> usize {
 pub struct UserRecord {
     channels: FxHashMap<ChannelId, ChannelHistory>,
     read: FxHashSet<ArticleId>,
+    /// What the fresh source's walks found the user had seen: derived from the rest, kept
+    /// with it so that it is evicted with it (see [`Stretches`]).
+    stretches: Stretches,
 }
 
 static EMPTY_HISTORY: std::sync::LazyLock<ChannelHistory> = std::sync::LazyLock::new(ChannelHistory::default);
@@ -233,6 +237,11 @@ static EMPTY_HISTORY: std::sync::LazyLock<ChannelHistory> = std::sync::LazyLock:
 impl UserRecord {
     pub fn channel(&self, channel: ChannelId) -> &ChannelHistory {
         self.channels.get(&channel).unwrap_or(&EMPTY_HISTORY)
+    }
+
+    /// What the fresh source remembers of its walks for this user.
+    pub fn stretches(&self) -> &Stretches {
+        &self.stretches
     }
 
     pub fn channels(&self) -> impl Iterator<Item = (ChannelId, &ChannelHistory)> {
@@ -295,12 +304,15 @@ impl UserRecord {
     /// each allocation at the allocator's size class (see [`mem`]): per channel the batches'
     /// B-tree nodes, per kept batch its `Arc` and items buffer; the served and read hash sets
     /// and the channel map by their capacity, as hashbrown lays them out; the trimmed lists by
-    /// capacity. It is O(channels), cheap enough to redo after every change. It ignores what
-    /// the allocator keeps from freed memory.
+    /// capacity; the fresh source's stretches (at most ~1.3 KiB per channel; a refresh changes
+    /// them through `&self`, so a backend counts them at its next change of the record). It is
+    /// O(channels), cheap enough to redo after every change. It ignores what the allocator
+    /// keeps from freed memory.
     pub fn heap_bytes(&self) -> usize {
         mem::table_bytes::<(ChannelId, ChannelHistory)>(self.channels.capacity())
             + self.channels.values().map(ChannelHistory::heap_bytes).sum::<usize>()
             + mem::table_bytes::<ArticleId>(self.read.capacity())
+            + self.stretches.heap_bytes()
     }
 }
 

@@ -2,6 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
+use super::stretches::walk_newest;
 use super::{Candidate, Exclusion, RankInput};
 use crate::learn::Profile;
 use crate::model::{ALL_CHANNELS, Article, ArticleId};
@@ -11,15 +12,10 @@ use crate::text::Token;
 /// Newest articles of the channel the user has not seen, however far back that is: the one
 /// source not bounded by `scan_limit`, so that a user who has seen all of a channel's newest
 /// articles gets older ones rather than a short batch. It walks past what the user was
-/// served, so it is what a long tenure costs (BENCHMARKS.md, issue 14).
+/// served, jumping the stretches of it that earlier walks remembered (see `stretches`), so a
+/// long tenure costs it about what a short one does (BENCHMARKS.md, issue 14).
 pub fn fresh_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
-    input
-        .catalog
-        .newest_first(input.channel)
-        .filter(|a| !exclusion.excludes(a.id))
-        .take(limit)
-        .map(|a| Candidate::new(a, Sources::FRESH))
-        .collect()
+    walk_newest(input.catalog, input.channel, exclusion, limit)
 }
 
 /// Most popular articles of the channel right now, among the `scan_limit` most popular.
