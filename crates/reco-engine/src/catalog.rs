@@ -3,8 +3,8 @@
 
 use std::cmp::Reverse;
 use std::io::BufRead;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use imbl::{OrdMap, OrdSet};
 use rustc_hash::FxHashMap as HashMap;
@@ -118,6 +118,21 @@ impl Default for Line {
     }
 }
 
+/// Per (channel, n) asked, the key after the channel's `n` newest live articles
+/// ([`Catalog::window_end`]), found once per snapshot: a clone starts without them, since a
+/// clone is made to be changed.
+#[derive(Debug, Default)]
+struct WindowEnds(Mutex<Vec<(ChannelId, usize, Newest)>>);
+
+impl Clone for WindowEnds {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// Window ends kept per snapshot: each source asks for one `n` per channel.
+const WINDOW_ENDS: usize = 64;
+
 /// One channel's live articles newest first, and what a walk that remembered the list needs to
 /// know of the insertions since (see [`Catalog::inserted_behind`]).
 #[derive(Clone, Debug, Default)]
@@ -173,6 +188,7 @@ pub struct Catalog {
     line: Line,
     /// Changes to the newest-first lists since the line began (see [`CatalogPoint`]).
     changes: u64,
+    window_ends: WindowEnds,
     /// Every article by (publish time, id), oldest first: what ages out next.
     by_age: OrdSet<(i64, ArticleId)>,
     retracted: SharedMap<ArticleId, Retraction>,
@@ -348,6 +364,23 @@ impl Catalog {
     /// over articles it need not look at, in O(log n).
     pub fn newest_from(&self, channel: ChannelId, from: Newest) -> impl Iterator<Item = &Article> {
         self.fresh.get(&channel).into_iter().flat_map(move |list| list.live.range(from..).map(|(_, a)| &**a))
+    }
+
+    /// The key of the article after `channel`'s `n` newest live ones ([`Newest::END`] when it
+    /// has no more than `n`): the newest `n` are the articles before it. Found by a walk of
+    /// `n` the first time a snapshot is asked, then remembered with it.
+    pub fn window_end(&self, channel: ChannelId, n: usize) -> Newest {
+        let lock = || self.window_ends.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&(_, _, end)) = lock().iter().find(|(c, m, _)| *c == channel && *m == n) {
+            return end;
+        }
+        let end = self.newest_first(channel).nth(n).map_or(Newest::END, Newest::of);
+        let mut ends = lock();
+        if ends.len() >= WINDOW_ENDS {
+            ends.clear();
+        }
+        ends.push((channel, n, end));
+        end
     }
 
     /// Where this snapshot is in its line (see [`Catalog::inserted_behind`]).

@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::{Candidate, Exclusion};
 use crate::catalog::{Catalog, CatalogPoint, Newest};
 use crate::mem;
-use crate::model::ChannelId;
+use crate::model::{Article, ChannelId};
 use crate::store::Sources;
 #[cfg(doc)]
 use crate::store::UserRecord;
@@ -136,17 +136,63 @@ pub(super) fn walk_newest<'a>(
     if limit == 0 {
         return Vec::new();
     }
-    let memory = (exclusion.channel_id() == channel).then(|| exclusion.user().stretches());
+    let memory = memory(exclusion, channel);
     let known = memory.map(|m| m.usable(catalog, channel)).unwrap_or_default();
+    let mut out = Vec::with_capacity(limit);
+    let passed = walk(catalog, channel, exclusion, &known, Newest::END, |a| {
+        out.push(Candidate::new(a, Sources::FRESH));
+        out.len() < limit
+    });
+    if let Some(memory) = memory {
+        memory.remember(channel, catalog.point(), passed);
+    }
+    out
+}
+
+/// Calls `take` with the live articles of `channel` before the key `end`, newest first, that
+/// `exclusion` lets through, until it answers false: the full walk's articles, jumping the
+/// stretches the user's walks remembered (it remembers none itself).
+pub(super) fn walk_newest_before<'a>(
+    catalog: &'a Catalog,
+    channel: ChannelId,
+    exclusion: &Exclusion<'_>,
+    end: Newest,
+    take: impl FnMut(&'a Article) -> bool,
+) {
+    let known = memory(exclusion, channel).map(|m| m.usable(catalog, channel)).unwrap_or_default();
+    walk(catalog, channel, exclusion, &known, end, take);
+}
+
+/// The user's stretches of `channel`, when `exclusion` is a refresh's in that channel.
+fn memory<'e>(exclusion: &Exclusion<'e>, channel: ChannelId) -> Option<&'e Stretches> {
+    (exclusion.channel_id() == channel).then(|| exclusion.user().stretches())
+}
+
+/// Calls `take` with every live article of `channel` before `end`, newest first, that
+/// `exclusion` lets through, until it answers false; jumps the `known` stretches (sorted,
+/// disjoint, valid in `catalog`). Answers the excluded stretches it passed, in order.
+fn walk<'a>(
+    catalog: &'a Catalog,
+    channel: ChannelId,
+    exclusion: &Exclusion<'_>,
+    known: &[Stretch],
+    end: Newest,
+    mut take: impl FnMut(&'a Article) -> bool,
+) -> Vec<Stretch> {
     // The first known stretch not wholly behind the walk.
     let mut next = 0;
     let mut passed = Vec::new();
     // The excluded stretch the walk is in: its first key and its length so far.
     let mut open: Option<(Newest, u32)> = None;
-    let mut out = Vec::with_capacity(limit);
-    let mut walk = catalog.newest_from(channel, Newest::START);
-    while out.len() < limit {
-        let Some(article) = walk.next() else { break };
+    let mut list = catalog.newest_from(channel, Newest::START);
+    loop {
+        let Some(article) = list.next().filter(|a| Newest::of(a) < end) else {
+            // The end: everything from the open stretch's start on to it is excluded.
+            if let Some((from, len)) = open {
+                passed.push(Stretch { from, to: end, len });
+            }
+            break;
+        };
         let key = Newest::of(article);
         while known.get(next).is_some_and(|s| s.to <= key) {
             next += 1;
@@ -154,7 +200,7 @@ pub(super) fn walk_newest<'a>(
         if let Some(s) = known.get(next).filter(|s| s.from <= key) {
             let (from, len) = open.unwrap_or((key, 0));
             open = Some((from, len.saturating_add(s.len)));
-            walk = catalog.newest_from(channel, s.to);
+            list = catalog.newest_from(channel, s.to);
             next += 1;
             continue;
         }
@@ -166,16 +212,11 @@ pub(super) fn walk_newest<'a>(
         if let Some((from, len)) = open.take() {
             passed.push(Stretch { from, to: key, len });
         }
-        out.push(Candidate::new(article, Sources::FRESH));
+        if !take(article) {
+            break;
+        }
     }
-    if let Some((from, len)) = open {
-        // The walk ran to the end of the list: everything from `from` on is excluded.
-        passed.push(Stretch { from, to: Newest::END, len });
-    }
-    if let Some(memory) = memory {
-        memory.remember(channel, catalog.point(), passed);
-    }
-    out
+    passed
 }
 
 #[cfg(test)]
@@ -209,13 +250,32 @@ mod tests {
         user.append(channel, Arc::new(Batch { time, request_id: 0, bucket: 0, items }), max_batches);
     }
 
-    /// The walk with the user's stretches, checked against the walk of every article.
+    /// The walk with the user's stretches, checked against the walk of every article, and the
+    /// windowed walk (with a filter of its own, as exploration's) against its full one.
     fn walk(catalog: &Catalog, channel: ChannelId, user: &UserRecord, limit: usize) -> Vec<ArticleId> {
         let ex = Exclusion::new(user, channel);
         let full: Vec<ArticleId> =
             catalog.newest_first(channel).filter(|a| !ex.excludes(a.id)).take(limit).map(|a| a.id).collect();
         let got: Vec<ArticleId> = walk_newest(catalog, channel, &ex, limit).iter().map(|c| c.id).collect();
         assert_eq!(got, full, "channel {channel}, limit {limit}");
+        // The exploration source's walk: the window of the `3 * limit` newest, what the
+        // stretches just remembered let it jump.
+        let window = 3 * limit;
+        let full: Vec<ArticleId> = catalog
+            .newest_first(channel)
+            .take(window)
+            .filter(|a| !ex.excludes(a.id) && a.id % 3 != 0)
+            .take(limit)
+            .map(|a| a.id)
+            .collect();
+        let mut windowed = Vec::new();
+        walk_newest_before(catalog, channel, &ex, catalog.window_end(channel, window), |a| {
+            if a.id % 3 != 0 {
+                windowed.push(a.id);
+            }
+            windowed.len() < limit
+        });
+        assert_eq!(windowed, full, "channel {channel}, window {window}");
         got
     }
 
