@@ -1,7 +1,8 @@
-//! The fresh source's walk, and what it remembers of its walks per user so that a long tenure
-//! costs little: stretches of a channel's newest-first list in which every live article was
-//! excluded for the user when a walk passed them, which later walks jump in O(log n) instead
-//! of looking at each served article again (~50 ns each, 10,000 of them after 1,000 batches).
+//! The newest-first walks of the fresh and exploration sources, and what the fresh source
+//! remembers of its walks per user so that a long tenure costs little: stretches of a
+//! channel's newest-first list in which every live article was excluded for the user when a
+//! walk passed them, which later walks (of both sources) jump in O(log n) instead of looking at
+//! each served article again (~50 ns each, 10,000 of them after 1,000 batches).
 //!
 //! Why a jump is exact. A stretch `[from, to)` (in [`Newest`] order) held only excluded live
 //! articles when a walk recorded it. What a user must not see only grows within a record (a
