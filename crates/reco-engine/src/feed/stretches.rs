@@ -93,7 +93,7 @@ impl Stretches {
         stretches
     }
 
-    /// Keeps what a walk of `channel` in the snapshot at `at` passed (in walk order), the
+    /// Keeps the stretches a walk of `channel` in the snapshot at `at` answered (sorted), the
     /// longest [`MAX_STRETCHES`] of at least [`MIN_STRETCH`] articles, in place of what was
     /// remembered for the channel.
     fn remember(&self, channel: ChannelId, at: CatalogPoint, mut passed: Vec<Stretch>) {
@@ -103,14 +103,17 @@ impl Stretches {
             passed.truncate(MAX_STRETCHES);
             passed.sort_unstable_by_key(|s| s.from);
         }
+        // A copy, not `into_boxed_slice`: shrinking in place may keep the larger block, which
+        // the memory estimate would not count.
+        let stretches: Box<[Stretch]> = passed.as_slice().into();
         let mut all = self.lock();
         let i = all.iter().position(|r| r.channel == channel);
-        match (i, passed.is_empty()) {
+        match (i, stretches.is_empty()) {
             (Some(i), true) => {
                 all.swap_remove(i);
             }
-            (Some(i), false) => all[i] = Remembered { channel, at, stretches: passed.into_boxed_slice() },
-            (None, false) => all.push(Remembered { channel, at, stretches: passed.into_boxed_slice() }),
+            (Some(i), false) => all[i] = Remembered { channel, at, stretches },
+            (None, false) => all.push(Remembered { channel, at, stretches }),
             (None, true) => {}
         }
     }
@@ -171,7 +174,8 @@ fn memory<'e>(exclusion: &Exclusion<'e>, channel: ChannelId) -> Option<&'e Stret
 
 /// Calls `take` with every live article of `channel` before `end`, newest first, that
 /// `exclusion` lets through, until it answers false; jumps the `known` stretches (sorted,
-/// disjoint, valid in `catalog`). Answers the excluded stretches it passed, in order.
+/// disjoint, valid in `catalog`). Answers the excluded stretches it passed and, when `take`
+/// stopped it, the known ones it did not reach, in order.
 fn walk<'a>(
     catalog: &'a Catalog,
     channel: ChannelId,
@@ -214,6 +218,10 @@ fn walk<'a>(
             passed.push(Stretch { from, to: key, len });
         }
         if !take(article) {
+            // Stopped at an article that is not excluded, so in no known stretch: those
+            // not reached are all beyond it, still valid, and what the next walk may need
+            // once the articles it stopped at are served.
+            passed.extend_from_slice(&known[next..]);
             break;
         }
     }
@@ -312,6 +320,22 @@ mod tests {
     }
 
     #[test]
+    fn a_walk_that_stops_early_keeps_the_stretches_beyond() {
+        let catalog = hundred();
+        let mut user = UserRecord::default();
+        serve(&mut user, 1, 1, &(41..=100).filter(|&id| id != 80).collect::<Vec<_>>(), 50);
+        assert_eq!(walk(&catalog, 1, &user, 2), [80, 40]);
+        assert_eq!(remembered(&user, &catalog, 1), [(100, 80, 20), (79, 40, 39)]);
+        // Stopped at 80, this walk never reaches the second stretch: it stays remembered, for
+        // when 80 is served.
+        assert_eq!(walk(&catalog, 1, &user, 1), [80]);
+        assert_eq!(remembered(&user, &catalog, 1), [(100, 80, 20), (79, 40, 39)]);
+        serve(&mut user, 1, 2, &[80], 50);
+        assert_eq!(walk(&catalog, 1, &user, 1), [40]);
+        assert_eq!(remembered(&user, &catalog, 1), [(100, 40, 60)]);
+    }
+
+    #[test]
     fn a_backdated_import_among_passed_articles_is_found() {
         let mut catalog = hundred();
         let mut user = UserRecord::default();
@@ -390,6 +414,25 @@ mod tests {
         assert!(remembered(&user, &catalog, 1).is_empty());
         assert_eq!(walk(&catalog, 1, &user, 2), [40, 39]);
         assert_eq!(remembered(&user, &catalog, 1), [(100, 40, 60)]);
+    }
+
+    #[test]
+    fn the_records_estimate_covers_the_stretches() {
+        // 推荐 and channels 1..=3; everything served but every 61st article: stretches of 60
+        // (20 per channel), more in 推荐 than are kept.
+        let catalog = Catalog::new((1..=3_000).map(|id| article(id, 1 + (id % 3) as ChannelId, id)).collect());
+        let mut user = UserRecord::default();
+        serve(&mut user, ALL_CHANNELS, 1, &(1..=3_000).filter(|id| id % 61 != 0).collect::<Vec<_>>(), 50);
+        let ((), held, _) = crate::mem::counting::measure(|| {
+            for channel in [ALL_CHANNELS, 1, 2, 3] {
+                let ex = Exclusion::new(&user, channel);
+                assert!(!walk_newest(&catalog, channel, &ex, 100).is_empty());
+            }
+        });
+        assert_eq!(remembered(&user, &catalog, ALL_CHANNELS).len(), MAX_STRETCHES);
+        assert!(remembered(&user, &catalog, 2).len() > 10);
+        let estimate = user.stretches().heap_bytes() as isize;
+        assert!(estimate >= held && estimate <= held + held / 3 + 1_024, "estimated {estimate}, allocated {held}");
     }
 
     /// Random refreshes (leaving unserved holes, history trimmed to 3 batches) in 推荐 and
