@@ -153,6 +153,7 @@ impl<'a> Exclusion<'a> {
         self.channel_id
     }
 
+    /// The user's record: the fresh source keeps what its walks found in it.
     pub fn user(&self) -> &'a UserRecord {
         self.user
     }
