@@ -3,7 +3,8 @@
 
 use std::cmp::Reverse;
 use std::io::BufRead;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use imbl::{OrdMap, OrdSet};
 use rustc_hash::FxHashMap as HashMap;
@@ -75,6 +76,96 @@ impl Newest {
     pub fn publish_time(self) -> i64 {
         self.0.0
     }
+
+    /// The key before every article's: where a walk of a whole list starts.
+    pub const START: Newest = Newest(Reverse(i64::MAX), Reverse(i64::MAX));
+
+    /// The key after every article's: a bound that no article's key reaches (publish times
+    /// and ids are positive).
+    pub const END: Newest = Newest(Reverse(i64::MIN), Reverse(i64::MIN));
+
+    /// The next key in the order, if any: what comes right after this one and before every
+    /// later key.
+    pub fn successor(self) -> Option<Newest> {
+        match (self.0.0, self.1.0.checked_sub(1)) {
+            (time, Some(id)) => Some(Newest(Reverse(time), Reverse(id))),
+            (time, None) => Some(Newest(Reverse(time.checked_sub(1)?), Reverse(i64::MAX))),
+        }
+    }
+}
+
+/// Insertions kept per newest-first list for [`Catalog::inserted_behind`]: a walk that
+/// remembered the list from further back than this starts afresh.
+pub const BEHIND_LOG: usize = 1_024;
+
+/// Where a catalog is in its line of snapshots: the line (every catalog built from articles
+/// starts its own; its changed clones continue it) and the number of changes to its
+/// newest-first lists (insertions and removals) so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatalogPoint {
+    line: u64,
+    changes: u64,
+}
+
+/// A catalog line's number, unique in the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Line(u64);
+
+impl Default for Line {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Per (channel, n) asked, the key after the channel's `n` newest live articles
+/// ([`Catalog::window_end`]), found once per snapshot: a clone starts without them, since a
+/// clone is made to be changed.
+#[derive(Debug, Default)]
+struct WindowEnds(Mutex<Vec<(ChannelId, usize, Newest)>>);
+
+impl Clone for WindowEnds {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// Window ends kept per snapshot: each source asks for one `n` per channel.
+const WINDOW_ENDS: usize = 64;
+
+/// One channel's live articles newest first, and what a walk that remembered the list needs to
+/// know of the insertions since (see [`Catalog::inserted_behind`]).
+#[derive(Clone, Debug, Default)]
+struct FreshList {
+    live: OrdMap<Newest, Arc<Article>>,
+    /// The newest key the list ever held in this line: an article inserted newer than it
+    /// lands in front of everything a walk passed.
+    newest_ever: Option<Newest>,
+    /// By change number, the latest [`BEHIND_LOG`] keys inserted not newer than `newest_ever`
+    /// was then (backdated articles, republished ones, updates): they may land among
+    /// articles a walk passed.
+    behind: OrdMap<u64, Newest>,
+    /// Changes up to this number may be missing from `behind`.
+    behind_lost: u64,
+}
+
+impl FreshList {
+    /// Inserts `article` under `key`, as change `change` (`None` while the catalog is built:
+    /// no walk knows the line yet).
+    fn insert(&mut self, key: Newest, article: Arc<Article>, change: Option<u64>) {
+        if self.newest_ever.is_none_or(|newest| key < newest) {
+            self.newest_ever = Some(key);
+        } else if let Some(change) = change {
+            self.behind.insert(change, key);
+            if self.behind.len() > BEHIND_LOG
+                && let Some(&(oldest, _)) = self.behind.get_min()
+            {
+                self.behind.remove(&oldest);
+                self.behind_lost = oldest;
+            }
+        }
+        self.live.insert(key, article);
+    }
 }
 
 /// The catalog's lookup maps: cheap to clone, cheap to change a little, flat to read.
@@ -93,7 +184,11 @@ pub(crate) type SharedMap<K, V> = crate::layered::LayeredMap<K, V>;
 pub struct Catalog {
     articles: SharedMap<ArticleId, Arc<Article>>,
     /// Per channel (and `ALL_CHANNELS`), the live articles newest first.
-    fresh: HashMap<ChannelId, OrdMap<Newest, Arc<Article>>>,
+    fresh: HashMap<ChannelId, FreshList>,
+    line: Line,
+    /// Changes to the newest-first lists since the line began (see [`CatalogPoint`]).
+    changes: u64,
+    window_ends: WindowEnds,
     /// Every article by (publish time, id), oldest first: what ages out next.
     by_age: OrdSet<(i64, ArticleId)>,
     retracted: SharedMap<ArticleId, Retraction>,
@@ -201,19 +296,24 @@ impl Catalog {
         self.articles.remove(&article.id);
     }
 
+    /// Makes `article` a candidate; `count` is false while the catalog is built (the text
+    /// index counted it already).
     fn index(&mut self, article: &Arc<Article>, count: bool) {
         let key = Newest::of(article);
+        self.changes += 1;
+        let change = count.then_some(self.changes);
         for c in [article.channel_id, ALL_CHANNELS] {
-            self.fresh.entry(c).or_default().insert(key, Arc::clone(article));
+            self.fresh.entry(c).or_default().insert(key, Arc::clone(article), change);
         }
         self.text.insert(article, count);
     }
 
     fn unindex(&mut self, article: &Article) {
         let key = Newest::of(article);
+        self.changes += 1;
         for c in [article.channel_id, ALL_CHANNELS] {
             if let Some(list) = self.fresh.get_mut(&c) {
-                list.remove(&key);
+                list.live.remove(&key);
             }
         }
         self.text.remove(article);
@@ -257,7 +357,55 @@ impl Catalog {
 
     /// Live articles of `channel` (every channel for `ALL_CHANNELS`), newest first.
     pub fn newest_first(&self, channel: ChannelId) -> impl Iterator<Item = &Article> {
-        self.fresh.get(&channel).into_iter().flat_map(|list| list.values().map(|a| &**a))
+        self.fresh.get(&channel).into_iter().flat_map(|list| list.live.values().map(|a| &**a))
+    }
+
+    /// [`Catalog::newest_first`] from the key `from` on (it included, if live): a walk's jump
+    /// over articles it need not look at, in O(log n).
+    pub fn newest_from(&self, channel: ChannelId, from: Newest) -> impl Iterator<Item = &Article> {
+        self.fresh.get(&channel).into_iter().flat_map(move |list| list.live.range(from..).map(|(_, a)| &**a))
+    }
+
+    /// The key of the article after `channel`'s `n` newest live ones ([`Newest::END`] when it
+    /// has no more than `n`): the newest `n` are the articles before it. Found by a walk of
+    /// `n` the first time a snapshot is asked, then remembered with it.
+    pub fn window_end(&self, channel: ChannelId, n: usize) -> Newest {
+        let lock = || self.window_ends.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&(_, _, end)) = lock().iter().find(|(c, m, _)| *c == channel && *m == n) {
+            return end;
+        }
+        let end = self.newest_first(channel).nth(n).map_or(Newest::END, Newest::of);
+        let mut ends = lock();
+        if ends.len() >= WINDOW_ENDS {
+            ends.clear();
+        }
+        ends.push((channel, n, end));
+        end
+    }
+
+    /// Where this snapshot is in its line (see [`Catalog::inserted_behind`]).
+    pub fn point(&self) -> CatalogPoint {
+        CatalogPoint { line: self.line.0, changes: self.changes }
+    }
+
+    /// The keys inserted into `channel`'s newest-first list after `since` (a point of this
+    /// catalog's line, not later than this snapshot) that may land among articles a walk of
+    /// the list at `since` passed: everything inserted then except articles newer than any
+    /// the list had ever held. `None` when that is not known: `since` is of another line or
+    /// later than this snapshot, or the list's log no longer reaches back to it.
+    ///
+    /// What a walk learned at `since` about a stretch of the list (every live article in it
+    /// was excluded) holds now unless one of these keys lies in the stretch: removals only
+    /// take articles out, and other insertions land in front of it.
+    pub fn inserted_behind(&self, channel: ChannelId, since: CatalogPoint) -> Option<impl Iterator<Item = Newest>> {
+        if since.line != self.line.0 || since.changes > self.changes {
+            return None;
+        }
+        let Some(list) = self.fresh.get(&channel) else { return Some(None.into_iter().flatten()) };
+        if since.changes < list.behind_lost {
+            return None;
+        }
+        Some(Some(list.behind.range(since.changes + 1..).map(|(_, key)| *key)).into_iter().flatten())
     }
 
     /// Every channel with its live article count, 推荐 first.
@@ -265,7 +413,7 @@ impl Catalog {
         CHANNELS
             .iter()
             .map(|&(id, name)| {
-                let count = self.fresh.get(&id).map_or(0, OrdMap::len);
+                let count = self.fresh.get(&id).map_or(0, |list| list.live.len());
                 (Channel { id, name: name.to_owned() }, count)
             })
             .collect()

@@ -28,6 +28,7 @@ mod filter;
 mod pick;
 mod score;
 mod sources;
+mod stretches;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ pub use filter::filter;
 pub use pick::pick;
 pub use score::{baseline_score, score, score_one};
 pub use sources::{affinity_source, coengaged_source, explore_source, fresh_source, hot_source, similar_source};
+pub use stretches::Stretches;
 
 /// Ranking knobs.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +53,8 @@ pub struct RankConfig {
     pub explore_max_exposures: u32,
     /// How many articles the hot, exploration and affinity sources look at, at most (per
     /// channel for affinity), whatever the user has seen. The fresh source is not bounded:
-    /// it walks back until it has enough unseen articles.
+    /// it walks back until it has enough unseen articles (jumping what the user's earlier
+    /// walks found they had seen, see `stretches`).
     pub scan_limit: usize,
 }
 
@@ -133,6 +136,7 @@ impl Variant {
 /// in that channel or in 推荐, and what they read or disliked.
 pub struct Exclusion<'a> {
     user: &'a UserRecord,
+    channel_id: ChannelId,
     channel: &'a ChannelHistory,
     /// 推荐's history, when the refresh is in another channel.
     all: Option<&'a ChannelHistory>,
@@ -141,7 +145,17 @@ pub struct Exclusion<'a> {
 impl<'a> Exclusion<'a> {
     pub fn new(user: &'a UserRecord, channel: ChannelId) -> Self {
         let all = (channel != ALL_CHANNELS).then(|| user.channel(ALL_CHANNELS));
-        Self { user, channel: user.channel(channel), all }
+        Self { user, channel_id: channel, channel: user.channel(channel), all }
+    }
+
+    /// The channel of the refresh this exclusion is for.
+    pub fn channel_id(&self) -> ChannelId {
+        self.channel_id
+    }
+
+    /// The user's record: the fresh source keeps what its walks found in it.
+    pub fn user(&self) -> &'a UserRecord {
+        self.user
     }
 
     pub fn excludes(&self, id: ArticleId) -> bool {

@@ -2,6 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
+use super::stretches::{walk_newest, walk_newest_before};
 use super::{Candidate, Exclusion, RankInput};
 use crate::learn::Profile;
 use crate::model::{ALL_CHANNELS, Article, ArticleId};
@@ -11,15 +12,10 @@ use crate::text::Token;
 /// Newest articles of the channel the user has not seen, however far back that is: the one
 /// source not bounded by `scan_limit`, so that a user who has seen all of a channel's newest
 /// articles gets older ones rather than a short batch. It walks past what the user was
-/// served, so it is what a long tenure costs (BENCHMARKS.md, issue 14).
+/// served, jumping the stretches of it that earlier walks remembered (see `stretches`), so a
+/// long tenure costs it about what a short one does (BENCHMARKS.md, issue 14).
 pub fn fresh_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
-    input
-        .catalog
-        .newest_first(input.channel)
-        .filter(|a| !exclusion.excludes(a.id))
-        .take(limit)
-        .map(|a| Candidate::new(a, Sources::FRESH))
-        .collect()
+    walk_newest(input.catalog, input.channel, exclusion, limit)
 }
 
 /// Most popular articles of the channel right now, among the `scan_limit` most popular.
@@ -110,17 +106,23 @@ pub fn affinity_source<'a>(
     out
 }
 
-/// Articles with few exposures so far, newest first: new articles get a chance.
+/// Articles with few exposures so far among the channel's `scan_limit` newest, newest first:
+/// new articles get a chance. The walk jumps what the user's fresh walks found they had seen,
+/// so a user who has seen most of the window does not pay for looking at it again.
 pub fn explore_source<'a>(input: &RankInput<'a>, exclusion: &Exclusion<'_>, limit: usize) -> Vec<Candidate<'a>> {
     let max = input.config.explore_max_exposures;
-    input
-        .catalog
-        .newest_first(input.channel)
-        .take(input.config.scan_limit)
-        .filter(|a| !exclusion.excludes(a.id) && input.learner.exposures(a.id) < max)
-        .take(limit)
-        .map(|a| Candidate::new(a, Sources::EXPLORE))
-        .collect()
+    let mut out = Vec::new();
+    if limit == 0 {
+        return out;
+    }
+    let end = input.catalog.window_end(input.channel, input.config.scan_limit);
+    walk_newest_before(input.catalog, input.channel, exclusion, end, |a| {
+        if input.learner.exposures(a.id) < max {
+            out.push(Candidate::new(a, Sources::EXPLORE));
+        }
+        out.len() < limit
+    });
+    out
 }
 
 fn by_postings<'a>(
