@@ -62,6 +62,10 @@ pub(crate) struct Users {
     map_bytes: AtomicUsize,
     resident: AtomicUsize,
     evicted: AtomicU64,
+    /// Held by a sweep: one at a time, so that a caller's sweep returns only once any sweep
+    /// already under way (the writer's, after each round) has finished, and the counts read
+    /// after it are not those of an eviction half done.
+    sweeping: Mutex<()>,
 }
 
 struct Slot {
@@ -98,6 +102,7 @@ impl Users {
             map_bytes: AtomicUsize::new(0),
             resident: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
+            sweeping: Mutex::new(()),
         }
     }
 
@@ -253,6 +258,7 @@ impl Users {
     /// it; `committed` is the number of the newest committed write-behind append. Answers how
     /// many were evicted.
     pub(crate) fn sweep(&self, committed: u64) -> usize {
+        let _one_at_a_time = lock(&self.sweeping);
         if self.total() <= self.budget {
             return 0;
         }
